@@ -1,0 +1,318 @@
+//! The results document (`results.json`): everything one `duplex run` measured, in a form the
+//! report can be rebuilt from without running any load. The loadgen fills it; the renderers in
+//! this crate read it. This crate depends on neither `server` nor `loadgen`, so transports are
+//! named here by their identifiers (`short_poll`, `long_poll`, `sse`, `websocket`).
+//!
+//! Times inside a phase are milliseconds since that phase's start (the moment its first client
+//! began to connect), on the loadgen's monotonic clock. Sizes are bytes. Rates are per second.
+
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::LatencyHistogram;
+
+/// Bumped when a field changes meaning; readers refuse versions they do not know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One `duplex run`: a scenario, where it ran, and one [`Run`] per value of its sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// The scenario after defaults and command-line overrides were applied.
+    pub scenario: ScenarioInfo,
+    /// The machine, versions and server this ran against.
+    pub environment: Environment,
+    /// Wall-clock start, RFC 3339 (UTC).
+    pub started_at: String,
+    /// Wall time of the whole run, seconds.
+    pub wall_time_s: f64,
+    /// `false` when the run was interrupted (Ctrl-C, server died): what is here was measured,
+    /// but not everything planned was.
+    pub complete: bool,
+    /// Validity warnings for the run as a whole (e.g. "interrupted by Ctrl-C").
+    pub warnings: Vec<String>,
+    /// One entry per sweep value, in the order run; a single entry when nothing is swept.
+    pub runs: Vec<Run>,
+}
+
+/// The resolved scenario, as plain numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Short name, used for the default output folder.
+    pub name: String,
+    /// What the scenario shows, in a sentence or two; shown in the report.
+    pub description: String,
+    /// Transport identifiers, in the order they ran.
+    pub transports: Vec<String>,
+    /// Measured seconds per transport (after warm-up).
+    pub duration_s: f64,
+    /// Seconds per transport before measuring starts (connects happen here).
+    pub warmup_s: f64,
+    /// Seconds after the last publish during which late deliveries still count.
+    pub drain_s: f64,
+    /// Simulated clients per transport (receivers; senders are among them).
+    pub clients: u64,
+    /// Connects per second while ramping up.
+    pub connect_rate: f64,
+    /// The room every client joins.
+    pub room: String,
+    /// How many of the clients publish.
+    pub senders: u64,
+    /// Messages per second per sender.
+    pub rate_per_sender: f64,
+    /// Bytes of each published body.
+    pub payload_bytes: u64,
+    /// Short-poll timer period, ms.
+    pub short_poll_interval_ms: f64,
+    /// Long-poll hold timeout, ms.
+    pub long_poll_timeout_ms: f64,
+    /// Emulated network conditions.
+    pub network: NetworkInfo,
+    /// The swept key and its values, when the scenario sweeps one.
+    pub sweep: Option<SweepInfo>,
+}
+
+/// Network conditions applied by the loadgen's delay proxy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// Round-trip time added, ms (half each way).
+    pub rtt_ms: f64,
+    /// Random extra delay per direction, up to this many ms.
+    pub jitter_ms: f64,
+    /// Bandwidth cap per connection and direction, bytes/s, if any.
+    pub bandwidth_bytes_per_s: Option<f64>,
+}
+
+/// A scenario key given a list of values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepInfo {
+    /// The dotted key, e.g. `clients.count`.
+    pub key: String,
+    /// Its unit for axis labels, e.g. `clients`, `msg/s`, `ms`.
+    pub unit: String,
+    /// The values, in the order run.
+    pub values: Vec<f64>,
+}
+
+/// Where and with what the run happened.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// duplex's version.
+    pub duplex_version: String,
+    /// `git rev-parse --short HEAD` of the duplex checkout, when known.
+    pub git_commit: Option<String>,
+    /// Operating system and kernel, e.g. `Linux 6.1.0 x86_64`.
+    pub os: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// Logical CPUs.
+    pub cpus: u32,
+    /// Total memory, bytes.
+    pub memory_bytes: u64,
+    /// The server: `embedded child pid N at URL` or the `--target` URL.
+    pub target: String,
+    /// `true` when duplex started the server itself (server cost from /proc).
+    pub server_is_child: bool,
+    /// Open-files limit the loadgen ran with.
+    pub open_files_limit: u64,
+    /// Source addresses the clients were spread over.
+    pub source_addresses: u32,
+}
+
+/// One sweep point: every transport measured with one value of the swept key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The swept key's value for this run, `None` when nothing is swept.
+    pub sweep_value: Option<f64>,
+    /// The resolved values of the keys a sweep can change (so models use what actually ran).
+    pub clients: u64,
+    /// Messages per second per sender in this run.
+    pub rate_per_sender: f64,
+    /// Short-poll interval in this run, ms.
+    pub short_poll_interval_ms: f64,
+    /// Round-trip time in this run, ms.
+    pub rtt_ms: f64,
+    /// One phase per transport, in the order run.
+    pub phases: Vec<Phase>,
+}
+
+/// One transport measured for one run: the unit every chart and CSV row is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// Transport identifier.
+    pub transport: String,
+    /// Clients that were meant to run.
+    pub clients: u64,
+    /// Clients that connected and subscribed.
+    pub clients_connected: u64,
+    /// Measured seconds (may be short of the scenario's when interrupted).
+    pub duration_s: f64,
+    /// `false` when this phase was cut short.
+    pub complete: bool,
+
+    /// Messages the senders published during the measured window.
+    pub messages_published: u64,
+    /// Integrity: what should have arrived, what did, and what went wrong.
+    pub integrity: Integrity,
+
+    /// Delivery latency: receive time − scheduled publish time, µs, every delivery.
+    pub latency: LatencyHistogram,
+    /// Request round trip (polls and publishes over HTTP; WebSocket send→ack), µs.
+    pub request_rtt: LatencyHistogram,
+    /// TCP connect (+ handshake for WebSocket/SSE) time, µs.
+    pub connect_time: LatencyHistogram,
+
+    /// Traffic as the clients' sockets saw it.
+    pub traffic: Traffic,
+    /// What the server spent during the measured window.
+    pub server: ServerCost,
+    /// What the loadgen itself spent, to tell a saturated loadgen from a slow server.
+    pub loadgen: LoadgenCost,
+
+    /// One entry per second of the phase.
+    pub timeseries: Vec<Second>,
+    /// A few clients' full event traces, for the swimlane timeline (same seconds across phases).
+    pub traces: Vec<ClientTrace>,
+    /// Validity warnings for this phase (loadgen saturated, clients failed to connect, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Per-recipient delivery accounting, summed over all clients of a phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// Deliveries that should have happened: for each client, the messages published after it
+    /// subscribed and before the phase ended.
+    pub deliveries_expected: u64,
+    /// Distinct expected messages that arrived (within the drain period).
+    pub deliveries_received: u64,
+    /// Expected but never arrived.
+    pub missing: u64,
+    /// Arrived more than once (each extra copy counts one).
+    pub duplicates: u64,
+    /// Arrived with a lower seq than one already received by that client.
+    pub out_of_order: u64,
+    /// Messages the server reported as lost (gap items / `missed`).
+    pub gaps_reported: u64,
+    /// Reset items received.
+    pub resets: u64,
+}
+
+/// Request and byte counts at the clients' sockets, with the byte split the transport allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// HTTP requests sent (polls and publishes) or WebSocket frames sent.
+    pub requests: u64,
+    /// Poll answers with nothing in them (204).
+    pub empty_responses: u64,
+    /// TCP connections opened.
+    pub connections_opened: u64,
+    /// Failed requests, connects and protocol errors.
+    pub errors: u64,
+    /// Bytes written by the clients.
+    pub bytes_up: u64,
+    /// Bytes read by the clients.
+    pub bytes_down: u64,
+    /// Of `bytes_down`: message bodies' JSON as delivered (the useful part).
+    pub payload_down: u64,
+    /// Of `bytes_down`: HTTP status lines and headers.
+    pub header_down: u64,
+    /// Of `bytes_down`: everything else around payloads (chunk sizes, SSE `id:`/`event:` lines,
+    /// WebSocket frame headers, batch JSON around messages, pings).
+    pub framing_down: u64,
+    /// Of `bytes_down`: whole answers that carried nothing (204s incl. headers).
+    pub empty_down: u64,
+    /// Largest number of requests in flight at once.
+    pub peak_in_flight: u64,
+}
+
+/// Server CPU and memory for the measured window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerCost {
+    /// CPU seconds (user + system) the server used during the phase.
+    pub cpu_s: f64,
+    /// Highest resident memory seen during the phase, bytes.
+    pub rss_peak_bytes: u64,
+    /// Resident memory before the phase's clients connected, bytes.
+    pub rss_start_bytes: u64,
+    /// Highest `duplex_open_connections` seen (all transports), from /metrics.
+    pub open_connections_peak: u64,
+}
+
+/// The loadgen's own CPU and timer lag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadgenCost {
+    /// CPU seconds the loadgen process used during the phase.
+    pub cpu_s: f64,
+    /// How late timers fired, 99th percentile, ms.
+    pub timer_lag_p99_ms: f64,
+    /// How late timers fired at worst, ms.
+    pub timer_lag_max_ms: f64,
+    /// `true` when the loadgen was too busy for its own numbers to be trusted.
+    pub saturated: bool,
+}
+
+/// One second of a phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds since the phase start (0 = the first second).
+    pub second: u32,
+    /// Requests started in this second.
+    pub requests: u64,
+    /// Messages delivered in this second (all clients).
+    pub deliveries: u64,
+    /// Bytes read by clients in this second.
+    pub bytes_down: u64,
+    /// Requests in flight at the end of this second.
+    pub in_flight: u64,
+}
+
+/// One client's events over the phase, for the swimlane timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientTrace {
+    /// The client's id.
+    pub client: String,
+    /// Events in time order.
+    pub events: Vec<TraceEvent>,
+}
+
+/// What a traced client saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TraceEvent {
+    /// A connection (and, for SSE/WebSocket, its handshake) from start to ready.
+    Connect {
+        /// When the connect began, ms since phase start.
+        start_ms: f64,
+        /// When the connection was ready.
+        end_ms: f64,
+    },
+    /// An HTTP request from send to the end of its answer (a long poll's held time is visible).
+    Request {
+        /// Sent, ms since phase start.
+        start_ms: f64,
+        /// Answer complete.
+        end_ms: f64,
+        /// HTTP status.
+        status: u16,
+        /// Messages in the answer.
+        messages: u32,
+        /// Bytes read for this answer.
+        bytes_down: u64,
+    },
+    /// A message arrived.
+    Delivery {
+        /// Arrival, ms since phase start.
+        at_ms: f64,
+        /// Its scheduled publish time, ms since phase start.
+        published_ms: f64,
+        /// Its seq.
+        seq: u64,
+    },
+    /// Something failed.
+    Error {
+        /// When, ms since phase start.
+        at_ms: f64,
+        /// What.
+        message: String,
+    },
+}

@@ -1,0 +1,89 @@
+//! The `duplex` binary: thin glue that parses the command line, sets up logging and hands over
+//! to the libraries: `serve` to the server, `run` to the loadgen, `report` to the report crate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A transport comparison lab: one chat feed over short polling, long polling, SSE and
+/// WebSocket, measured.
+#[derive(Debug, Parser)]
+#[command(name = "duplex", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the chat feed over all four transports, the live page and /metrics.
+    Serve {
+        /// Address to listen on (use 0.0.0.0:8080 to let a classroom in).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Messages kept per room for resuming clients.
+        #[arg(long, default_value_t = 4096)]
+        history: usize,
+        /// Largest request body accepted, bytes.
+        #[arg(long, default_value_t = 65536)]
+        max_body: usize,
+        /// Refuse connections beyond this many with 503 (default: no limit).
+        #[arg(long)]
+        max_connections: Option<usize>,
+    },
+    /// Run a scenario: simulate its clients on each transport, measure, write the report.
+    Run {
+        /// The scenario file (TOML), e.g. scenarios/classroom.toml.
+        scenario: PathBuf,
+        /// Output folder (default: reports/<scenario name>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Measure this server instead of starting one (e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only these transports, comma separated (short_poll,long_poll,sse,websocket).
+        #[arg(long, value_delimiter = ',')]
+        transports: Option<Vec<String>>,
+        /// Clients per transport (overrides clients.count).
+        #[arg(long)]
+        clients: Option<u64>,
+        /// Measured time per transport, e.g. 10s (overrides duration).
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// Re-render index.html and the CSV files from a results.json, without running any load.
+    Report {
+        /// The results file written by `duplex run`.
+        results: PathBuf,
+        /// Output folder (default: the folder holding the results file).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { .. } => anyhow::bail!("serve: not built yet"),
+        Command::Run { .. } => anyhow::bail!("run: not built yet"),
+        Command::Report { .. } => anyhow::bail!("report: not built yet"),
+    }
+}
