@@ -3,3 +3,8 @@
 //! document that the report crate renders.
 
 #![warn(missing_docs)]
+
+pub mod clock;
+pub mod scenario;
+pub mod stamp;
+pub mod netem;
