@@ -84,6 +84,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { .. } => anyhow::bail!("serve: not built yet"),
         Command::Run { .. } => anyhow::bail!("run: not built yet"),
-        Command::Report { .. } => anyhow::bail!("report: not built yet"),
+        Command::Report { results, out } => {
+            let parsed = report::read_results(&results)?;
+            // Default: beside the results file, where `duplex run` put the report.
+            let out = out.unwrap_or_else(|| match results.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            });
+            let written = report::write_all(&parsed, &out)?;
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

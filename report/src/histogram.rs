@@ -53,7 +53,9 @@ impl LatencyHistogram {
 
     /// Decodes what [`LatencyHistogram::to_base64`] wrote.
     pub fn from_base64(text: &str) -> Result<Self, String> {
-        let bytes = STANDARD.decode(text).map_err(|e| format!("bad base64: {e}"))?;
+        let bytes = STANDARD
+            .decode(text)
+            .map_err(|e| format!("bad base64: {e}"))?;
         let h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| format!("bad HdrHistogram encoding: {e:?}"))?;

@@ -1,11 +1,169 @@
 //! duplex's report: the results document schema ([`results`]) and the renderers that turn it
 //! into one offline `index.html` plus CSV files. It depends on neither the server nor the
 //! loadgen, so a report can be rebuilt, and tested, from a `results.json` alone.
+//!
+//! [`write_all`] is the entry point `duplex run` and `duplex report` share; [`model`] holds the
+//! theory the report compares measurements with; [`summary`] the one definition of a summary
+//! row, reused by the loadgen's terminal table.
 
 #![warn(missing_docs)]
 
 pub mod histogram;
+mod html;
+pub mod model;
 pub mod results;
+pub mod summary;
+pub mod tables;
+pub mod transport;
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
 
 pub use histogram::LatencyHistogram;
+pub use html::render_html;
 pub use results::Results;
+pub use transport::Transport;
+
+/// What can go wrong reading a results file or writing a report; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a results document.
+    #[error("{path} is not a duplex results file: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The file was written by a duplex whose schema this one does not know.
+    #[error(
+        "{path} has results schema version {found}; this duplex reads version {expected} \
+         (re-run the scenario, or use the duplex that wrote it)"
+    )]
+    SchemaVersion {
+        /// The file.
+        path: PathBuf,
+        /// Its `schema_version`.
+        found: u64,
+        /// The version this crate reads.
+        expected: u32,
+    },
+    /// An output file or folder could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A CSV file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: csv::Error,
+    },
+    /// The HTML template failed to render.
+    #[error("cannot render {path}: {source}")]
+    Render {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: askama::Error,
+    },
+}
+
+/// Reads and checks a `results.json`: the schema version is checked before the rest is
+/// parsed, so an old or newer file gets a clear message instead of a missing-field error.
+pub fn read_results(path: impl AsRef<Path>) -> Result<Results, ReportError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        schema_version: u64,
+    }
+    let parse_error = |source| ReportError::Parse {
+        path: path.to_path_buf(),
+        source,
+    };
+    let version: VersionOnly = serde_json::from_str(&text).map_err(parse_error)?;
+    if version.schema_version != u64::from(results::SCHEMA_VERSION) {
+        return Err(ReportError::SchemaVersion {
+            path: path.to_path_buf(),
+            found: version.schema_version,
+            expected: results::SCHEMA_VERSION,
+        });
+    }
+    serde_json::from_str(&text).map_err(parse_error)
+}
+
+/// Writes `results` as pretty JSON to `path` (the loadgen's `results.json`).
+pub fn write_results(results: &Results, path: impl AsRef<Path>) -> Result<(), ReportError> {
+    let path = path.as_ref();
+    let write_error = |source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut out = BufWriter::new(File::create(path).map_err(write_error)?);
+    serde_json::to_writer_pretty(&mut out, results).map_err(|e| write_error(e.into()))?;
+    out.write_all(b"\n").map_err(write_error)?;
+    out.flush().map_err(write_error)
+}
+
+/// The files [`write_all`] writes into its output folder.
+pub const REPORT_FILES: [&str; 4] = [
+    "index.html",
+    "summary.csv",
+    "latency_percentiles.csv",
+    "timeseries.csv",
+];
+
+/// Renders `index.html`, `summary.csv`, `latency_percentiles.csv` and `timeseries.csv` into
+/// `out_dir` (created if missing) and returns their paths in that order.
+pub fn write_all(results: &Results, out_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(out_dir).map_err(|source| ReportError::Write {
+        path: out_dir.to_path_buf(),
+        source,
+    })?;
+    let paths: Vec<PathBuf> = REPORT_FILES.iter().map(|f| out_dir.join(f)).collect();
+
+    let html = render_html(results).map_err(|source| ReportError::Render {
+        path: paths[0].clone(),
+        source,
+    })?;
+    std::fs::write(&paths[0], html).map_err(|source| ReportError::Write {
+        path: paths[0].clone(),
+        source,
+    })?;
+
+    type CsvWriter = fn(&Results, BufWriter<File>) -> Result<(), csv::Error>;
+    let writers: [CsvWriter; 3] = [
+        tables::write_summary,
+        tables::write_latency_percentiles,
+        tables::write_timeseries,
+    ];
+    for (path, write) in paths[1..].iter().zip(writers) {
+        let file = File::create(path).map_err(|source| ReportError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        write(results, BufWriter::new(file)).map_err(|source| ReportError::Csv {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(paths)
+}

@@ -1,0 +1,260 @@
+//! `index.html`: one self-contained page (no scripts, fonts, images or stylesheets from
+//! anywhere else; charts are inline SVG) rendered from one askama template,
+//! `report/templates/index.html`. This module builds the view model: every number, label and
+//! SVG coordinate is computed here in Rust, and the template only loops and prints, escaping
+//! everything it prints (a scenario name is data, never markup).
+
+mod card;
+mod format;
+
+use askama::Template;
+
+use crate::results::{Results, Run};
+use crate::transport;
+
+use card::Card;
+
+/// The page's template and everything it shows.
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    title: String,
+    scenario_name: String,
+    description: String,
+    /// "Sections 1–5 show ..." when the results hold several runs.
+    headline_note: Option<String>,
+    legend: Vec<LegendEntry>,
+    card: Card,
+    scenario_facts: Vec<(String, String)>,
+    environment_facts: Vec<(String, String)>,
+    warnings: Vec<String>,
+}
+
+/// A transport and its colour, for the page-wide legend.
+struct LegendEntry {
+    label: String,
+    colour: &'static str,
+}
+
+/// Renders the whole page.
+pub fn render_html(results: &Results) -> Result<String, askama::Error> {
+    page(results).render()
+}
+
+fn page(results: &Results) -> IndexPage {
+    let scenario = &results.scenario;
+    let headline = headline_run(results);
+    let headline_note = match (&scenario.sweep, headline) {
+        (Some(sweep), Some(run)) if results.runs.len() > 1 => Some(format!(
+            "This scenario swept {} over {} values. Sections 1–5 show the last run ({} = {}); \
+             section 6 compares all of them.",
+            sweep.key,
+            results.runs.len(),
+            sweep.key,
+            run.sweep_value.map_or_else(
+                || "—".into(),
+                |v| format!("{} {}", format::real(v), sweep.unit)
+            ),
+        )),
+        _ => None,
+    };
+    let legend = headline
+        .map(|run| {
+            run.phases
+                .iter()
+                .map(|p| LegendEntry {
+                    label: transport::label_of(&p.transport),
+                    colour: transport::colour_of(&p.transport),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    IndexPage {
+        title: format!("duplex report: {}", scenario.name),
+        scenario_name: scenario.name.clone(),
+        description: scenario.description.clone(),
+        headline_note,
+        legend,
+        card: headline.map_or_else(
+            || Card {
+                columns: Vec::new(),
+                rows: Vec::new(),
+            },
+            |run| card::card(results, run),
+        ),
+        scenario_facts: scenario_facts(results),
+        environment_facts: environment_facts(results),
+        warnings: warnings(results),
+    }
+}
+
+/// The run sections 1–5 describe: the last one, which for a sweep is usually the largest.
+fn headline_run(results: &Results) -> Option<&Run> {
+    results.runs.last()
+}
+
+fn scenario_facts(results: &Results) -> Vec<(String, String)> {
+    let s = &results.scenario;
+    let mut facts = vec![
+        ("Transports".into(), s.transports.join(", ")),
+        (
+            "Clients per transport".into(),
+            format!(
+                "{} (connecting at {}/s)",
+                format::count(s.clients),
+                format::real(s.connect_rate)
+            ),
+        ),
+        (
+            "Chat".into(),
+            format!(
+                "{} senders × {} msg/s into room “{}”, {} bytes each",
+                s.senders,
+                format::real(s.rate_per_sender),
+                s.room,
+                s.payload_bytes
+            ),
+        ),
+        (
+            "Time per transport".into(),
+            format!(
+                "{} s warm-up, {} s measured, {} s drain",
+                format::real(s.warmup_s),
+                format::real(s.duration_s),
+                format::real(s.drain_s)
+            ),
+        ),
+        (
+            "Short-poll interval".into(),
+            format::ms(s.short_poll_interval_ms),
+        ),
+        (
+            "Long-poll timeout".into(),
+            format::ms(s.long_poll_timeout_ms),
+        ),
+        (
+            "Network".into(),
+            format!(
+                "rtt {}, jitter {}{}",
+                format::ms(s.network.rtt_ms),
+                format::ms(s.network.jitter_ms),
+                s.network
+                    .bandwidth_bytes_per_s
+                    .map_or_else(String::new, |b| format!(
+                        ", {}/s per connection",
+                        format::bytes(b)
+                    ))
+            ),
+        ),
+    ];
+    if let Some(sweep) = &s.sweep {
+        facts.push((
+            "Sweep".into(),
+            format!(
+                "{} = {} {}",
+                sweep.key,
+                sweep
+                    .values
+                    .iter()
+                    .map(|v| format::real(*v))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                sweep.unit
+            ),
+        ));
+    }
+    facts.push(("Started".into(), results.started_at.clone()));
+    facts.push((
+        "Wall time".into(),
+        format!("{} s", format::real(results.wall_time_s)),
+    ));
+    facts
+}
+
+fn environment_facts(results: &Results) -> Vec<(String, String)> {
+    let e = &results.environment;
+    vec![
+        ("duplex".into(), e.duplex_version.clone()),
+        (
+            "git commit".into(),
+            e.git_commit.clone().unwrap_or_else(|| "unknown".into()),
+        ),
+        ("OS".into(), e.os.clone()),
+        (
+            "CPU".into(),
+            format!("{} ({} logical CPUs)", e.cpu_model, e.cpus),
+        ),
+        ("Memory".into(), format::mib(e.memory_bytes)),
+        ("Server".into(), e.target.clone()),
+        (
+            "Server cost measured".into(),
+            if e.server_is_child {
+                "from /proc (duplex started the server)".into()
+            } else {
+                "from /metrics only (external server)".into()
+            },
+        ),
+        ("Open-files limit".into(), format::count(e.open_files_limit)),
+        (
+            "Client source addresses".into(),
+            e.source_addresses.to_string(),
+        ),
+    ]
+}
+
+/// Every reason to doubt a number, in one list: the run's own warnings, then each phase's,
+/// plus what the report can see for itself (saturated loadgen, incomplete phases, clients that
+/// never connected, lost messages).
+fn warnings(results: &Results) -> Vec<String> {
+    let mut out = Vec::new();
+    if !results.complete {
+        out.push(
+            "The run did not complete: what is shown was measured, but not everything planned was."
+                .into(),
+        );
+    }
+    out.extend(results.warnings.iter().cloned());
+    for run in &results.runs {
+        let at = run.sweep_value.map_or_else(String::new, |v| {
+            format!(" (sweep value {})", format::real(v))
+        });
+        for phase in &run.phases {
+            let name = transport::label_of(&phase.transport);
+            if phase.loadgen.saturated {
+                out.push(format!(
+                    "{name}{at}: the load generator was saturated (timer lag p99 {}, {:.1} CPU s); \
+                     its latencies may be the loadgen's fault, not the server's.",
+                    format::ms(phase.loadgen.timer_lag_p99_ms),
+                    phase.loadgen.cpu_s
+                ));
+            }
+            if !phase.complete {
+                out.push(format!(
+                    "{name}{at}: this phase was cut short ({} s measured).",
+                    format::real(phase.duration_s)
+                ));
+            }
+            if phase.clients_connected < phase.clients {
+                out.push(format!(
+                    "{name}{at}: only {} of {} clients connected.",
+                    format::count(phase.clients_connected),
+                    format::count(phase.clients)
+                ));
+            }
+            if phase.integrity.missing > 0 {
+                out.push(format!(
+                    "{name}{at}: {} expected deliveries never arrived.",
+                    format::count(phase.integrity.missing)
+                ));
+            }
+            if phase.traffic.errors > 0 {
+                out.push(format!(
+                    "{name}{at}: {} errors.",
+                    format::count(phase.traffic.errors)
+                ));
+            }
+            out.extend(phase.warnings.iter().map(|w| format!("{name}{at}: {w}")));
+        }
+    }
+    out
+}
