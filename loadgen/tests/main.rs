@@ -1,0 +1,3 @@
+//! The loadgen integration tests: one binary, one module per concern.
+
+mod netem;
