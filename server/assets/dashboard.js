@@ -1,0 +1,171 @@
+// duplex's projector dashboard: follows /live/stream (the server's own SSE stream) and draws,
+// per transport, the students, the server's open connections and the request, delivery and byte
+// rates; the flash button publishes a flash and the delays the pages report are drawn by
+// transport. Text from the network goes in with textContent only.
+'use strict';
+
+const TRANSPORTS = ['short_poll', 'long_poll', 'sse', 'websocket'];
+const LABEL = { short_poll: 'short poll', long_poll: 'long poll', sse: 'SSE', websocket: 'WebSocket' };
+const COLOR = { short_poll: '#d9480f', long_poll: '#a61e4d', sse: '#1971c2', websocket: '#2b8a3e' };
+const HISTORY = 60; // seconds of rate history in each sparkline
+const SVG = 'http://www.w3.org/2000/svg';
+
+const $ = (id) => document.getElementById(id);
+const history = Object.fromEntries(TRANSPORTS.map((t) => [t, []]));
+let reports = []; // DelayReport, oldest first
+let flashes = []; // FlashRecord, oldest first
+
+function el(tag, attrs = {}, text) {
+  const e = tag.startsWith('svg:') ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+function rate(x) {
+  if (x == null) return '–';
+  return x >= 100 ? Math.round(x).toLocaleString() : x.toFixed(1);
+}
+
+function bytesRate(x) {
+  if (x == null) return '–';
+  if (x < 1000) return `${Math.round(x)} B/s`;
+  if (x < 1e6) return `${(x / 1000).toFixed(1)} kB/s`;
+  return `${(x / 1e6).toFixed(2)} MB/s`;
+}
+
+// ---- cards -------------------------------------------------------------------------------
+
+function buildCards() {
+  const cards = $('cards');
+  for (const t of TRANSPORTS) {
+    const card = el('section', { class: `card t-${t}`, 'data-transport': t });
+    card.append(el('h2', {}, LABEL[t]));
+    const big = el('div', { class: 'big clients' }, '0');
+    card.append(big, el('div', { class: 'muted' }, 'students'));
+    const dl = el('dl');
+    for (const [key, label] of [['paused', 'paused (hidden)'], ['open', 'open at server'],
+      ['rps', 'requests/s'], ['dps', 'deliveries/s'], ['bps', 'bytes/s'], ['requests', 'requests total']]) {
+      dl.append(el('dt', {}, label), el('dd', { class: key }, '–'));
+    }
+    card.append(dl, el('svg:svg', { class: 'spark', viewBox: `0 0 ${HISTORY} 40`, preserveAspectRatio: 'none', 'aria-label': 'requests/s, last minute' }));
+    cards.append(card);
+  }
+}
+
+function renderStats(s) {
+  for (const row of s.transports) {
+    const card = document.querySelector(`.card[data-transport="${row.transport}"]`);
+    if (!card) continue;
+    card.querySelector('.clients').textContent = String(row.clients);
+    card.querySelector('.clients').dataset.count = String(row.clients);
+    card.querySelector('.paused').textContent = String(row.paused);
+    card.querySelector('.open').textContent = String(row.open_connections);
+    card.querySelector('.rps').textContent = rate(row.requests_per_s);
+    card.querySelector('.dps').textContent = rate(row.deliveries_per_s);
+    card.querySelector('.bps').textContent = bytesRate(row.bytes_per_s);
+    card.querySelector('.requests').textContent = row.requests.toLocaleString();
+    if (row.requests_per_s != null) {
+      const h = history[row.transport];
+      h.push(row.requests_per_s);
+      if (h.length > HISTORY) h.shift();
+      drawSpark(card.querySelector('.spark'), h, COLOR[row.transport]);
+    }
+  }
+  flashes = s.flashes;
+  const rooms = s.rooms.map((r) => `${r.room} (${r.tabs})`).join(', ');
+  $('flash-room').placeholder = rooms ? `every room: ${rooms}` : 'every room (none yet)';
+}
+
+/** requests/s over the last minute, scaled to the largest rate of any transport. */
+function drawSpark(svg, values, color) {
+  const top = Math.max(1, ...TRANSPORTS.flatMap((t) => history[t]));
+  const x0 = HISTORY - values.length;
+  const points = values.map((v, i) => `${x0 + i},${(40 - (v / top) * 38).toFixed(1)}`).join(' ');
+  svg.replaceChildren(el('svg:polyline', { points, fill: 'none', stroke: color, 'stroke-width': 1.5, 'vector-effect': 'non-scaling-stroke' }));
+}
+
+// ---- flash delays ------------------------------------------------------------------------
+
+/** A strip chart per transport on a log axis: the latest flash's delays as dots, earlier ones faint. */
+function drawDelays() {
+  const box = $('delays');
+  const latest = flashes.length ? flashes[flashes.length - 1].flash : null;
+  if (latest == null) { box.replaceChildren(el('p', { class: 'muted' }, 'No flash yet: press ⚡ and every student page flashes and reports its delay.')); return; }
+  const W = 900, left = 110, right = 190, rowH = 44, top = 10, H = top + rowH * 4 + 30;
+  const min = 0.1, max = 10000; // ms
+  const x = (ms) => left + (Math.log10(Math.min(max, Math.max(min, ms)) / min) / Math.log10(max / min)) * (W - left - right);
+  const svg = el('svg:svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'flash delays by transport' });
+  for (const tick of [0.1, 1, 10, 100, 1000, 10000]) {
+    svg.append(el('svg:line', { x1: x(tick), x2: x(tick), y1: top, y2: top + rowH * 4, stroke: '#e2e2dc' }));
+    svg.append(el('svg:text', { x: x(tick), y: H - 8, 'text-anchor': 'middle' }, tick >= 1000 ? `${tick / 1000} s` : `${tick} ms`));
+  }
+  const recent = new Set(flashes.slice(-5).map((f) => f.flash));
+  TRANSPORTS.forEach((t, i) => {
+    const y = top + rowH * i + rowH / 2;
+    svg.append(el('svg:text', { x: 0, y: y + 4 }, LABEL[t]));
+    svg.append(el('svg:line', { x1: left, x2: W - right, y1: y, y2: y, stroke: '#f0f0ea' }));
+    const mine = reports.filter((r) => r.transport === t && recent.has(r.flash));
+    for (const r of mine) {
+      const current = r.flash === latest;
+      const jitter = ((r.tab.charCodeAt(0) * 7 + r.tab.charCodeAt(1) * 13) % 21) - 10; // stable spread
+      const dot = el('svg:circle', { cx: x(r.delay_ms), cy: y + jitter, r: current ? 6 : 4, fill: COLOR[t], 'fill-opacity': current ? 0.85 : 0.2 });
+      dot.append(el('svg:title', {}, `${r.client}: ${r.delay_ms.toFixed(1)} ms (flash #${r.flash})`));
+      svg.append(dot);
+    }
+    const now = mine.filter((r) => r.flash === latest).map((r) => r.delay_ms).sort((a, b) => a - b);
+    let summary = 'no report';
+    if (now.length) {
+      const med = now[Math.floor((now.length - 1) / 2)];
+      svg.append(el('svg:line', { x1: x(med), x2: x(med), y1: y - 16, y2: y + 16, stroke: '#1d232a', 'stroke-width': 2 }));
+      summary = `${now.length} × median ${med < 10 ? med.toFixed(1) : Math.round(med)} ms`;
+    }
+    svg.append(el('svg:text', { x: W - right + 12, y: y + 4, class: `summary-${t}` }, summary));
+  });
+  const f = flashes[flashes.length - 1];
+  box.replaceChildren(el('p', { class: 'muted' }, `Flash #${f.flash} “${f.text}” to ${f.rooms.length} room(s): bold dots; the four before it faint; black tick = median.`), svg);
+}
+
+// ---- wiring ------------------------------------------------------------------------------
+
+function follow() {
+  const es = new EventSource('/live/stream');
+  es.onopen = () => { $('status').dataset.state = 'live'; $('status').textContent = 'live'; };
+  es.onerror = () => { $('status').dataset.state = 'connecting'; $('status').textContent = 'reconnecting'; };
+  es.addEventListener('stats', (e) => {
+    const s = JSON.parse(e.data);
+    const known = flashes.length;
+    renderStats(s);
+    if (flashes.length !== known) drawDelays();
+  });
+  es.addEventListener('delays', (e) => { reports = JSON.parse(e.data); drawDelays(); });
+  es.addEventListener('delay', (e) => {
+    reports.push(JSON.parse(e.data));
+    if (reports.length > 2000) reports.shift();
+    drawDelays();
+  });
+}
+
+async function sendFlash(e) {
+  e.preventDefault();
+  const body = { text: $('flash-text').value };
+  if ($('flash-room').value.trim()) body.room = $('flash-room').value.trim();
+  try {
+    const res = await fetch('/live/flash', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const answer = await res.json();
+    if (!res.ok) { $('flash-result').textContent = answer.error; return; }
+    flashes.push({ flash: answer.flash, text: body.text, sent_us: answer.sent_us, rooms: answer.rooms });
+    $('flash-result').textContent = answer.rooms.length
+      ? `flash #${answer.flash} sent to ${answer.rooms.join(', ')}` : 'no student is in a room yet';
+    drawDelays();
+  } catch (err) {
+    $('flash-result').textContent = String(err);
+  }
+}
+
+buildCards();
+const local = ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
+$('join-url').textContent = local ? `http://<this laptop's address>:${location.port || 80}/` : `${location.protocol}//${location.host}/`;
+$('flash-form').addEventListener('submit', sendFlash);
+drawDelays();
+follow();

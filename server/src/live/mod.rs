@@ -1,0 +1,115 @@
+//! The live classroom: the student page (`GET /`), the projector dashboard (`GET /dashboard`) and
+//! the small API behind them. Students follow a room over the wire API like any other client;
+//! this module only serves the page and adds what the wire API has no place for:
+//!
+//! - `GET /live/clock`: the server's clock, so a page on another laptop can align its own before
+//!   timing deliveries.
+//! - `POST /live/presence`: a heartbeat from each tab naming its transport, so the dashboard can
+//!   count clients per transport (a short-polling client holds no connection the server could
+//!   count). See [`presence`].
+//! - `POST /live/flash`, `POST /live/flash/report`: the teacher's flash and each page's delay.
+//!   See [`flash`].
+//! - `GET /live/stats`, `GET /live/stream`: the dashboard's numbers, once or as an SSE stream.
+//!   See [`dashboard`].
+//!
+//! Traffic counters are the server's own ([`crate::metrics::Metrics::transport`]); this module
+//! keeps no second set. The HTML, JS and CSS are compiled into the binary, so `duplex serve` alone
+//! is enough in a classroom without internet.
+
+pub mod dashboard;
+pub mod flash;
+pub mod presence;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::state::AppState;
+
+const INDEX_HTML: &str = include_str!("../../assets/index.html");
+const LIVE_JS: &str = include_str!("../../assets/live.js");
+const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
+const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
+const LIVE_CSS: &str = include_str!("../../assets/live.css");
+
+/// What the live page remembers between requests: who is connected how, and the flashes.
+/// One per router, so two servers in one test process never share it.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Tabs that sent a heartbeat recently.
+    pub presence: presence::Presence,
+    /// Flashes sent and the delays the pages reported.
+    pub flashes: flash::Flashes,
+}
+
+/// The live page's routes, to be merged into [`crate::app`]'s router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
+        .route(
+            "/dashboard",
+            get(|| asset("text/html; charset=utf-8", DASHBOARD_HTML)),
+        )
+        .route(
+            "/live/live.js",
+            get(|| asset("text/javascript; charset=utf-8", LIVE_JS)),
+        )
+        .route(
+            "/live/dashboard.js",
+            get(|| asset("text/javascript; charset=utf-8", DASHBOARD_JS)),
+        )
+        .route(
+            "/live/live.css",
+            get(|| asset("text/css; charset=utf-8", LIVE_CSS)),
+        )
+        .route("/live/clock", get(clock))
+        .route("/live/presence", post(presence::report))
+        .route("/live/flash", post(flash::send))
+        .route("/live/flash/report", post(flash::report))
+        .route("/live/stats", get(dashboard::stats))
+        .route("/live/stream", get(dashboard::stream))
+        .layer(Extension(Arc::new(Live::default())))
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    // no-cache: a browser revalidates, so a rebuilt server's page is picked up on reload.
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}
+
+/// The server's wall clock, Unix microseconds (the same clock as a message's `ts_us`).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Answer of `GET /live/clock`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Clock {
+    /// The server's time, Unix microseconds.
+    pub now_us: u64,
+}
+
+async fn clock() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(Clock { now_us: now_us() }),
+    )
+}
+
+/// Parses a JSON body the way the wire API does: an error names the problem.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::error::ApiError> {
+    serde_json::from_slice(body).map_err(|e| crate::error::ApiError::BadJson(e.to_string()))
+}

@@ -1,0 +1,227 @@
+// Browser tests of duplex's live page, in a real headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core) against a real server that `server/tests/browser.rs` starts.
+//
+//   node live.mjs <base-url> <screenshot-dir>
+//
+// Each check prints "ok <name>" or "FAIL <name>: <why>"; the exit code is the number of failures
+// (capped at 100), so the Rust test fails on any of them and shows this output. Every wait is
+// bounded. Separate browser contexts stand for separate laptops; pages of one context share one
+// connection pool, like tabs of one browser.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [base, shotDir] = process.argv.slice(2);
+if (!base || !shotDir) {
+  console.error('usage: node live.mjs <base-url> <screenshot-dir>');
+  process.exit(2);
+}
+mkdirSync(shotDir, { recursive: true });
+
+const TRANSPORTS = ['short_poll', 'long_poll', 'sse', 'websocket'];
+const WAIT = 15000; // ms: generous, the machine is shared and has two cores
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+let failures = 0;
+async function check(name, body) {
+  const started = Date.now();
+  try {
+    await body();
+    console.log(`ok ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+/** A fresh "laptop": its own profile, cookies, storage and connection pool. */
+async function laptop() {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  ctx.dialogs = [];
+  ctx.errors = [];
+  return ctx;
+}
+
+/** Opens the student page in `ctx`, joined to `room` over `transport`, and waits until live. */
+async function student(ctx, { name, room, transport, viaForm = false }) {
+  const page = await ctx.newPage();
+  page.on('dialog', (d) => { ctx.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  page.on('pageerror', (e) => ctx.errors.push(`${name}: ${e.message}`));
+  if (viaForm) {
+    await page.goto(`${base}/`);
+    await page.fill('#name', name);
+    await page.fill('#room', room);
+    await page.check(`input[name=transport][value=${transport}]`);
+    await page.click('#connect');
+  } else {
+    const q = new URLSearchParams({ name, room, transport, interval: '500', join: '1' });
+    await page.goto(`${base}/?${q}`);
+  }
+  await page.waitForSelector('#status[data-state=live], #status[data-state=fallback]', { timeout: WAIT });
+  return page;
+}
+
+async function send(page, body) {
+  await page.fill('#body', body);
+  await page.click('#send-button');
+}
+
+/** Waits until `page` shows a message whose body (as text) is exactly `body`. */
+async function received(page, body) {
+  await page.waitForFunction(
+    (b) => [...document.querySelectorAll('#messages .body')].some((e) => e.textContent === b),
+    body, { timeout: WAIT, polling: 100 });
+}
+
+/** The counters row of `transport` on `page`, as numbers where they are numbers. */
+async function counters(page, transport) {
+  return page.$eval(`#counters tr[data-transport=${transport}]`, (tr) => ({
+    requests: Number(tr.querySelector('.requests').textContent),
+    empty: Number(tr.querySelector('.empty').textContent),
+    received: parseInt(tr.querySelector('.received').textContent, 10),
+    sent: Number(tr.querySelector('.sent').textContent),
+  }));
+}
+
+// 1. Every transport delivers to a page on another transport: sender on T, receiver on the next.
+for (const [i, from] of TRANSPORTS.entries()) {
+  const to = TRANSPORTS[(i + 1) % TRANSPORTS.length];
+  await check(`message sent over ${from} reaches a page on ${to}`, async () => {
+    const room = `pair-${from}-${to}`;
+    const [a, b] = [await laptop(), await laptop()];
+    try {
+      const receiver = await student(b, { name: `rx-${to}`, room, transport: to });
+      const sender = await student(a, { name: `tx-${from}`, room, transport: from });
+      const body = `hello from ${from} at ${Date.now()}`;
+      await send(sender, body);
+      await received(receiver, body);
+      await received(sender, body); // echo: the sender sees its own message too
+      const rx = await counters(receiver, to);
+      assert(rx.received >= 1, `receiver counted ${rx.received} messages on ${to}`);
+      await sender.waitForFunction((t) => Number(document.querySelector(`#counters tr[data-transport=${t}] .sent`).textContent) >= 1, from, { timeout: WAIT });
+      const meta = await receiver.$eval('#messages li:last-child .meta', (e) => e.textContent);
+      assert(/\+\d/.test(meta), `receiver shows no delay for the message: ${meta}`);
+      const logRows = await receiver.$$eval('#log tbody tr', (rows) => rows.length);
+      assert(logRows > 0, 'receiver traffic log is empty');
+      assert(a.errors.length + b.errors.length === 0, `page errors: ${[...a.errors, ...b.errors]}`);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+}
+
+// 2. Markup in a body or a name is shown as text, and never runs.
+await check('a body of <img src=x onerror=alert(1)> renders as text on every transport', async () => {
+  const room = 'xss';
+  const evil = '<img src=x onerror=alert(1)>';
+  const ctxs = [];
+  try {
+    const pages = [];
+    for (const t of TRANSPORTS) {
+      const ctx = await laptop();
+      ctxs.push(ctx);
+      pages.push(await student(ctx, { name: `<b>${t}</b>`, room, transport: t, viaForm: true }));
+    }
+    await send(pages[0], evil);
+    for (const [i, page] of pages.entries()) {
+      await received(page, evil);
+      const html = await page.$eval('#messages', (e) => e.innerHTML);
+      assert(!/<img/i.test(html), `${TRANSPORTS[i]} page created an <img> element: ${html}`);
+      assert(await page.$('#messages img, #messages b') === null, `${TRANSPORTS[i]} page holds markup from the network`);
+      const from = await page.$eval('#messages li:last-child .from', (e) => e.textContent);
+      assert(from === '<b>short_poll</b>', `name shown as ${JSON.stringify(from)}`);
+    }
+    await pages[0].waitForTimeout(300); // an onerror would fire by now
+    const dialogs = ctxs.flatMap((c) => c.dialogs);
+    assert(dialogs.length === 0, `alert() ran: ${dialogs}`);
+  } finally {
+    for (const c of ctxs) await c.close();
+  }
+});
+
+// 3. Seven tabs of one browser on SSE/long poll in one room: all load, all receive.
+await check('seven tabs of one browser on long poll and SSE all load and receive', async () => {
+  const ctx = await laptop();
+  try {
+    const pages = [];
+    for (let i = 0; i < 7; i++) {
+      pages.push(await student(ctx, { name: `tab${i}`, room: 'tabs', transport: i % 2 ? 'long_poll' : 'sse' }));
+    }
+    // The census settles within a couple of heartbeats: four hold a connection, three fall back.
+    await pages[6].waitForFunction(() => document.querySelector('#status').dataset.state === 'fallback', null, { timeout: WAIT });
+    const states = await Promise.all(pages.map((p) => p.$eval('#status', (e) => e.dataset.state)));
+    assert(states.filter((s) => s === 'live').length <= 4, `more than four tabs hold a connection: ${states}`);
+    const body = `to all tabs ${Date.now()}`;
+    await send(pages[3], body);
+    for (const p of pages) await received(p, body);
+    const census = await pages[0].$eval('#census', (e) => e.textContent);
+    assert(census.includes('7 tabs'), `census says: ${census}`);
+  } finally {
+    await ctx.close();
+  }
+});
+
+// 4. The dashboard counts students per transport and draws the flash delays.
+await check('dashboard shows connected clients per transport and flash delays', async () => {
+  const room = 'class';
+  const plan = { short_poll: 1, long_poll: 1, sse: 2, websocket: 1 };
+  const teacher = await laptop();
+  const ctxs = [];
+  try {
+    const dash = await teacher.newPage();
+    await dash.goto(`${base}/dashboard`);
+    await dash.waitForSelector('#status[data-state=live]', { timeout: WAIT });
+    const pages = [];
+    for (const [t, n] of Object.entries(plan)) {
+      for (let i = 0; i < n; i++) {
+        const ctx = await laptop();
+        ctxs.push(ctx);
+        const page = await student(ctx, { name: `${t}-${i}`, room, transport: t });
+        await send(page, `${t}-${i} is here`);
+        pages.push(page);
+      }
+    }
+    await dash.waitForFunction((plan) => Object.entries(plan).every(([t, n]) =>
+      document.querySelector(`.card[data-transport=${t}] .clients`).textContent === String(n)), plan, { timeout: WAIT });
+    await dash.fill('#flash-text', 'Look up! <script>alert(2)</script>');
+    await dash.click('#flash-button');
+    for (const page of pages) {
+      await page.waitForSelector('#flash-banner:not([hidden])', { timeout: WAIT });
+      const banner = await page.$eval('#flash-banner', (e) => e.textContent);
+      assert(banner.includes('<script>alert(2)</script>') && /arrived [\d.]+ ms/.test(banner), `banner: ${banner}`);
+    }
+    await dash.waitForFunction((plan) => Object.entries(plan).every(([t, n]) => {
+      const s = document.querySelector(`#delays .summary-${t}`);
+      return s && s.textContent.startsWith(`${n} ×`);
+    }), plan, { timeout: WAIT });
+    const dots = await dash.$$eval('#delays circle', (c) => c.length);
+    assert(dots === 5, `expected 5 delay dots, got ${dots}`);
+    // Let the sparklines gather a few seconds of rates, then take the projector's picture.
+    await dash.waitForTimeout(3000);
+    await dash.screenshot({ path: join(shotDir, 'dashboard.png'), fullPage: true });
+    // The student page as a student sees it after the flash, with traffic in the log.
+    await send(pages[2], 'nice, SSE got it in a few ms');
+    await received(pages[2], 'nice, SSE got it in a few ms');
+    await pages[2].screenshot({ path: join(shotDir, 'live.png'), fullPage: true });
+    const errors = [...teacher.errors, ...ctxs.flatMap((c) => c.errors)];
+    assert(errors.length === 0, `page errors: ${errors}`);
+    assert(ctxs.flatMap((c) => c.dialogs).length === 0, 'a flash text ran as script');
+  } finally {
+    for (const c of ctxs) await c.close();
+    await teacher.close();
+  }
+});
+
+await browser.close();
+console.log(failures ? `${failures} check(s) failed` : 'all browser checks passed');
+process.exit(Math.min(failures, 100));
