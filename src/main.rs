@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 /// A transport comparison lab: one chat feed over short polling, long polling, SSE and
@@ -82,7 +83,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { .. } => anyhow::bail!("serve: not built yet"),
+        Command::Serve {
+            listen,
+            history,
+            max_body,
+            max_connections,
+        } => serve(
+            &listen,
+            server::Config {
+                history,
+                max_body,
+                max_connections,
+            },
+        ),
         Command::Run { .. } => anyhow::bail!("run: not built yet"),
         Command::Report { results, out } => {
             let parsed = report::read_results(&results)?;
@@ -98,4 +111,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `duplex serve`: bind, announce the address on stdout (one line, which `duplex run` reads
+/// when it starts the server as a child), serve until Ctrl-C or SIGTERM.
+fn serve(listen: &str, config: server::Config) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let listener = server::bind(addr).with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr()?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "duplex listening on http://{local}")?;
+        stdout.flush()?;
+        drop(stdout);
+        server::run(listener, config, shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // Tasks still running after the shutdown deadline are dropped, not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
 }

@@ -1,0 +1,164 @@
+//! The HTTP surface: the router ([`app`]), the request-counting middleware, and the checks every
+//! feed endpoint shares (room name, `since`, `client`, `timeout_ms`, `Last-Event-ID`), done once
+//! in the [`Target`] extractor so every transport refuses bad input the same way. One submodule
+//! per way in or out of the feed.
+
+mod poll;
+mod publish;
+mod sse;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::conn::ConnMeter;
+use crate::error::ApiError;
+use crate::feed::{Room, RoomName, valid_client_id};
+use crate::metrics::Endpoint;
+use crate::state::AppState;
+
+pub use poll::{DEFAULT_LONG_POLL_TIMEOUT_MS, MAX_LONG_POLL_TIMEOUT_MS};
+
+/// The router: the wire API, `/metrics`, `/healthz`, and the live page's routes.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.config.max_body;
+    Router::new()
+        .route("/api/rooms/{room}/messages", post(publish::publish))
+        .route("/api/rooms/{room}/poll", get(poll::short_poll))
+        .route("/api/rooms/{room}/longpoll", get(poll::long_poll))
+        .route("/api/rooms/{room}/sse", get(sse::sse))
+        .route("/api/rooms/{room}/ws", get(ws::websocket))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        // LIVE PAGE: `server/src/live/` mounts its routes (`GET /`, its assets and API) on the
+        // next line, e.g. `.merge(crate::live::routes())` returning a `Router<AppState>`.
+        .merge(crate::live::routes())
+        .fallback(not_found)
+        // Publishing reads at most this much; more is a 413 naming the limit.
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts every answered request under its endpoint and status, and tells the connection's
+/// byte meter which endpoint it is serving now.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let endpoint = Endpoint::from_path(req.uri().path());
+    if let Some(meter) = req.extensions().get::<Arc<ConnMeter>>() {
+        meter.serve(endpoint);
+    }
+    let response = next.run(req).await;
+    state
+        .metrics
+        .record_request(endpoint, response.status().as_u16());
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.feed),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::param(
+        "path",
+        format!("no such endpoint: {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// The query parameters the feed endpoints read, as sent (text), so each can be checked with
+/// an error that names it. Unknown parameters are ignored: cache-busters are common in browsers.
+#[derive(Debug, Default, Deserialize)]
+struct RawParams {
+    since: Option<String>,
+    client: Option<String>,
+    timeout_ms: Option<String>,
+}
+
+/// A feed request's room and position, checked.
+#[derive(Debug)]
+pub struct Target {
+    /// The room (created on first use).
+    pub room: Arc<Room>,
+    /// `since` (or SSE's `Last-Event-ID`, which wins): `None` means "from now on".
+    pub since: Option<u64>,
+    /// The subscriber's client id, for addressing.
+    pub client: Option<String>,
+    /// Long poll's `timeout_ms`, checked against its range.
+    pub timeout_ms: Option<u64>,
+}
+
+impl FromRequestParts<AppState> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(room) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::param("room", e.body_text()))?;
+        let room = RoomName::parse(&room)?;
+        let Query(raw) = Query::<RawParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadQuery(e.body_text()))?;
+        let mut since = raw.since.as_deref().map(|s| seq("since", s)).transpose()?;
+        if let Some(id) = parts.headers.get("last-event-id") {
+            let id = id
+                .to_str()
+                .map_err(|_| ApiError::param("Last-Event-ID", "not text"))?;
+            // EventSource resends the original URL (with its `since`) on reconnect and adds
+            // the header, so the header is the newer position.
+            since = Some(seq("Last-Event-ID", id.trim())?);
+        }
+        if let Some(client) = &raw.client
+            && !valid_client_id(client)
+        {
+            return Err(ApiError::param(
+                "client",
+                format!("{client:?}: at most 64 printable characters"),
+            ));
+        }
+        let timeout_ms = raw
+            .timeout_ms
+            .as_deref()
+            .map(|t| {
+                let ms = seq("timeout_ms", t)?;
+                if ms > MAX_LONG_POLL_TIMEOUT_MS {
+                    Err(ApiError::param(
+                        "timeout_ms",
+                        format!("{ms} is out of range 0..={MAX_LONG_POLL_TIMEOUT_MS}"),
+                    ))
+                } else {
+                    Ok(ms)
+                }
+            })
+            .transpose()?;
+        Ok(Target {
+            room: state.feed.room(&room),
+            since,
+            client: raw.client,
+            timeout_ms,
+        })
+    }
+}
+
+/// Parses a non-negative whole number, or says which parameter is not one.
+fn seq(name: &'static str, text: &str) -> Result<u64, ApiError> {
+    text.parse::<u64>()
+        .map_err(|_| ApiError::param(name, format!("expected a whole number >= 0, got {text:?}")))
+}
+
+/// `204 No Content`, with the cursor to send next time in `Duplex-Next` (useful after a
+/// `since`-less poll, which has no batch to carry `next`).
+fn no_content(next: u64) -> Response {
+    (StatusCode::NO_CONTENT, [("duplex-next", next.to_string())]).into_response()
+}

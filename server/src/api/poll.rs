@@ -1,0 +1,137 @@
+//! Short and long polling: `GET .../poll` answers at once, `GET .../longpoll` waits until the
+//! room has something newer than `since` for this client or `timeout_ms` passes. Both answer with
+//! a [`Batch`](crate::wire::Batch) whose messages are the feed's shared JSON bytes spliced into
+//! the envelope, never re-serialized.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, BytesMut};
+
+use super::{Target, no_content};
+use crate::error::ApiError;
+use crate::feed::Read;
+use crate::state::AppState;
+use crate::wire::Transport;
+
+/// At most this many messages in one batch; the client's next poll fetches the rest.
+pub const BATCH_LIMIT: usize = 1000;
+/// Long poll's timeout when the client names none.
+pub const DEFAULT_LONG_POLL_TIMEOUT_MS: u64 = 30_000;
+/// The longest long poll accepted.
+pub const MAX_LONG_POLL_TIMEOUT_MS: u64 = 120_000;
+
+pub(super) async fn short_poll(State(state): State<AppState>, target: Target) -> Response {
+    let _open = state.metrics.open(Transport::ShortPoll);
+    let since = target.since.unwrap_or_else(|| target.room.head());
+    let read = target
+        .room
+        .read(since, target.client.as_deref(), BATCH_LIMIT);
+    answer(&state, Transport::ShortPoll, read)
+}
+
+pub(super) async fn long_poll(
+    State(state): State<AppState>,
+    target: Target,
+) -> Result<Response, ApiError> {
+    let _open = state.metrics.open(Transport::LongPoll);
+    let timeout = Duration::from_millis(target.timeout_ms.unwrap_or(DEFAULT_LONG_POLL_TIMEOUT_MS));
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let room = &target.room;
+    // Subscribe before the first read, so a publish between the read and the wait still
+    // flags `changed`.
+    let mut head = room.subscribe();
+    let mut cursor = target.since.unwrap_or_else(|| room.head());
+    loop {
+        head.borrow_and_update();
+        let read = room.read(cursor, target.client.as_deref(), BATCH_LIMIT);
+        if read.has_news() {
+            return Ok(answer(&state, Transport::LongPoll, read));
+        }
+        // Messages addressed to others still move the cursor.
+        cursor = read.next;
+        tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => return Err(ApiError::ShuttingDown),
+            _ = &mut deadline => return Ok(no_content(cursor)),
+            changed = head.changed() => {
+                // The sender lives as long as the room, which `target` holds.
+                if changed.is_err() {
+                    return Ok(no_content(cursor));
+                }
+            }
+        }
+    }
+}
+
+/// `200` with the batch, or `204` when there is nothing to say.
+fn answer(state: &AppState, transport: Transport, read: Read) -> Response {
+    if !read.has_news() {
+        return no_content(read.next);
+    }
+    state
+        .metrics
+        .record_deliveries(transport, read.entries.len() as u64);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        encode_batch(&read),
+    )
+        .into_response()
+}
+
+/// `{"messages":[...],"next":N,"missed":K,"reset":B}` with each message's stored JSON copied
+/// in as is (the shape of [`crate::wire::Batch`]).
+fn encode_batch(read: &Read) -> bytes::Bytes {
+    let payload: usize = read.entries.iter().map(|e| e.text.len() + 1).sum();
+    let mut out = BytesMut::with_capacity(payload + 80);
+    out.put_slice(b"{\"messages\":[");
+    for (i, entry) in read.entries.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(entry.text.as_bytes());
+    }
+    out.put_slice(
+        format!(
+            "],\"next\":{},\"missed\":{},\"reset\":{}}}",
+            read.next, read.missed, read.reset
+        )
+        .as_bytes(),
+    );
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feed::{Feed, RoomName};
+    use crate::wire::{Batch, PublishRequest};
+
+    #[test]
+    fn encoded_batch_parses_as_the_wire_batch() {
+        let feed = Feed::new(2);
+        let room = RoomName::parse("r").unwrap();
+        for body in ["a", "b\"quoted\"", "c"] {
+            feed.publish(
+                &room,
+                PublishRequest {
+                    from: "x".into(),
+                    body: body.into(),
+                    event: None,
+                    to: None,
+                    echo: None,
+                },
+            )
+            .unwrap();
+        }
+        let read = feed.room(&room).read(0, None, 10);
+        let batch: Batch = serde_json::from_slice(&encode_batch(&read)).unwrap();
+        assert_eq!(batch.messages.len(), 2);
+        assert_eq!(batch.messages[0].body, "b\"quoted\"");
+        assert_eq!((batch.next, batch.missed, batch.reset), (3, 1, false));
+    }
+}

@@ -1,0 +1,153 @@
+//! `GET .../sse`: one long-lived `text/event-stream` response per client. The body is a stream
+//! that reads the room from its cursor whenever the head moves, so a slow client only falls
+//! behind (hyper pulls the next chunk when the socket can take it) and gets an `event: gap` when
+//! history moved past it. Events are written by hand rather than with axum's `Sse` type so the
+//! message JSON is the feed's shared bytes, copied once into the chunk, never re-encoded.
+//!
+//! Format, per the design: `id: <seq>` / `event: <event>` / `data: <message json>`; a gap or a
+//! reset is `event: gap|reset` with the [`StreamItem`] JSON as data and, as its `id:`, the cursor
+//! after it (so an `EventSource` reconnect resumes from there); `: ping` every 15 s.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::watch;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::Target;
+use crate::feed::Room;
+use crate::metrics::{Metrics, OpenGuard};
+use crate::state::AppState;
+use crate::wire::{StreamItem, Transport};
+
+/// A comment line this often keeps proxies and idle timers from closing a quiet stream.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// Messages read per chunk: bounds the chunk size (and the lock hold) for a client far behind.
+const CHUNK_LIMIT: usize = 64;
+
+pub(super) async fn sse(State(state): State<AppState>, target: Target) -> Response {
+    let room = target.room;
+    // The position is fixed here, before the headers go out: once a client has the `200`, every
+    // later publish is in its stream.
+    let cursor = target.since.unwrap_or_else(|| room.head());
+    let stream = SseStream {
+        head: room.subscribe(),
+        room,
+        cursor,
+        client: target.client,
+        ping: ping_interval(),
+        shutdown: state.shutdown.clone(),
+        metrics: state.metrics.clone(),
+        _open: state.metrics.open(Transport::Sse),
+    };
+    let body = futures_util::stream::unfold(stream, |mut s| async move {
+        let chunk = s.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), s))
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Tell a reverse proxy (nginx) not to buffer the stream.
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+fn ping_interval() -> Interval {
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ping
+}
+
+/// One client's position in the room.
+struct SseStream {
+    room: Arc<Room>,
+    head: watch::Receiver<u64>,
+    cursor: u64,
+    client: Option<String>,
+    ping: Interval,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    _open: OpenGuard,
+}
+
+impl SseStream {
+    /// The next bytes to send, or `None` to end the stream (shutdown).
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            self.head.borrow_and_update();
+            let read = self
+                .room
+                .read(self.cursor, self.client.as_deref(), CHUNK_LIMIT);
+            self.cursor = read.next;
+            if read.has_news() {
+                let mut out = BytesMut::with_capacity(
+                    read.entries
+                        .iter()
+                        .map(|e| e.text.len() + 48)
+                        .sum::<usize>()
+                        + 64,
+                );
+                if read.reset {
+                    item(
+                        &mut out,
+                        "reset",
+                        read.next,
+                        &StreamItem::Reset { head: read.next },
+                    );
+                }
+                if read.missed > 0 {
+                    let after_gap = read.entries.first().map_or(read.next, |e| e.seq - 1);
+                    item(
+                        &mut out,
+                        "gap",
+                        after_gap,
+                        &StreamItem::Gap {
+                            missed: read.missed,
+                        },
+                    );
+                }
+                for entry in &read.entries {
+                    out.put_slice(
+                        format!("id: {}\nevent: {}\ndata: ", entry.seq, entry.event).as_bytes(),
+                    );
+                    out.put_slice(entry.text.as_bytes());
+                    out.put_slice(b"\n\n");
+                }
+                self.metrics
+                    .record_deliveries(Transport::Sse, read.entries.len() as u64);
+                return Some(out.freeze());
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return None,
+                changed = self.head.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = self.ping.tick() => return Some(Bytes::from_static(b": ping\n\n")),
+            }
+        }
+    }
+}
+
+/// Writes a gap or reset event.
+fn item(out: &mut BytesMut, event: &str, id: u64, item: &StreamItem) {
+    let json = serde_json::to_string(item).expect("a StreamItem always serializes");
+    out.put_slice(format!("id: {id}\nevent: {event}\ndata: {json}\n\n").as_bytes());
+}

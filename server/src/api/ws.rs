@@ -1,0 +1,285 @@
+//! `GET .../ws`: one WebSocket per client. Messages go out as text frames holding the feed's
+//! shared JSON (no copy: the frame payload is the stored `Utf8Bytes`); the client publishes with
+//! `{"type":"send",...}` and gets `{"type":"ack","ref":R,"seq":N}`.
+//!
+//! The socket is split, as in axum's chat example: a writer reads the room from its cursor and
+//! sends, a reader parses the client's frames and hands acks and errors to the writer through a
+//! small bounded channel. When the writer is stuck on a slow client, the reader stops reading
+//! once that channel is full, so a client that neither reads nor stops sending is throttled by
+//! TCP rather than buffered in memory. A client that falls behind the history gets a `gap` frame.
+//!
+//! Bad frames get an `error` frame and the connection stays usable; a frame over `--max-body`
+//! or a protocol error closes the connection with a code and a reason.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use super::Target;
+use crate::error::ApiError;
+use crate::feed::Room;
+use crate::state::AppState;
+use crate::wire::{ClientFrame, PublishRequest, StreamItem, Transport};
+
+/// Initial read buffer per socket. tungstenite's default is 128 KiB, allocated up front for
+/// every connection: 640 MB for 5,000 idle clients. Chat frames are small; the buffer grows
+/// for a larger frame (up to `--max-body`).
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+/// Frames are gathered up to this many bytes before a write, so a burst goes out in few
+/// syscalls; the buffer is only allocated once something is sent.
+pub const WS_WRITE_BUFFER: usize = 8 * 1024;
+/// Messages read from the room per batch of frames (bounds the write buffer for a client that
+/// is far behind).
+const CHUNK_LIMIT: usize = 64;
+/// Acks and errors waiting for the writer; when full the reader stops reading the socket.
+const REPLY_QUEUE: usize = 8;
+/// How long a closing socket may take to send its close frame.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Numbers clients that did not say who they are, so `echo: false` still has someone to leave
+/// out.
+static ANONYMOUS: AtomicU64 = AtomicU64::new(1);
+
+pub(super) async fn websocket(
+    State(state): State<AppState>,
+    target: Target,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|e| ApiError::NotWebSocket(e.body_text()))?;
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let room = target.room;
+    // Fixed before the 101 goes out: every publish after the handshake reaches this client.
+    let cursor = target.since.unwrap_or_else(|| room.head());
+    let client = target
+        .client
+        .unwrap_or_else(|| format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed)));
+    let max = state.config.max_body;
+    let session = Session {
+        room,
+        cursor,
+        client,
+        state,
+    };
+    Ok(upgrade
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| run(socket, session)))
+}
+
+/// What one connection needs.
+struct Session {
+    room: Arc<Room>,
+    cursor: u64,
+    client: String,
+    state: AppState,
+}
+
+/// What the reader asks the writer to send.
+enum Reply {
+    Item(StreamItem),
+    Close(u16, String),
+}
+
+async fn run(socket: WebSocket, session: Session) {
+    let _open = session.state.metrics.open(Transport::WebSocket);
+    let (sink, stream) = socket.split();
+    let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
+    let writer = write_loop(sink, replies_rx, &session);
+    let reader = read_loop(stream, replies_tx, &session);
+    tokio::pin!(writer, reader);
+    tokio::select! {
+        // The writer ends on shutdown, a send error, or a close the reader asked for.
+        _ = &mut writer => {}
+        // The reader ends when the client closes or breaks the protocol; dropping its end of the
+        // reply channel lets the writer send what is queued (a close reason) and stop.
+        _ = &mut reader => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut replies: mpsc::Receiver<Reply>,
+    s: &Session,
+) {
+    let shutdown = &s.state.shutdown;
+    let mut head = s.room.subscribe();
+    let mut cursor = s.cursor;
+    loop {
+        head.borrow_and_update();
+        let read = s.room.read(cursor, Some(&s.client), CHUNK_LIMIT);
+        cursor = read.next;
+        if read.has_news() {
+            let mut frames = Vec::with_capacity(read.entries.len() + 2);
+            if read.reset {
+                frames.push(item_frame(&StreamItem::Reset { head: read.next }));
+            }
+            if read.missed > 0 {
+                frames.push(item_frame(&StreamItem::Gap {
+                    missed: read.missed,
+                }));
+            }
+            frames.extend(read.entries.iter().map(|e| Message::Text(e.text.clone())));
+            let sent = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                sent = send_all(&mut sink, frames) => sent,
+            };
+            if sent.is_err() {
+                return;
+            }
+            s.state
+                .metrics
+                .record_deliveries(Transport::WebSocket, read.entries.len() as u64);
+            // Look again before waiting: a client far behind is sent CHUNK_LIMIT at a time.
+            continue;
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            reply = replies.recv() => match reply {
+                Some(Reply::Item(item)) => {
+                    let sent = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        sent = sink.send(item_frame(&item)) => sent,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                Some(Reply::Close(code, reason)) => {
+                    close(&mut sink, code, reason).await;
+                    return;
+                }
+                None => return,
+            },
+            changed = head.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    // Shutting down: say so, briefly; a client that does not read is simply dropped.
+    close(
+        &mut sink,
+        close_code::AWAY,
+        "server shutting down".to_owned(),
+    )
+    .await;
+}
+
+async fn send_all(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frames: Vec<Message>,
+) -> Result<(), axum::Error> {
+    for frame in frames {
+        sink.feed(frame).await?;
+    }
+    sink.flush().await
+}
+
+async fn close(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason: String) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }));
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await;
+}
+
+fn item_frame(item: &StreamItem) -> Message {
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(item).expect("a StreamItem always serializes"),
+    ))
+}
+
+async fn read_loop(mut stream: SplitStream<WebSocket>, replies: mpsc::Sender<Reply>, s: &Session) {
+    while let Some(frame) = stream.next().await {
+        let reply = match frame {
+            Ok(Message::Text(text)) => Reply::Item(handle_text(&text, s)),
+            Ok(Message::Binary(_)) => Reply::Item(StreamItem::Error {
+                error: "binary frames are not accepted: send JSON in a text frame".to_owned(),
+                reference: None,
+            }),
+            // tungstenite answers pings by itself.
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) => return,
+            Err(e) => {
+                let (code, reason) = close_reason(&e, s.state.config.max_body);
+                tracing::debug!(client = %s.client, error = %e, "websocket read failed");
+                let _ = replies.send(Reply::Close(code, reason)).await;
+                return;
+            }
+        };
+        if replies.send(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Publishes a `send` frame and answers `ack`, or says what is wrong with the frame.
+fn handle_text(text: &str, s: &Session) -> StreamItem {
+    let frame = match serde_json::from_str::<ClientFrame>(text) {
+        Ok(frame) => frame,
+        Err(e) => {
+            // Hand the `ref` back when it can be read, so the client knows which send failed.
+            let reference = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.get("ref").and_then(serde_json::Value::as_u64));
+            return StreamItem::Error {
+                error: format!("bad frame: {e}"),
+                reference,
+            };
+        }
+    };
+    let ClientFrame::Send {
+        body,
+        event,
+        to,
+        echo,
+        reference,
+    } = frame;
+    let request = PublishRequest {
+        from: s.client.clone(),
+        body,
+        event,
+        to,
+        echo,
+    };
+    match s.state.feed.publish(s.room.name(), request) {
+        Ok(entry) => StreamItem::Ack {
+            reference: reference.unwrap_or(0),
+            seq: entry.seq,
+        },
+        Err(e) => StreamItem::Error {
+            error: e.to_string(),
+            reference,
+        },
+    }
+}
+
+fn close_reason(error: &axum::Error, max_body: usize) -> (u16, String) {
+    let text = error.to_string();
+    if text.contains("Space limit exceeded") || text.contains("too long") {
+        (
+            close_code::SIZE,
+            format!("frame larger than the limit of {max_body} bytes"),
+        )
+    } else {
+        (close_code::PROTOCOL, format!("protocol error: {text}"))
+    }
+}

@@ -1,0 +1,90 @@
+//! The one error type every handler returns. Each variant is a client mistake (4xx) or a refusal
+//! (503), turned into a status and a `{"error":"..."}` body that names the problem, so a client
+//! author can fix the request from the answer alone.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::feed::{BadRoomName, PublishError};
+use crate::wire::ErrorBody;
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The room segment of the path breaks the naming rule.
+    #[error(transparent)]
+    BadRoom(#[from] BadRoomName),
+    /// A query parameter or header that cannot be used.
+    #[error("bad {name}: {problem}")]
+    BadParam {
+        /// The parameter or header.
+        name: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The query string itself could not be read.
+    #[error("bad query string: {0}")]
+    BadQuery(String),
+    /// The body is not the JSON this endpoint takes (syntax, types, unknown or missing fields).
+    #[error("bad JSON body: {0}")]
+    BadJson(String),
+    /// The body is over `--max-body`.
+    #[error("body too large: the limit is {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read for another reason.
+    #[error("could not read body: {0}")]
+    Body(String),
+    /// The message itself was refused by the feed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// A WebSocket endpoint was called without a WebSocket handshake.
+    #[error("not a WebSocket handshake: {0}")]
+    NotWebSocket(String),
+    /// `--max-connections` connections are open already.
+    #[error("too many connections: the limit is {limit}")]
+    TooManyConnections {
+        /// The limit.
+        limit: usize,
+    },
+    /// The server is stopping.
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl ApiError {
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ShuttingDown | ApiError::TooManyConnections { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A bad parameter, naming it.
+    pub fn param(name: &'static str, problem: impl Into<String>) -> Self {
+        ApiError::BadParam {
+            name,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        tracing::debug!(error = %self, "request refused");
+        (
+            self.status(),
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,463 @@
+//! The chat feed: rooms, each an append-only log with sequence numbers from 1 and a bounded
+//! history ring. This module owns ordering, retention, addressing (who a message is for) and
+//! wake-ups; it knows nothing about HTTP. Every transport reads the log the same way: it keeps a
+//! cursor (the last seq it has handled) and asks [`Room::read`] for what follows.
+//!
+//! Why one ring and no per-client queues: a message is encoded to JSON exactly once, when it is
+//! published, and every reader shares that [`Entry`] through an `Arc`. A slow reader costs
+//! nothing but its cursor; when the ring evicts past the cursor the reader is told exactly how
+//! many it missed (a gap), never silently skipped. Memory is bounded by rooms × history.
+//!
+//! Why a `watch` channel for wake-ups: a reader marks the head as seen *before* reading the log,
+//! so a publish that lands after the read always flags the receiver as changed. A wake-up cannot
+//! fall between the read and the wait.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::wire::{Message, PublishRequest};
+
+/// The longest room name, client id, or event name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A validated room name: `[A-Za-z0-9_-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomName(String);
+
+/// A room name that breaks the `[A-Za-z0-9_-]{1,64}` rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad room name {0:?}: use 1 to 64 characters from A-Z a-z 0-9 _ -")]
+pub struct BadRoomName(pub String);
+
+impl RoomName {
+    /// Checks `name` against the rule.
+    pub fn parse(name: &str) -> Result<Self, BadRoomName> {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_NAME_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(RoomName(name.to_owned()))
+        } else {
+            Err(BadRoomName(name.to_owned()))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A publish that the feed refuses (before it gets a seq).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// `event` is empty, too long or holds control characters (it becomes an SSE `event:` line,
+    /// so a newline in it would forge SSE fields).
+    #[error("bad event name {0:?}: use 1 to 64 printable characters")]
+    BadEvent(String),
+    /// `from` or `to` is too long or holds control characters.
+    #[error("bad client id in {field:?}: {value:?} (at most 64 printable characters)")]
+    BadClient {
+        /// Which field: `from` or `to`.
+        field: &'static str,
+        /// The value sent.
+        value: String,
+    },
+}
+
+/// Checks a client id (`from`, `to`, `client=`): at most 64 characters, none of them control
+/// characters.
+pub fn valid_client_id(id: &str) -> bool {
+    id.len() <= MAX_NAME_LEN && !id.chars().any(char::is_control)
+}
+
+/// One published message: its JSON encoded once, plus what readers need to route it.
+#[derive(Debug)]
+pub struct Entry {
+    /// Position in the room's log.
+    pub seq: u64,
+    /// Event name, for SSE's `event:` line.
+    pub event: Box<str>,
+    /// The publishing client id (left out when `echo` is false).
+    pub from: Box<str>,
+    /// Only this client receives the message, when set.
+    pub to: Option<Box<str>>,
+    /// `false`: everyone but `from`.
+    pub echo: bool,
+    /// The message JSON (`{"type":"message",...}`), validated UTF-8 so a WebSocket text frame
+    /// can share it without a copy or a re-check.
+    pub text: Utf8Bytes,
+}
+
+impl Entry {
+    /// The message JSON as bytes (shares the allocation).
+    pub fn json(&self) -> Bytes {
+        Bytes::from(self.text.clone())
+    }
+
+    /// Whether the subscriber `client` should receive this message.
+    pub fn is_for(&self, client: Option<&str>) -> bool {
+        match (&self.to, client) {
+            (Some(to), Some(client)) => **to == *client,
+            (Some(_), None) => false,
+            (None, Some(client)) => self.echo || *self.from != *client,
+            (None, None) => true,
+        }
+    }
+}
+
+/// The answer to [`Room::read`]: what follows a cursor.
+#[derive(Debug, Default)]
+pub struct Read {
+    /// Messages after the cursor addressed to this client, oldest first.
+    pub entries: Vec<Arc<Entry>>,
+    /// The new cursor: the last seq examined (delivered or skipped as not addressed to the
+    /// client), or the head when nothing was newer.
+    pub next: u64,
+    /// How many seqs after the cursor were already evicted from history.
+    pub missed: u64,
+    /// The cursor was ahead of the log (the server restarted); `next` is the head.
+    pub reset: bool,
+}
+
+impl Read {
+    /// Whether the reader has anything to tell its client.
+    pub fn has_news(&self) -> bool {
+        !self.entries.is_empty() || self.missed > 0 || self.reset
+    }
+}
+
+/// The log behind a room's lock.
+#[derive(Debug)]
+struct Log {
+    entries: VecDeque<Arc<Entry>>,
+    head: u64,
+}
+
+/// One room: its log and the head-seq signal readers wait on.
+#[derive(Debug)]
+pub struct Room {
+    name: RoomName,
+    history: usize,
+    /// A std Mutex, not tokio's: it is held for a push or a slice copy, never across an await.
+    log: Mutex<Log>,
+    head: watch::Sender<u64>,
+}
+
+impl Room {
+    fn new(name: RoomName, history: usize) -> Self {
+        Room {
+            name,
+            history: history.max(1),
+            log: Mutex::new(Log {
+                entries: VecDeque::new(),
+                head: 0,
+            }),
+            head: watch::Sender::new(0),
+        }
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &RoomName {
+        &self.name
+    }
+
+    /// The seq of the newest message (0 when none yet).
+    pub fn head(&self) -> u64 {
+        self.lock().head
+    }
+
+    /// Number of messages currently kept in history.
+    pub fn retained(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        // A panic while holding the lock cannot leave the log half-written (push then pop), so
+        // a poisoned lock is still a consistent log.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver that is flagged changed on every publish. Call
+    /// `borrow_and_update()` on it *before* [`Room::read`] and wait on `changed()` after.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Appends a message, giving it the next seq; evicts the oldest past the history bound and
+    /// wakes every waiting reader.
+    pub fn publish(&self, req: PublishRequest) -> Result<Arc<Entry>, PublishError> {
+        let event = req.event.unwrap_or_else(|| "chat".to_owned());
+        if event.is_empty() || event.len() > MAX_NAME_LEN || event.chars().any(char::is_control) {
+            return Err(PublishError::BadEvent(event));
+        }
+        if !valid_client_id(&req.from) {
+            return Err(PublishError::BadClient {
+                field: "from",
+                value: req.from,
+            });
+        }
+        if let Some(to) = &req.to
+            && !valid_client_id(to)
+        {
+            return Err(PublishError::BadClient {
+                field: "to",
+                value: to.clone(),
+            });
+        }
+        let ts_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let entry = {
+            let mut log = self.lock();
+            let seq = log.head + 1;
+            let message = Message {
+                seq,
+                room: self.name.0.clone(),
+                event,
+                from: req.from,
+                body: req.body,
+                ts_us,
+            };
+            // Encoded once, here; every transport and every client shares these bytes.
+            let json = serde_json::to_string(&message).expect("a Message always serializes");
+            let entry = Arc::new(Entry {
+                seq,
+                event: message.event.into_boxed_str(),
+                from: message.from.into_boxed_str(),
+                to: req.to.map(String::into_boxed_str),
+                echo: req.echo.unwrap_or(true),
+                text: Utf8Bytes::from(json),
+            });
+            log.entries.push_back(entry.clone());
+            while log.entries.len() > self.history {
+                log.entries.pop_front();
+            }
+            log.head = seq;
+            entry
+        };
+        // Outside the lock: waking thousands of readers should not hold up the next publish.
+        self.head.send_replace(entry.seq);
+        Ok(entry)
+    }
+
+    /// What follows `since` for `client`: at most `limit` messages addressed to it, the number of
+    /// seqs evicted before it could see them, or a reset when `since` is ahead of the log.
+    pub fn read(&self, since: u64, client: Option<&str>, limit: usize) -> Read {
+        let log = self.lock();
+        if since > log.head {
+            return Read {
+                next: log.head,
+                reset: true,
+                ..Read::default()
+            };
+        }
+        // Seqs are contiguous in the ring: the oldest kept is head - len + 1.
+        let first = log.head + 1 - log.entries.len() as u64;
+        let missed = (first - 1).saturating_sub(since);
+        let cursor = since.max(first - 1);
+        let mut read = Read {
+            next: log.head,
+            missed,
+            ..Read::default()
+        };
+        let start = (cursor + 1 - first) as usize;
+        for entry in log.entries.range(start..) {
+            if read.entries.len() == limit {
+                // Stop before this one; the reader comes back for the rest.
+                read.next = entry.seq - 1;
+                break;
+            }
+            if entry.is_for(client) {
+                read.entries.push(entry.clone());
+            }
+        }
+        read
+    }
+}
+
+/// Every room, created on first use, plus the count of messages published.
+#[derive(Debug)]
+pub struct Feed {
+    history: usize,
+    /// A std Mutex: looked up once per request or connection, held for a map lookup only.
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    published: AtomicU64,
+}
+
+impl Feed {
+    /// An empty feed whose rooms keep `history` messages each.
+    pub fn new(history: usize) -> Self {
+        Feed {
+            history,
+            rooms: Mutex::new(HashMap::new()),
+            published: AtomicU64::new(0),
+        }
+    }
+
+    /// The room called `name`, created empty if it does not exist yet.
+    pub fn room(&self, name: &RoomName) -> Arc<Room> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .entry(name.0.clone())
+            .or_insert_with(|| Arc::new(Room::new(name.clone(), self.history)))
+            .clone()
+    }
+
+    /// Publishes into `room` (created if needed) and counts it.
+    pub fn publish(
+        &self,
+        room: &RoomName,
+        req: PublishRequest,
+    ) -> Result<Arc<Entry>, PublishError> {
+        let entry = self.room(room).publish(req)?;
+        self.published.fetch_add(1, Ordering::Relaxed);
+        Ok(entry)
+    }
+
+    /// Messages published since start, all rooms.
+    pub fn published_total(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Number of rooms that exist.
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(from: &str, body: &str) -> PublishRequest {
+        PublishRequest {
+            from: from.into(),
+            body: body.into(),
+            event: None,
+            to: None,
+            echo: None,
+        }
+    }
+
+    fn room(history: usize) -> Room {
+        Room::new(RoomName::parse("r").unwrap(), history)
+    }
+
+    #[test]
+    fn seqs_start_at_one_and_read_returns_what_follows() {
+        let r = room(10);
+        for i in 0..3 {
+            assert_eq!(r.publish(req("a", &i.to_string())).unwrap().seq, i + 1);
+        }
+        let read = r.read(1, None, 100);
+        let seqs: Vec<u64> = read.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [2, 3]);
+        assert_eq!((read.next, read.missed, read.reset), (3, 0, false));
+        assert!(!r.read(3, None, 100).has_news());
+    }
+
+    #[test]
+    fn eviction_is_reported_as_missed_with_exact_count() {
+        let r = room(3);
+        for _ in 0..10 {
+            r.publish(req("a", "x")).unwrap();
+        }
+        let read = r.read(2, None, 100);
+        // Kept: 8, 9, 10; lost after 2: 3..=7.
+        assert_eq!(read.missed, 5);
+        assert_eq!(read.entries.first().unwrap().seq, 8);
+        assert_eq!(r.read(0, None, 100).missed, 7);
+    }
+
+    #[test]
+    fn since_ahead_of_log_is_a_reset_to_head() {
+        let r = room(3);
+        r.publish(req("a", "x")).unwrap();
+        let read = r.read(50, None, 100);
+        assert!(read.reset && read.entries.is_empty());
+        assert_eq!(read.next, 1);
+    }
+
+    #[test]
+    fn limit_stops_cursor_before_the_rest() {
+        let r = room(10);
+        for _ in 0..5 {
+            r.publish(req("a", "x")).unwrap();
+        }
+        let read = r.read(0, None, 2);
+        assert_eq!(read.entries.len(), 2);
+        assert_eq!(read.next, 2);
+    }
+
+    #[test]
+    fn addressing_follows_the_three_broadcast_modes() {
+        let r = room(10);
+        r.publish(req("alice", "all")).unwrap();
+        r.publish(PublishRequest {
+            echo: Some(false),
+            ..req("alice", "others")
+        })
+        .unwrap();
+        r.publish(PublishRequest {
+            to: Some("bob".into()),
+            ..req("alice", "bob only")
+        })
+        .unwrap();
+        let seqs = |c: Option<&str>| -> Vec<u64> {
+            r.read(0, c, 100).entries.iter().map(|e| e.seq).collect()
+        };
+        assert_eq!(seqs(Some("alice")), [1]);
+        assert_eq!(seqs(Some("bob")), [1, 2, 3]);
+        assert_eq!(seqs(Some("carol")), [1, 2]);
+        assert_eq!(seqs(None), [1, 2]);
+        // Skipped messages still move the cursor.
+        assert_eq!(r.read(0, Some("alice"), 100).next, 3);
+    }
+
+    #[test]
+    fn message_json_is_the_wire_shape() {
+        let r = room(10);
+        let e = r.publish(req("alice", "hi")).unwrap();
+        let m: Message = serde_json::from_slice(&e.json()).unwrap();
+        assert_eq!(
+            (m.seq, m.from.as_str(), m.body.as_str()),
+            (1, "alice", "hi")
+        );
+        assert!(
+            e.text
+                .as_str()
+                .starts_with(r#"{"type":"message","seq":1,"room":"r""#)
+        );
+    }
+
+    #[test]
+    fn room_names_follow_the_rule() {
+        assert!(RoomName::parse("lobby-1_A").is_ok());
+        for bad in ["", "a b", "a/b", "é", &"x".repeat(65)] {
+            assert!(RoomName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn event_with_newline_is_refused() {
+        let r = room(10);
+        let err = r
+            .publish(PublishRequest {
+                event: Some("chat\ndata: x".into()),
+                ..req("a", "b")
+            })
+            .unwrap_err();
+        assert!(matches!(err, PublishError::BadEvent(_)));
+        assert_eq!(r.head(), 0);
+    }
+}
