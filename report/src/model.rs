@@ -63,12 +63,17 @@ impl ModelInput {
         }
     }
 
-    /// The planned inputs, with H and P replaced by what the phase measured where it can:
-    /// H = header bytes per request answered (polling transports only: for SSE and WebSocket
+    /// The planned inputs, with λ, H and P replaced by what the phase measured where it can:
+    /// λ = messages published per measured second, H = header bytes per request answered (polling transports only: for SSE and WebSocket
     /// the headers are paid once per connection, not per answer), P = payload bytes per
     /// delivery. The model then predicts the *shape* of the cost from the measured sizes.
     pub fn measured(scenario: &ScenarioInfo, run: &Run, phase: &Phase) -> Self {
         let mut input = Self::planned(scenario, run);
+        // λ as it actually happened: an open schedule with random phases publishes close to,
+        // but not exactly, the planned rate, and the model should explain what was measured.
+        if phase.messages_published > 0 && phase.duration_s > 0.0 {
+            input.lambda_per_s = phase.messages_published as f64 / phase.duration_s;
+        }
         let traffic = &phase.traffic;
         let polling = Transport::from_id(&phase.transport).is_some_and(Transport::is_polling);
         if polling && traffic.requests > 0 && traffic.header_down > 0 {

@@ -56,6 +56,16 @@ impl Transport {
         }
     }
 
+    /// A short name for chart labels, where the full name would not fit.
+    pub fn short_label(self) -> &'static str {
+        match self {
+            Self::ShortPoll => "Short poll",
+            Self::LongPoll => "Long poll",
+            Self::Sse => "SSE",
+            Self::WebSocket => "WebSocket",
+        }
+    }
+
     /// The transport's colour, from the Okabe–Ito palette (distinguishable with the common
     /// forms of colour blindness). Each transport keeps its colour in every chart.
     pub fn colour(self) -> &'static str {
@@ -82,6 +92,11 @@ pub fn colour_of(id: &str) -> &'static str {
 /// The display name for an identifier, falling back to the identifier itself.
 pub fn label_of(id: &str) -> String {
     Transport::from_id(id).map_or_else(|| id.to_string(), |t| t.label().to_string())
+}
+
+/// The short name for an identifier, falling back to the identifier itself.
+pub fn short_label_of(id: &str) -> String {
+    Transport::from_id(id).map_or_else(|| id.to_string(), |t| t.short_label().to_string())
 }
 
 #[cfg(test)]

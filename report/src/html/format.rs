@@ -4,6 +4,8 @@
 pub fn ms(v: f64) -> String {
     if !v.is_finite() {
         "—".into()
+    } else if v >= 1000.0 && (v / 1000.0).fract() == 0.0 {
+        format!("{:.0} s", v / 1000.0)
     } else if v >= 1000.0 {
         format!("{:.2} s", v / 1000.0)
     } else if v >= 100.0 {
@@ -86,6 +88,7 @@ mod tests {
         assert_eq!(ms(0.423), "0.42 ms");
         assert_eq!(ms(250.0), "250 ms");
         assert_eq!(ms(1234.0), "1.23 s");
+        assert_eq!(ms(25_000.0), "25 s");
         assert_eq!(real(612.4), "612");
         assert_eq!(real(2.033), "2.03");
         assert_eq!(bytes(222.0), "222 B");

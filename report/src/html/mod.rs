@@ -4,15 +4,22 @@
 //! SVG coordinate is computed here in Rust, and the template only loops and prints, escaping
 //! everything it prints (a scenario name is data, never markup).
 
+mod axis;
+mod bytes;
 mod card;
 mod format;
+mod line;
+mod swimlane;
 
 use askama::Template;
 
 use crate::results::{Results, Run};
 use crate::transport;
 
+use bytes::BytesChart;
 use card::Card;
+use line::{Cost, LineChart, PerSecond};
+use swimlane::Swimlane;
 
 /// The page's template and everything it shows.
 #[derive(Template)]
@@ -25,6 +32,11 @@ struct IndexPage {
     headline_note: Option<String>,
     legend: Vec<LegendEntry>,
     card: Card,
+    cdf: LineChart,
+    bytes: BytesChart,
+    swimlane: Option<Swimlane>,
+    per_second: Vec<LineChart>,
+    sweep: Vec<LineChart>,
     scenario_facts: Vec<(String, String)>,
     environment_facts: Vec<(String, String)>,
     warnings: Vec<String>,
@@ -44,6 +56,16 @@ pub fn render_html(results: &Results) -> Result<String, askama::Error> {
 fn page(results: &Results) -> IndexPage {
     let scenario = &results.scenario;
     let headline = headline_run(results);
+    // An empty results document still renders (every chart empty) rather than failing.
+    let empty_run = Run {
+        sweep_value: None,
+        clients: scenario.clients,
+        rate_per_sender: scenario.rate_per_sender,
+        short_poll_interval_ms: scenario.short_poll_interval_ms,
+        rtt_ms: scenario.network.rtt_ms,
+        phases: Vec::new(),
+    };
+    let run = headline.unwrap_or(&empty_run);
     let headline_note = match (&scenario.sweep, headline) {
         (Some(sweep), Some(run)) if results.runs.len() > 1 => Some(format!(
             "This scenario swept {} over {} values. Sections 1–5 show the last run ({} = {}); \
@@ -75,13 +97,22 @@ fn page(results: &Results) -> IndexPage {
         description: scenario.description.clone(),
         headline_note,
         legend,
-        card: headline.map_or_else(
-            || Card {
-                columns: Vec::new(),
-                rows: Vec::new(),
-            },
-            |run| card::card(results, run),
-        ),
+        card: card::card(results, run),
+        cdf: line::latency_cdf(results, run),
+        bytes: bytes::bytes_per_message(results, run),
+        swimlane: swimlane::swimlane(results, run),
+        per_second: [
+            PerSecond::Requests,
+            PerSecond::Deliveries,
+            PerSecond::InFlight,
+        ]
+        .into_iter()
+        .map(|what| line::per_second(run, what))
+        .collect(),
+        sweep: Cost::ALL
+            .into_iter()
+            .filter_map(|cost| line::sweep_cost(results, cost))
+            .collect(),
         scenario_facts: scenario_facts(results),
         environment_facts: environment_facts(results),
         warnings: warnings(results),

@@ -1,0 +1,446 @@
+//! Line charts: the latency CDF (with the model drawn dashed over each measured curve), the
+//! per-second time series and the sweep's cost curves. One view-model struct, [`LineChart`],
+//! drawn by one template (`line_chart.html`); the builders below decide what goes on it.
+
+use crate::model::{self, LatencyModel};
+use crate::results::{Phase, Results, Run};
+use crate::transport;
+
+use super::axis::{
+    self, BOTTOM, LEFT, Mark, RIGHT, Scale, TOP, Tick, WIDTH, legend_rows, ms_tick_label, px,
+    tick_label,
+};
+
+/// A chart of lines over two axes, ready to draw.
+pub struct LineChart {
+    /// Short description for screen readers and the SVG's `<title>`.
+    pub title: String,
+    /// viewBox height.
+    pub height: f64,
+    /// Plot area.
+    pub x0: f64,
+    /// Plot area right edge.
+    pub x1: f64,
+    /// Plot area top.
+    pub y0: f64,
+    /// Plot area bottom.
+    pub y1: f64,
+    /// Ticks along x.
+    pub x_ticks: Vec<Tick>,
+    /// Ticks along y.
+    pub y_ticks: Vec<Tick>,
+    /// X-axis title with unit.
+    pub x_label: String,
+    /// Y-axis title with unit.
+    pub y_label: String,
+    /// Centre of the plot, for placing axis titles.
+    pub x_mid: f64,
+    /// Vertical centre of the plot.
+    pub y_mid: f64,
+    /// The lines.
+    pub series: Vec<Series>,
+    /// The legend, above the plot.
+    pub legend: Vec<axis::LegendItem>,
+}
+
+/// One line.
+pub struct Series {
+    /// Transport identifier (tests check every transport is drawn).
+    pub transport: String,
+    /// Stroke colour.
+    pub colour: &'static str,
+    /// SVG path data.
+    pub path: String,
+    /// Dashed (a model) or solid (a measurement).
+    pub dashed: bool,
+    /// Points to mark with dots (sweep curves), empty for plain lines.
+    pub markers: Vec<(f64, f64)>,
+}
+
+/// Builds a path from points already in SVG coordinates.
+fn path(points: &[(f64, f64)]) -> String {
+    let mut out = String::with_capacity(points.len() * 14);
+    for (i, (x, y)) in points.iter().enumerate() {
+        out.push_str(if i == 0 { "M" } else { " L" });
+        out.push_str(&format!("{} {}", px(*x), px(*y)));
+    }
+    out
+}
+
+/// Frame of a chart whose legend has `legend_rows` rows.
+struct Frame {
+    height: f64,
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+}
+
+fn frame(height: f64, legend_bottom: f64) -> Frame {
+    let y0 = legend_bottom.max(TOP);
+    Frame {
+        height,
+        x0: LEFT,
+        x1: WIDTH - RIGHT,
+        y0,
+        y1: height - BOTTOM,
+    }
+}
+
+fn transport_legend(phases: &[&Phase], with_model: bool) -> Vec<(String, String, Mark)> {
+    let mut entries: Vec<_> = phases
+        .iter()
+        .map(|p| {
+            (
+                transport::colour_of(&p.transport).to_string(),
+                transport::label_of(&p.transport),
+                Mark::Line,
+            )
+        })
+        .collect();
+    if with_model {
+        entries.push(("#444444".into(), "dashed: model".into(), Mark::Dashed));
+    }
+    entries
+}
+
+/// Latency CDF per transport on a log time axis, each with its model dashed in the same
+/// colour. The models use the measured header/message sizes (irrelevant to latency) and the
+/// run's own rtt.
+pub fn latency_cdf(results: &Results, run: &Run) -> LineChart {
+    let phases: Vec<&Phase> = run.phases.iter().collect();
+    let models: Vec<Option<LatencyModel>> = phases
+        .iter()
+        .map(|p| model::expected_for_phase(&results.scenario, run, p).map(|e| e.latency))
+        .collect();
+
+    // Domain: from the decade below the fastest delivery to the decade above the slowest,
+    // including the models' ends, never below 10 µs.
+    let mut lo = f64::INFINITY;
+    let mut hi: f64 = 1.0;
+    for p in &phases {
+        if let (Some(min), Some(max)) = (p.latency.quantile_ms(0.0), p.latency.quantile_ms(1.0)) {
+            lo = lo.min(min);
+            hi = hi.max(max);
+        }
+    }
+    for m in models.iter().flatten() {
+        if m.delay_ms > 0.0 {
+            lo = lo.min(m.delay_ms);
+        }
+        hi = hi.max(m.delay_ms + m.wait_max_ms);
+    }
+    if !lo.is_finite() {
+        lo = 0.1;
+    }
+    let lo = axis::decade_below(lo, 0.01);
+    let hi = axis::decade_above(hi * 1.01);
+
+    let (legend, legend_bottom) = legend_rows(transport_legend(&phases, true), LEFT, 34.0);
+    let f = frame(520.0, legend_bottom);
+    let xs = Scale::log(lo, hi, f.x0, f.x1);
+    let ys = Scale::linear(0.0, 100.0, f.y1, f.y0);
+
+    let mut series = Vec::new();
+    for (p, m) in phases.iter().zip(&models) {
+        let colour = transport::colour_of(&p.transport);
+        if !p.latency.0.is_empty() {
+            // 400 evenly spaced quantiles plus the tail: bounded size, exact where it matters.
+            let mut qs: Vec<f64> = (0..=400).map(|i| f64::from(i) / 400.0).collect();
+            qs.extend([0.999, 0.9999]);
+            qs.sort_by(f64::total_cmp);
+            let points: Vec<(f64, f64)> = qs
+                .iter()
+                .filter_map(|q| {
+                    p.latency
+                        .quantile_ms(*q)
+                        .map(|v| (xs.map(v), ys.map(q * 100.0)))
+                })
+                .collect();
+            series.push(Series {
+                transport: p.transport.clone(),
+                colour,
+                path: path(&points),
+                dashed: false,
+                markers: Vec::new(),
+            });
+        }
+        if let Some(m) = m {
+            // Sample the model across the axis in log steps, plus its corners exactly.
+            let mut ts: Vec<f64> = (0..=200)
+                .map(|i| lo * (hi / lo).powf(f64::from(i) / 200.0))
+                .collect();
+            ts.extend([m.delay_ms, m.delay_ms + m.wait_max_ms]);
+            ts.retain(|t| *t >= lo && *t <= hi);
+            ts.sort_by(f64::total_cmp);
+            let mut points = Vec::with_capacity(ts.len() + 1);
+            if m.delay_ms <= lo {
+                // Everything the model delivers below the axis start: a rise at the left edge.
+                points.push((xs.map(lo), ys.map(0.0)));
+            }
+            for t in ts {
+                // A step at d: draw the vertical rise explicitly.
+                if (t - m.delay_ms).abs() < 1e-12 && t > lo {
+                    points.push((xs.map(t), ys.map(0.0)));
+                }
+                points.push((xs.map(t), ys.map(m.cdf(t) * 100.0)));
+            }
+            series.push(Series {
+                transport: p.transport.clone(),
+                colour,
+                path: path(&points),
+                dashed: true,
+                markers: Vec::new(),
+            });
+        }
+    }
+    LineChart {
+        title: "Latency CDF per transport, log time axis, model dashed".into(),
+        height: f.height,
+        x0: f.x0,
+        x1: f.x1,
+        y0: f.y0,
+        y1: f.y1,
+        x_ticks: axis::ticks(&xs, ms_tick_label),
+        y_ticks: axis::ticks(&ys, |v| format!("{v:.0}%")),
+        x_label: "delivery latency (ms, log scale)".into(),
+        y_label: "messages delivered (%)".into(),
+        x_mid: px((f.x0 + f.x1) / 2.0),
+        y_mid: px((f.y0 + f.y1) / 2.0),
+        series,
+        legend,
+    }
+}
+
+/// What a per-second chart plots.
+#[derive(Clone, Copy)]
+pub enum PerSecond {
+    /// Requests started per second.
+    Requests,
+    /// Messages delivered per second.
+    Deliveries,
+    /// Requests in flight at the end of each second.
+    InFlight,
+}
+
+/// One per-second chart: a line per transport over the seconds of its phase (phases ran one
+/// after another; each starts at 0 here so they can be compared).
+pub fn per_second(run: &Run, what: PerSecond) -> LineChart {
+    let phases: Vec<&Phase> = run.phases.iter().collect();
+    let value = |s: &crate::results::Second| match what {
+        PerSecond::Requests => s.requests,
+        PerSecond::Deliveries => s.deliveries,
+        PerSecond::InFlight => s.in_flight,
+    } as f64;
+    let last_second = phases
+        .iter()
+        .flat_map(|p| p.timeseries.iter().map(|s| s.second))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let max = phases
+        .iter()
+        .flat_map(|p| p.timeseries.iter().map(value))
+        .fold(0.0, f64::max);
+    let (legend, legend_bottom) = legend_rows(transport_legend(&phases, false), LEFT, 34.0);
+    let f = frame(360.0, legend_bottom);
+    let xs = Scale::linear(0.0, f64::from(last_second), f.x0, f.x1);
+    let ys = Scale::linear(0.0, axis::nice_max(max), f.y1, f.y0);
+    let series = phases
+        .iter()
+        .map(|p| {
+            let points: Vec<_> = p
+                .timeseries
+                .iter()
+                .map(|s| (xs.map(f64::from(s.second)), ys.map(value(s))))
+                .collect();
+            Series {
+                transport: p.transport.clone(),
+                colour: transport::colour_of(&p.transport),
+                path: path(&points),
+                dashed: false,
+                markers: Vec::new(),
+            }
+        })
+        .collect();
+    let (title, y_label) = match what {
+        PerSecond::Requests => ("Requests per second over time", "requests per second"),
+        PerSecond::Deliveries => ("Deliveries per second over time", "deliveries per second"),
+        PerSecond::InFlight => ("Requests in flight over time", "requests in flight"),
+    };
+    LineChart {
+        title: title.into(),
+        height: f.height,
+        x0: f.x0,
+        x1: f.x1,
+        y0: f.y0,
+        y1: f.y1,
+        x_ticks: axis::ticks(&xs, |v| format!("{v:.0}")),
+        y_ticks: axis::ticks(&ys, tick_label),
+        x_label: "seconds since the transport's phase started (s)".into(),
+        y_label: y_label.into(),
+        x_mid: px((f.x0 + f.x1) / 2.0),
+        y_mid: px((f.y0 + f.y1) / 2.0),
+        series,
+        legend,
+    }
+}
+
+/// A cost the sweep charts plot against the swept value.
+#[derive(Clone, Copy)]
+pub enum Cost {
+    /// Requests per second, all clients.
+    Requests,
+    /// Bytes read per second, all clients.
+    Bytes,
+    /// Server CPU, percent of one core.
+    Cpu,
+    /// Server peak memory, MiB.
+    Memory,
+    /// Delivery latency p99, ms (log axis: the transports differ by orders of magnitude).
+    P99,
+}
+
+impl Cost {
+    /// Every cost, in the order the page shows them.
+    pub const ALL: [Cost; 5] = [
+        Cost::Requests,
+        Cost::Bytes,
+        Cost::Cpu,
+        Cost::Memory,
+        Cost::P99,
+    ];
+
+    fn of(self, p: &Phase) -> Option<f64> {
+        let secs = p.duration_s.max(1e-9);
+        match self {
+            Cost::Requests => Some(p.traffic.requests as f64 / secs),
+            Cost::Bytes => Some(p.traffic.bytes_down as f64 / secs),
+            Cost::Cpu => Some(p.server.cpu_s / secs * 100.0),
+            Cost::Memory => Some(p.server.rss_peak_bytes as f64 / (1024.0 * 1024.0)),
+            Cost::P99 => p.latency.quantile_ms(0.99),
+        }
+    }
+
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Cost::Requests => (
+                "Requests per second as the sweep grows",
+                "requests per second",
+            ),
+            Cost::Bytes => (
+                "Bytes read per second as the sweep grows",
+                "bytes per second",
+            ),
+            Cost::Cpu => (
+                "Server CPU as the sweep grows",
+                "server CPU (% of one core)",
+            ),
+            Cost::Memory => (
+                "Server peak memory as the sweep grows",
+                "server peak memory (MiB)",
+            ),
+            Cost::P99 => (
+                "Latency p99 as the sweep grows",
+                "latency p99 (ms, log scale)",
+            ),
+        }
+    }
+}
+
+/// One cost curve chart: the swept value along x, one line (with dots) per transport.
+pub fn sweep_cost(results: &Results, cost: Cost) -> Option<LineChart> {
+    let sweep = results.scenario.sweep.as_ref()?;
+    if results.runs.len() < 2 {
+        return None;
+    }
+    let x_of = |run: &Run| run.sweep_value.unwrap_or(run.clients as f64);
+    let transports: Vec<String> = {
+        let mut t: Vec<String> = Vec::new();
+        for p in results.runs.iter().flat_map(|r| &r.phases) {
+            if !t.contains(&p.transport) {
+                t.push(p.transport.clone());
+            }
+        }
+        t
+    };
+    let x_max = results.runs.iter().map(x_of).fold(0.0, f64::max);
+    let x_min = results.runs.iter().map(x_of).fold(f64::INFINITY, f64::min);
+    let values: Vec<f64> = results
+        .runs
+        .iter()
+        .flat_map(|r| r.phases.iter().filter_map(|p| cost.of(p)))
+        .collect();
+    let v_max = values.iter().copied().fold(0.0, f64::max);
+    let v_min = values.iter().copied().fold(f64::INFINITY, f64::min);
+
+    let entries = transports
+        .iter()
+        .map(|t| {
+            (
+                transport::colour_of(t).to_string(),
+                transport::label_of(t),
+                Mark::Line,
+            )
+        })
+        .collect();
+    let (legend, legend_bottom) = legend_rows(entries, LEFT, 34.0);
+    let f = frame(380.0, legend_bottom);
+    // Start x at zero when the values are counts near it, so growth reads as growth.
+    let x_lo = if x_min >= 0.0 && x_min <= x_max / 2.0 {
+        0.0
+    } else {
+        x_min
+    };
+    let xs = Scale::linear(x_lo, x_max * 1.02, f.x0, f.x1);
+    let ys = match cost {
+        Cost::P99 => Scale::log(
+            axis::decade_below(v_min, 0.01),
+            axis::decade_above(v_max * 1.01),
+            f.y1,
+            f.y0,
+        ),
+        _ => Scale::linear(0.0, axis::nice_max(v_max), f.y1, f.y0),
+    };
+    let series = transports
+        .iter()
+        .map(|t| {
+            let points: Vec<(f64, f64)> = results
+                .runs
+                .iter()
+                .filter_map(|r| {
+                    let p = r.phases.iter().find(|p| &p.transport == t)?;
+                    Some((xs.map(x_of(r)), ys.map(cost.of(p)?)))
+                })
+                .collect();
+            Series {
+                transport: t.clone(),
+                colour: transport::colour_of(t),
+                path: path(&points),
+                dashed: false,
+                markers: points,
+            }
+        })
+        .collect();
+    let (title, y_label) = cost.labels();
+    Some(LineChart {
+        title: title.into(),
+        height: f.height,
+        x0: f.x0,
+        x1: f.x1,
+        y0: f.y0,
+        y1: f.y1,
+        x_ticks: axis::ticks(&xs, tick_label),
+        y_ticks: match cost {
+            Cost::P99 => axis::ticks(&ys, ms_tick_label),
+            Cost::Bytes => axis::ticks(&ys, |v| tick_label(v) + "B"),
+            _ => axis::ticks(&ys, tick_label),
+        },
+        x_label: format!("{} ({})", sweep.key, sweep.unit),
+        y_label: y_label.into(),
+        x_mid: px((f.x0 + f.x1) / 2.0),
+        y_mid: px((f.y0 + f.y1) / 2.0),
+        series,
+        legend,
+    })
+}

@@ -1,0 +1,289 @@
+//! The swimlane timeline: one traced client per transport, stacked, over the same seconds.
+//! Requests are bars from send to answer (a long poll's held time shows as a long bar), empty
+//! answers are grey, a persistent stream (SSE, WebSocket) is one faint band, deliveries are
+//! dots, and an arrow runs from each message's scheduled publish time down to its delivery, so
+//! the slant of the arrows *is* the latency.
+
+use crate::results::{Phase, Results, Run, TraceEvent};
+use crate::transport::{self, Transport};
+
+use super::axis::{self, LEFT, Mark, RIGHT, Scale, Tick, WIDTH, legend_rows, px};
+use super::format;
+
+/// Longest window shown: more seconds would turn the arrows into a blur on a projector.
+const WINDOW_MS: f64 = 6000.0;
+
+/// The timeline, ready to draw.
+pub struct Swimlane {
+    /// viewBox height.
+    pub height: f64,
+    /// Plot left edge.
+    pub x0: f64,
+    /// Plot right edge.
+    pub x1: f64,
+    /// Plot top.
+    pub y0: f64,
+    /// Plot bottom.
+    pub y1: f64,
+    /// Centre, for the axis title.
+    pub x_mid: f64,
+    /// Time ticks.
+    pub x_ticks: Vec<Tick>,
+    /// One per transport with a trace.
+    pub lanes: Vec<Lane>,
+    /// What the marks mean.
+    pub legend: Vec<axis::LegendItem>,
+    /// The window, in words, for the caption.
+    pub window: String,
+}
+
+/// One client's lane.
+pub struct Lane {
+    /// Transport identifier.
+    pub transport: String,
+    /// Display name.
+    pub label: String,
+    /// The traced client's id.
+    pub client: String,
+    /// Transport colour.
+    pub colour: &'static str,
+    /// Lane top.
+    pub y: f64,
+    /// Lane height.
+    pub h: f64,
+    /// Baseline of the lane label.
+    pub label_y: f64,
+    /// Requests, streams and connects.
+    pub bars: Vec<Bar>,
+    /// Deliveries.
+    pub dots: Vec<(f64, f64)>,
+    /// Publish -> delivery arrows: (x1, y1, x2, y2).
+    pub arrows: Vec<(f64, f64, f64, f64)>,
+    /// Errors, as x positions.
+    pub errors: Vec<f64>,
+}
+
+/// A bar in a lane.
+pub struct Bar {
+    /// Left.
+    pub x: f64,
+    /// Top.
+    pub y: f64,
+    /// Width.
+    pub w: f64,
+    /// Height.
+    pub h: f64,
+    /// Fill colour.
+    pub fill: &'static str,
+    /// Fill opacity.
+    pub opacity: f64,
+    /// Tooltip.
+    pub title: String,
+}
+
+const EMPTY_GREY: &str = "#9a9a9a";
+
+fn event_time(e: &TraceEvent) -> f64 {
+    match e {
+        TraceEvent::Connect { start_ms, .. } | TraceEvent::Request { start_ms, .. } => *start_ms,
+        TraceEvent::Delivery { at_ms, .. } | TraceEvent::Error { at_ms, .. } => *at_ms,
+    }
+}
+
+fn event_end(e: &TraceEvent) -> f64 {
+    match e {
+        TraceEvent::Connect { end_ms, .. } | TraceEvent::Request { end_ms, .. } => *end_ms,
+        _ => event_time(e),
+    }
+}
+
+/// Picks the common window: from the warm-up's end (or the latest first non-connect event,
+/// whichever is later) for at most [`WINDOW_MS`], within every trace's span.
+fn window(results: &Results, phases: &[&Phase]) -> (f64, f64) {
+    let mut start = results.scenario.warmup_s * 1000.0;
+    let mut end = f64::INFINITY;
+    for p in phases {
+        let events = &p.traces[0].events;
+        let first = events
+            .iter()
+            .filter(|e| !matches!(e, TraceEvent::Connect { .. }))
+            .map(event_time)
+            .fold(f64::INFINITY, f64::min);
+        let last = events.iter().map(event_end).fold(0.0, f64::max);
+        if first.is_finite() {
+            start = start.max(first);
+        }
+        end = end.min(last);
+    }
+    let start = (start / 1000.0).floor() * 1000.0;
+    let end = if end.is_finite() && end > start + 1000.0 {
+        end.min(start + WINDOW_MS)
+    } else {
+        start + WINDOW_MS
+    };
+    (start, end)
+}
+
+/// Builds the timeline for one run; `None` when no phase has a trace.
+pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
+    let phases: Vec<&Phase> = run.phases.iter().filter(|p| !p.traces.is_empty()).collect();
+    if phases.is_empty() {
+        return None;
+    }
+    let (w0, w1) = window(results, &phases);
+    let entries = vec![
+        (
+            "#555555".into(),
+            "request (transport colour)".into(),
+            Mark::Box,
+        ),
+        (EMPTY_GREY.into(), "empty answer".into(), Mark::Box),
+        ("#555555".into(), "open stream".into(), Mark::Hatched),
+        ("#222222".into(), "delivery".into(), Mark::Dot),
+        ("#333333".into(), "publish → delivery".into(), Mark::Arrow),
+    ];
+    let (legend, legend_bottom) = legend_rows(entries, LEFT + 110.0, 34.0);
+    let x0 = LEFT + 110.0;
+    let x1 = WIDTH - RIGHT;
+    let lane_h = 110.0;
+    let y0 = legend_bottom + 4.0;
+    let xs = Scale::linear(w0 / 1000.0, w1 / 1000.0, x0, x1);
+    let at = |ms: f64| xs.map(ms / 1000.0);
+    let inside = |ms: f64| ms >= w0 && ms <= w1;
+
+    let lanes = phases
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let trace = &p.traces[0];
+            let y = px(y0 + i as f64 * lane_h);
+            // Layout inside a lane: publish ticks on top, arrows down to the bar's centre line.
+            let bar_y = y + 58.0;
+            let bar_h = 26.0;
+            let mid = bar_y + bar_h / 2.0;
+            let streaming = Transport::from_id(&p.transport).is_some_and(|t| !t.is_polling());
+            let colour = transport::colour_of(&p.transport);
+            let mut bars = Vec::new();
+            let mut dots = Vec::new();
+            let mut arrows = Vec::new();
+            let mut errors = Vec::new();
+            for e in &trace.events {
+                match e {
+                    TraceEvent::Connect { start_ms, end_ms } => {
+                        if streaming && *end_ms < w1 {
+                            // The stream stays open from the handshake on.
+                            let (a, b) = (at(end_ms.max(w0)), at(w1));
+                            bars.push(Bar {
+                                x: a,
+                                y: px(bar_y + 6.0),
+                                w: px(b - a),
+                                h: bar_h - 12.0,
+                                fill: colour,
+                                opacity: 0.35,
+                                title: format!(
+                                    "{} open from {}",
+                                    transport::label_of(&p.transport),
+                                    format::ms(*end_ms)
+                                ),
+                            });
+                        }
+                        if *end_ms >= w0 && *start_ms <= w1 {
+                            let (a, b) = (at(start_ms.max(w0)), at(end_ms.min(w1)));
+                            bars.push(Bar {
+                                x: a,
+                                y: px(bar_y),
+                                w: px((b - a).max(2.0)),
+                                h: bar_h,
+                                fill: "#000000",
+                                opacity: 1.0,
+                                title: format!("connecting, {}", format::ms(end_ms - start_ms)),
+                            });
+                        }
+                    }
+                    TraceEvent::Request {
+                        start_ms,
+                        end_ms,
+                        status,
+                        messages,
+                        bytes_down,
+                    } => {
+                        if *end_ms < w0 || *start_ms > w1 {
+                            continue;
+                        }
+                        let (a, b) = (at(start_ms.max(w0)), at(end_ms.min(w1)));
+                        let empty = *messages == 0;
+                        bars.push(Bar {
+                            x: a,
+                            y: px(bar_y),
+                            // At least a few units wide: a short poll answered in 1 ms must show.
+                            w: px((b - a).max(3.0)),
+                            h: bar_h,
+                            fill: if *status >= 400 {
+                                "#000000"
+                            } else if empty {
+                                EMPTY_GREY
+                            } else {
+                                colour
+                            },
+                            opacity: 1.0,
+                            title: format!(
+                                "HTTP {status} after {}: {messages} message(s), {}",
+                                format::ms(end_ms - start_ms),
+                                format::bytes(*bytes_down as f64)
+                            ),
+                        });
+                    }
+                    TraceEvent::Delivery {
+                        at_ms,
+                        published_ms,
+                        ..
+                    } => {
+                        if !inside(*at_ms) {
+                            continue;
+                        }
+                        let x = at(*at_ms);
+                        dots.push((x, px(mid)));
+                        if *published_ms >= w0 {
+                            arrows.push((at(*published_ms), px(y + 12.0), x, px(bar_y - 4.0)));
+                        }
+                    }
+                    TraceEvent::Error { at_ms, .. } => {
+                        if inside(*at_ms) {
+                            errors.push(at(*at_ms));
+                        }
+                    }
+                }
+            }
+            Lane {
+                transport: p.transport.clone(),
+                label: transport::short_label_of(&p.transport),
+                client: trace.client.clone(),
+                colour,
+                y,
+                h: lane_h,
+                label_y: px(mid + 6.0),
+                bars,
+                dots,
+                arrows,
+                errors,
+            }
+        })
+        .collect();
+    let y1 = px(y0 + phases.len() as f64 * lane_h);
+    Some(Swimlane {
+        height: px(y1 + 70.0),
+        x0,
+        x1,
+        y0: px(y0),
+        y1,
+        x_mid: px((x0 + x1) / 2.0),
+        x_ticks: axis::ticks(&xs, |v| format!("{v:.0}")),
+        lanes,
+        legend,
+        window: format!(
+            "{:.0} s to {:.0} s after each phase started",
+            w0 / 1000.0,
+            w1 / 1000.0
+        ),
+    })
+}
