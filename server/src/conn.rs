@@ -4,8 +4,13 @@
 //! the socket over.
 //!
 //! Which endpoint the bytes belong to is only known once a request is routed; the router's
-//! middleware tells the [`ConnMeter`] (through a request extension), and bytes seen before that
-//! (the first request's head) are held back and credited to the first endpoint named.
+//! middleware tells the [`ConnMeter`] (through a request extension). Bytes read are held back
+//! until then, because on a keep-alive connection the next request's head is read while the
+//! connection still belongs to the previous endpoint: they are credited when the request is
+//! routed ([`ConnMeter::serve`]) and when its handler has finished reading the body
+//! ([`ConnMeter::finish`]). Once a connection is a WebSocket, reads are frames and counted as
+//! they come. Bytes written go to the endpoint being served (responses are written after their
+//! request was routed and before the next one is).
 
 use std::io;
 use std::pin::Pin;
@@ -17,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
+use crate::wire::Transport;
 
 const UNROUTED: u8 = u8::MAX;
 
@@ -39,7 +45,8 @@ impl ConnMeter {
         }
     }
 
-    /// From now on this connection's bytes count for `endpoint`.
+    /// From now on this connection's bytes count for `endpoint`; the bytes read so far (this
+    /// request's head) are credited to it.
     pub fn serve(&self, endpoint: Endpoint) {
         let index = Endpoint::ALL
             .iter()
@@ -47,9 +54,18 @@ impl ConnMeter {
             .unwrap_or(Endpoint::ALL.len() - 1) as u8;
         if self.endpoint.swap(index, Ordering::Relaxed) == UNROUTED {
             self.metrics
-                .record_received(endpoint, self.pending_read.swap(0, Ordering::Relaxed));
-            self.metrics
                 .record_sent(endpoint, self.pending_written.swap(0, Ordering::Relaxed));
+        }
+        self.metrics
+            .record_received(endpoint, self.pending_read.swap(0, Ordering::Relaxed));
+    }
+
+    /// The handler has answered: what was read since [`ConnMeter::serve`] (the body) belongs to
+    /// the endpoint being served.
+    pub fn finish(&self) {
+        if let Some(e) = self.current() {
+            self.metrics
+                .record_received(e, self.pending_read.swap(0, Ordering::Relaxed));
         }
     }
 
@@ -61,8 +77,10 @@ impl ConnMeter {
 
     fn read(&self, n: usize) {
         match self.current() {
-            Some(e) => self.metrics.record_received(e, n as u64),
-            None => {
+            Some(e @ Endpoint::Transport(Transport::WebSocket)) => {
+                self.metrics.record_received(e, n as u64)
+            }
+            _ => {
                 self.pending_read.fetch_add(n as u64, Ordering::Relaxed);
             }
         }

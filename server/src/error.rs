@@ -50,6 +50,9 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// No route for this method and path.
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
     /// The server is stopping.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -60,6 +63,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::ShuttingDown | ApiError::TooManyConnections { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

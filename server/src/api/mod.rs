@@ -52,10 +52,14 @@ pub fn app(state: AppState) -> Router {
 /// byte meter which endpoint it is serving now.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let endpoint = Endpoint::from_path(req.uri().path());
-    if let Some(meter) = req.extensions().get::<Arc<ConnMeter>>() {
+    let meter = req.extensions().get::<Arc<ConnMeter>>().cloned();
+    if let Some(meter) = &meter {
         meter.serve(endpoint);
     }
     let response = next.run(req).await;
+    if let Some(meter) = &meter {
+        meter.finish();
+    }
     state
         .metrics
         .record_request(endpoint, response.status().as_u16());
@@ -71,10 +75,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::param(
-        "path",
-        format!("no such endpoint: {} {}", req.method(), req.uri().path()),
-    )
+    ApiError::NotFound(format!("{} {}", req.method(), req.uri().path()))
 }
 
 /// The query parameters the feed endpoints read, as sent (text), so each can be checked with
