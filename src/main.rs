@@ -96,7 +96,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_connections,
             },
         ),
-        Command::Run { .. } => anyhow::bail!("run: not built yet"),
+        Command::Run {
+            scenario,
+            out,
+            target,
+            transports,
+            clients,
+            duration,
+        } => run_scenario(
+            &scenario,
+            out,
+            target,
+            loadgen::scenario::Overrides {
+                transports,
+                clients,
+                duration,
+            },
+        ),
         Command::Report { results, out } => {
             let parsed = report::read_results(&results)?;
             // Default: beside the results file, where `duplex run` put the report.
@@ -111,6 +127,71 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `duplex run`: validate the scenario (before any load), run it against a child server or
+/// `--target`, write results.json and the report, print the summary. Ctrl-C stops cleanly and
+/// still writes what was measured; exit status is non-zero for an incomplete run.
+fn run_scenario(
+    path: &std::path::Path,
+    out: Option<PathBuf>,
+    target: Option<String>,
+    overrides: loadgen::scenario::Overrides,
+) -> anyhow::Result<ExitCode> {
+    let scenario = loadgen::scenario::Scenario::load(path, &overrides)?;
+    let out = out.unwrap_or_else(|| loadgen::default_out_dir(&scenario));
+    let server = match target {
+        Some(url) => loadgen::target::ServerChoice::External(url),
+        None => loadgen::target::ServerChoice::Child {
+            exe: std::env::current_exe()
+                .context("finding the duplex binary to start the server")?,
+            // Below the 20,000 open files a process may have, so overload is a clean 503.
+            max_connections: Some(19_000),
+        },
+    };
+    let interrupt = loadgen::CancellationToken::new();
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let results = runtime.block_on(async {
+        let on_ctrl_c = interrupt.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: stopping and writing what was measured (Ctrl-C again to quit at once)");
+                on_ctrl_c.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let results = loadgen::run(loadgen::RunOptions {
+            scenario,
+            server,
+            progress: true,
+            interrupt: interrupt.clone(),
+        })
+        .await;
+        ctrl_c.abort();
+        results
+    });
+    // Connection tasks still winding down are not worth waiting for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    let results = results?;
+    loadgen::summary::print_summary(&results, &mut std::io::stdout().lock())?;
+    let written = loadgen::write_outputs(&results, &out)
+        .with_context(|| format!("writing the results into {}", out.display()))?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(if interrupt.is_cancelled() {
+        ExitCode::from(130)
+    } else if !results.complete {
+        eprintln!(
+            "error: the run is incomplete: {}",
+            results.warnings.join("; ")
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `duplex serve`: bind, announce the address on stdout (one line, which `duplex run` reads

@@ -464,16 +464,17 @@ impl Validator<'_> {
                 format!("{path}.{field}")
             }
         };
-        if let Some(rest) = inner.strip_prefix("unknown field `") {
-            if let Some((field, expected)) = rest.split_once('`') {
-                return self.err(
-                    &join(field),
-                    format!(
-                        "unknown key{}",
-                        expected.replace(", expected", "; expected")
-                    ),
-                );
-            }
+        if let Some((field, expected)) = inner
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            return self.err(
+                &join(field),
+                format!(
+                    "unknown key{}",
+                    expected.replace(", expected", "; expected")
+                ),
+            );
         }
         if let Some(rest) = inner.strip_prefix("missing field `") {
             let field = rest.split('`').next().unwrap_or(rest);

@@ -1,0 +1,128 @@
+//! What short and long polls have in common: one request on the client's keep-alive connection
+//! (reopened when the server closed it), and the accounting of its answer: a `200` batch (each
+//! message handed to the client, the message JSON counted as payload and the rest of the body as
+//! framing), a `204` (a wasted answer, counted whole as empty), or an error.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use report::results::TraceEvent;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use server::wire::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{Answer, HttpConn, snippet};
+use super::{ClientError, ClientHandle};
+
+/// A batch with its messages left as raw JSON, so their exact byte length is known.
+#[derive(Debug, Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    messages: Vec<&'a RawValue>,
+    #[allow(dead_code)]
+    next: u64,
+    missed: u64,
+    reset: bool,
+}
+
+/// Makes one poll for `path` (built from the client's current `since`), reopening the
+/// connection when needed. Returns `false` when `stop` came first.
+pub async fn poll_once(
+    conn: &mut Option<HttpConn>,
+    me: &mut ClientHandle,
+    path: String,
+    limit: Duration,
+    stop: &CancellationToken,
+) -> bool {
+    if conn.as_ref().is_none_or(|c| !c.is_open()) {
+        *conn = None;
+        let opened = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return false,
+            r = HttpConn::open(&me.phase) => r,
+        };
+        match opened {
+            Ok((c, took)) => {
+                me.phase
+                    .meter
+                    .connect_time
+                    .record_us(me.index, took.as_micros() as u64);
+                *conn = Some(c);
+            }
+            Err(e) => {
+                me.on_error(&e);
+                return true;
+            }
+        }
+    }
+    let c = conn.as_mut().expect("opened above");
+    let request = HttpConn::request(&me.phase, "GET", &path, None);
+    let answer = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return false,
+        r = c.exchange(&me.phase, request, limit) => r,
+    };
+    match answer.and_then(|a| take_answer(me, a)) {
+        Ok(()) => {}
+        Err(e) => {
+            me.on_error(&e);
+            // Whatever state the connection is in, start clean next time.
+            *conn = None;
+        }
+    }
+    true
+}
+
+/// Accounts for a poll's answer and hands its messages to the client.
+fn take_answer(me: &mut ClientHandle, answer: Answer) -> Result<(), ClientError> {
+    // A clone of the Arc, so the client can be borrowed mutably while counting.
+    let meter = std::sync::Arc::clone(&me.phase.meter);
+    meter
+        .request_rtt
+        .record_us(me.index, (answer.end - answer.start).as_micros() as u64);
+    let mut messages = 0u32;
+    match answer.status {
+        StatusCode::NO_CONTENT => {
+            meter.empty_responses.fetch_add(1, Relaxed);
+            meter.empty_down.fetch_add(answer.bytes_down, Relaxed);
+        }
+        StatusCode::OK => {
+            meter.header_down.fetch_add(answer.head_len, Relaxed);
+            let batch: RawBatch<'_> = serde_json::from_slice(&answer.body)
+                .map_err(|e| ClientError::Protocol(format!("bad batch: {e}")))?;
+            if batch.missed > 0 {
+                me.on_gap(batch.missed);
+            }
+            if batch.reset {
+                me.on_reset(batch.next);
+            }
+            for raw in batch.messages {
+                let json = raw.get();
+                meter.payload_down.fetch_add(json.len() as u64, Relaxed);
+                let message: Message = serde_json::from_str(json)
+                    .map_err(|e| ClientError::Protocol(format!("bad message: {e}")))?;
+                me.on_message(&message, answer.end);
+                messages += 1;
+            }
+        }
+        status => {
+            return Err(ClientError::Status {
+                status: status.as_u16(),
+                body: snippet(&answer.body),
+            });
+        }
+    }
+    if me.trace.is_some() {
+        let event = TraceEvent::Request {
+            start_ms: me.phase.ms(answer.start),
+            end_ms: me.phase.ms(answer.end),
+            status: answer.status.as_u16(),
+            messages,
+            bytes_down: answer.bytes_down,
+        };
+        me.trace_event(event);
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! One HTTP/1.1 keep-alive connection for a simulated client, built on hyper's client
+//! connection API over a counted socket (see `conn.rs`), so every byte of every answer is known.
+//! Short-poll and long-poll clients, SSE subscriptions and HTTP publishers all use it.
+//!
+//! Per answer it reports the status, the body, the bytes read for it (counter before vs after,
+//! exact since one request at a time is in flight on a connection) and the size of the response
+//! head, reconstructed from the parsed status line and headers (hyper does not expose the raw
+//! head; the reconstruction is byte-exact for the `name: value\r\n` form servers write).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{ClientError, PhaseCtx};
+use crate::conn::ConnBytes;
+use crate::meter::PhaseMeter;
+
+/// A keep-alive connection and the task driving it (aborted when this is dropped).
+#[derive(Debug)]
+pub struct HttpConn {
+    send: SendRequest<Full<Bytes>>,
+    bytes: Arc<ConnBytes>,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for HttpConn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// A complete answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Status line and headers, bytes.
+    pub head_len: u64,
+    /// The body.
+    pub body: Bytes,
+    /// Bytes read for this answer (head + body + framing).
+    pub bytes_down: u64,
+    /// When the request was sent.
+    pub start: Instant,
+    /// When the answer was complete.
+    pub end: Instant,
+}
+
+/// Keeps a request counted as in flight until dropped (also when a request is abandoned).
+struct InFlight<'a>(&'a PhaseMeter);
+
+impl<'a> InFlight<'a> {
+    fn new(meter: &'a PhaseMeter) -> Self {
+        meter.request_started();
+        Self(meter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+impl HttpConn {
+    /// Connects (TCP + HTTP/1 handshake, which sends nothing) and returns the connection with
+    /// the time it took.
+    pub async fn open(phase: &PhaseCtx) -> Result<(HttpConn, Duration), ClientError> {
+        let start = Instant::now();
+        let (io, bytes) =
+            tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
+                .await
+                .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        let (send, conn) = http1::handshake(TokioIo::new(io)).await?;
+        let driver = tokio::spawn(async move {
+            // The connection's end (EOF, reset) surfaces as an error on the next request.
+            let _ = conn.await;
+        });
+        Ok((
+            HttpConn {
+                send,
+                bytes,
+                driver,
+            },
+            start.elapsed(),
+        ))
+    }
+
+    /// Whether the connection can take another request.
+    pub fn is_open(&self) -> bool {
+        !self.send.is_closed()
+    }
+
+    /// A request for `path` on this phase's server.
+    pub fn request(
+        phase: &PhaseCtx,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Request<Full<Bytes>> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &phase.authority);
+        if body.is_some() {
+            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        builder
+            .body(Full::new(body.map(Bytes::from).unwrap_or_default()))
+            .expect("a request built from valid parts")
+    }
+
+    /// Sends `request` and reads the whole answer within `limit`.
+    pub async fn exchange(
+        &mut self,
+        phase: &PhaseCtx,
+        request: Request<Full<Bytes>>,
+        limit: Duration,
+    ) -> Result<Answer, ClientError> {
+        let before = self.bytes.read.load(Relaxed);
+        let start = Instant::now();
+        let _in_flight = InFlight::new(&phase.meter);
+        let work = async {
+            let response = self.send.send_request(request).await?;
+            let head_len = head_len(&response);
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, ClientError>((status, head_len, body))
+        };
+        let (status, head_len, body) = tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| ClientError::Timeout(limit))??;
+        let end = Instant::now();
+        Ok(Answer {
+            status,
+            head_len,
+            body,
+            bytes_down: self.bytes.read.load(Relaxed) - before,
+            start,
+            end,
+        })
+    }
+
+    /// Sends `request` and returns once the response head arrived (for streams), with the head's
+    /// size; the request is in flight only until then.
+    pub async fn open_stream(
+        &mut self,
+        phase: &PhaseCtx,
+        request: Request<Full<Bytes>>,
+        limit: Duration,
+    ) -> Result<(Response<Incoming>, u64), ClientError> {
+        let _in_flight = InFlight::new(&phase.meter);
+        let response = tokio::time::timeout(limit, self.send.send_request(request))
+            .await
+            .map_err(|_| ClientError::Timeout(limit))??;
+        let len = head_len(&response);
+        Ok((response, len))
+    }
+}
+
+/// How long a TCP connect may take before it counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The size of a response's status line and headers as written on the wire.
+pub fn head_len<B>(response: &Response<B>) -> u64 {
+    let status = response.status();
+    let reason = status.canonical_reason().unwrap_or("");
+    // "HTTP/1.1 200 OK\r\n"
+    let mut n = 9 + 3 + 1 + reason.len() + 2;
+    for (name, value) in response.headers() {
+        n += name.as_str().len() + 2 + value.len() + 2;
+    }
+    (n + 2) as u64
+}
+
+/// The start of a body, for error messages.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    text.into_owned()
+}

@@ -1,0 +1,55 @@
+//! The short-poll client: `GET .../poll?since=S` on a fixed timer with a random phase (so 300
+//! clients do not poll in lockstep), one keep-alive connection, at most one poll in flight. When
+//! a poll outlasts the period, the missed ticks are skipped, not bunched up.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio_util::sync::CancellationToken;
+
+use super::batch::poll_once;
+use super::http::HttpConn;
+use super::{ClientError, ClientHandle, TransportClient};
+
+/// How long one poll may take before it counts as failed.
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A short-polling client.
+#[derive(Debug)]
+pub struct ShortPollClient {
+    conn: Option<HttpConn>,
+}
+
+impl TransportClient for ShortPollClient {
+    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+        let start = Instant::now();
+        let (conn, took) = HttpConn::open(&me.phase).await?;
+        me.phase
+            .meter
+            .connect_time
+            .record_us(me.index, took.as_micros() as u64);
+        me.trace_connect(start);
+        Ok(Self { conn: Some(conn) })
+    }
+
+    async fn follow(mut self, me: &mut ClientHandle, stop: &CancellationToken) {
+        let period = me.phase.short_poll_interval;
+        let offset = rand::rng().random_range(Duration::ZERO..period);
+        let mut ticks = interval_at(Instant::now() + offset, period);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let path = me
+                .phase
+                .room_path(&format!("poll?since={}&client={}", me.since, me.id));
+            if !poll_once(&mut self.conn, me, path, POLL_TIMEOUT, stop).await {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The Server-Sent Events client: one `GET .../sse?since=0` whose `text/event-stream` body is
+//! read for the whole phase, and [`SseParser`], which reassembles events however the bytes
+//! were split across reads (a line, or even a `\r\n`, may straddle two chunks). After a
+//! disconnect the client resubscribes with `Last-Event-ID: <last seq>`, as `EventSource` does.
+//!
+//! Byte accounting: the response head counts as header bytes, each message's JSON (`data:`
+//! value) as payload; everything else in the stream (`id:`/`event:` lines, `data: ` prefixes,
+//! blank lines, chunk sizes, `: ping` comments) is framing.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use server::wire::StreamItem;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{HttpConn, snippet};
+use super::{ClientError, ClientHandle, TransportClient, pause};
+
+/// How long the subscription's response head may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Wait after a failed subscription before the next.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// One dispatched event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `id:` field, if any.
+    pub id: Option<String>,
+    /// The `event:` field, if any.
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// An incremental `text/event-stream` parser (the WHATWG rules the server's output needs:
+/// fields `id`, `event`, `data`, comments, `\n` or `\r\n` line ends).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    pending: SseEvent,
+    has_data: bool,
+    /// Comment lines seen (`: ping`).
+    pub comments: u64,
+}
+
+impl SseParser {
+    /// Feeds the next chunk of the stream and returns the events it completed.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        for &b in chunk {
+            if b != b'\n' {
+                self.line.push(b);
+                continue;
+            }
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
+            }
+            let line = std::mem::take(&mut self.line);
+            self.take_line(&line, &mut out);
+        }
+        out
+    }
+
+    fn take_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
+        if line.is_empty() {
+            if self.has_data {
+                out.push(std::mem::take(&mut self.pending));
+            } else {
+                self.pending = SseEvent::default();
+            }
+            self.has_data = false;
+            return;
+        }
+        if line[0] == b':' {
+            self.comments += 1;
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let value = &line[i + 1..];
+                (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &[][..]),
+        };
+        let value = String::from_utf8_lossy(value);
+        match field {
+            b"data" => {
+                if self.has_data {
+                    self.pending.data.push('\n');
+                }
+                self.pending.data.push_str(&value);
+                self.has_data = true;
+            }
+            b"id" => self.pending.id = Some(value.into_owned()),
+            b"event" => self.pending.event = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+}
+
+/// An SSE client: the open stream, when there is one.
+#[derive(Debug)]
+pub struct SseClient {
+    stream: Option<(HttpConn, Incoming)>,
+}
+
+impl SseClient {
+    /// Opens a connection and subscribes from `me.since`.
+    async fn subscribe(me: &mut ClientHandle) -> Result<(HttpConn, Incoming), ClientError> {
+        let start = Instant::now();
+        let (mut conn, _) = HttpConn::open(&me.phase).await?;
+        let path = me
+            .phase
+            .room_path(&format!("sse?since={}&client={}", me.since, me.id));
+        let mut request = HttpConn::request(&me.phase, "GET", &path, None);
+        let headers = request.headers_mut();
+        headers.insert(
+            hyper::header::ACCEPT,
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        if me.since > 0 {
+            headers.insert("last-event-id", me.since.into());
+        }
+        let (response, head_len) = conn
+            .open_stream(&me.phase, request, SUBSCRIBE_TIMEOUT)
+            .await?;
+        let meter = &me.phase.meter;
+        if response.status() != StatusCode::OK {
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            return Err(ClientError::Status {
+                status,
+                body: body.map(|b| snippet(&b)).unwrap_or_default(),
+            });
+        }
+        meter.header_down.fetch_add(head_len, Relaxed);
+        meter
+            .connect_time
+            .record_us(me.index, start.elapsed().as_micros() as u64);
+        me.trace_connect(start);
+        Ok((conn, response.into_body()))
+    }
+
+    /// Reads the stream until it ends, fails, or `stop`; `false` when stopped.
+    async fn read_stream(
+        conn: &HttpConn,
+        body: &mut Incoming,
+        me: &mut ClientHandle,
+        stop: &CancellationToken,
+    ) -> Result<bool, ClientError> {
+        let _keep_alive = conn;
+        let mut parser = SseParser::default();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(false),
+                f = body.frame() => f,
+            };
+            let Some(frame) = frame else {
+                return Err(ClientError::Closed);
+            };
+            let frame = frame?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            let at = Instant::now();
+            for event in parser.feed(data) {
+                take_event(me, &event, at)?;
+            }
+        }
+    }
+}
+
+/// Hands one event's item to the client.
+fn take_event(me: &mut ClientHandle, event: &SseEvent, at: Instant) -> Result<(), ClientError> {
+    let item: StreamItem = serde_json::from_str(&event.data)
+        .map_err(|e| ClientError::Protocol(format!("bad SSE data: {e}")))?;
+    match item {
+        StreamItem::Message(message) => {
+            me.phase
+                .meter
+                .payload_down
+                .fetch_add(event.data.len() as u64, Relaxed);
+            me.on_message(&message, at);
+        }
+        StreamItem::Gap { missed } => me.on_gap(missed),
+        StreamItem::Reset { head } => me.on_reset(head),
+        other => {
+            return Err(ClientError::Protocol(format!(
+                "unexpected SSE item {other:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl TransportClient for SseClient {
+    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+        let stream = SseClient::subscribe(me).await?;
+        Ok(Self {
+            stream: Some(stream),
+        })
+    }
+
+    async fn follow(mut self, me: &mut ClientHandle, stop: &CancellationToken) {
+        loop {
+            let (conn, mut body) = match self.stream.take() {
+                Some(s) => s,
+                None => {
+                    let subscribed = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        r = SseClient::subscribe(me) => r,
+                    };
+                    match subscribed {
+                        Ok(s) => s,
+                        Err(e) => {
+                            me.on_error(&e);
+                            if !pause(RETRY_AFTER, stop).await {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            match SseClient::read_stream(&conn, &mut body, me, stop).await {
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(e) => {
+                    me.on_error(&e);
+                    if !pause(RETRY_AFTER, stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = "id: 1\nevent: chat\ndata: {\"a\":1}\n\n: ping\n\r\nid: 2\r\nevent: chat\r\ndata: x\r\ndata: y\r\n\r\n";
+
+    #[test]
+    fn parses_events_split_at_every_byte() {
+        let mut whole = SseParser::default();
+        let expected = whole.feed(STREAM.as_bytes());
+        assert_eq!(expected.len(), 2);
+        assert_eq!(expected[0].id.as_deref(), Some("1"));
+        assert_eq!(expected[0].data, "{\"a\":1}");
+        assert_eq!(expected[1].data, "x\ny");
+        assert_eq!(whole.comments, 1);
+        for split in 0..STREAM.len() {
+            let mut p = SseParser::default();
+            let (a, b) = STREAM.as_bytes().split_at(split);
+            let mut got = p.feed(a);
+            got.extend(p.feed(b));
+            assert_eq!(got, expected, "split at {split}");
+        }
+        let mut p = SseParser::default();
+        let got: Vec<_> = STREAM.bytes().flat_map(|b| p.feed(&[b])).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn comment_only_blocks_dispatch_nothing() {
+        let mut p = SseParser::default();
+        assert!(p.feed(b": ping\n\n: ping\n\n").is_empty());
+        assert_eq!(p.comments, 2);
+    }
+}

@@ -1,0 +1,250 @@
+//! The WebSocket client: one socket per client (`GET .../ws?since=0`), messages as text frames,
+//! and, for senders, publishing over the same socket with `send` frames answered by `ack`s (the
+//! ack's round trip is the request RTT). Small read/write buffers keep thousands of idle sockets
+//! cheap. After a failure the client reconnects from the last seq it saw.
+//!
+//! Byte accounting: the handshake's response head counts as header bytes, each message frame's
+//! text as payload; frame headers, acks, pings and close frames are framing.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use server::wire::{ClientFrame, StreamItem};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{CONNECT_TIMEOUT, head_len};
+use super::{ClientError, ClientHandle, PublishOrder, TransportClient, pause};
+use crate::clock;
+use crate::conn::ClientIo;
+use crate::stamp::Stamp;
+
+/// Wait after a failed connection before the next.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// Chat frames are a few hundred bytes: 4 KiB buffers instead of tungstenite's 128 KiB keep
+/// 5,000 sockets within memory.
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(1024 * 1024))
+        .max_frame_size(Some(1024 * 1024))
+}
+
+/// A WebSocket client: the open socket, when there is one, and the sends awaiting their ack.
+#[derive(Debug)]
+pub struct WebSocketClient {
+    socket: Option<WebSocketStream<ClientIo>>,
+    /// ref -> (sent at, scheduled time) for sends not yet acknowledged.
+    pending: HashMap<u64, Instant>,
+    next_ref: u64,
+}
+
+impl WebSocketClient {
+    async fn open(me: &mut ClientHandle) -> Result<WebSocketStream<ClientIo>, ClientError> {
+        let start = Instant::now();
+        let phase = &me.phase;
+        let url = format!(
+            "ws://{}{}",
+            phase.authority,
+            phase.room_path(&format!("ws?since={}&client={}", me.since, me.id))
+        );
+        let request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
+        let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
+            .await
+            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        phase.meter.request_started();
+        let handshake = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::client_async_with_config(request, io, Some(config())),
+        )
+        .await;
+        phase.meter.request_finished();
+        let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        phase
+            .meter
+            .header_down
+            .fetch_add(head_len(&response), Relaxed);
+        phase
+            .meter
+            .connect_time
+            .record_us(me.index, start.elapsed().as_micros() as u64);
+        me.trace_connect(start);
+        Ok(socket)
+    }
+
+    /// Sends one publish over the socket.
+    async fn send(
+        &mut self,
+        socket: &mut WebSocketStream<ClientIo>,
+        me: &ClientHandle,
+        order: PublishOrder,
+    ) -> Result<(), ClientError> {
+        let stamp = Stamp {
+            sender: me.index as u32,
+            n: order.n,
+            scheduled_ns: clock::ns_at(order.scheduled.into_std()),
+        };
+        self.next_ref += 1;
+        let frame = ClientFrame::Send {
+            body: stamp.encode(me.phase.payload_bytes),
+            event: None,
+            to: None,
+            echo: None,
+            reference: Some(self.next_ref),
+        };
+        let text = serde_json::to_string(&frame).expect("a frame serializes");
+        self.pending.insert(self.next_ref, Instant::now());
+        me.phase.meter.requests.fetch_add(1, Relaxed);
+        socket.send(WsMessage::text(text)).await?;
+        Ok(())
+    }
+
+    /// Handles one received frame.
+    fn take_frame(&mut self, me: &mut ClientHandle, frame: WsMessage) -> Result<(), ClientError> {
+        let at = Instant::now();
+        let text = match frame {
+            WsMessage::Text(text) => text,
+            WsMessage::Close(_) => return Err(ClientError::Closed),
+            // Pings are answered by tungstenite itself; binary frames are not part of the API.
+            WsMessage::Binary(_) => {
+                return Err(ClientError::Protocol("unexpected binary frame".into()));
+            }
+            _ => return Ok(()),
+        };
+        let item: StreamItem = serde_json::from_str(text.as_str())
+            .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
+        match item {
+            StreamItem::Message(message) => {
+                me.phase
+                    .meter
+                    .payload_down
+                    .fetch_add(text.len() as u64, Relaxed);
+                me.on_message(&message, at);
+            }
+            StreamItem::Gap { missed } => me.on_gap(missed),
+            StreamItem::Reset { head } => me.on_reset(head),
+            StreamItem::Ack { reference, seq } => {
+                if let Some(sent) = self.pending.remove(&reference) {
+                    me.phase
+                        .meter
+                        .request_rtt
+                        .record_us(me.index, (at - sent).as_micros() as u64);
+                }
+                me.phase.publish_acked(seq);
+            }
+            StreamItem::Error { error, reference } => {
+                if let Some(r) = reference {
+                    self.pending.remove(&r);
+                }
+                return Err(ClientError::Protocol(format!(
+                    "server refused a send: {error}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one socket until it fails or `stop`; `Ok(())` when stopped.
+    async fn run_socket(
+        &mut self,
+        socket: &mut WebSocketStream<ClientIo>,
+        me: &mut ClientHandle,
+        stop: &CancellationToken,
+    ) -> Result<(), ClientError> {
+        let mut orders = me.orders.take();
+        let result = loop {
+            let order = async {
+                match orders.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    // A polite close, bounded: the phase is over either way.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), socket.close(None)).await;
+                    break Ok(());
+                }
+                frame = socket.next() => match frame {
+                    Some(Ok(frame)) => {
+                        if let Err(e) = self.take_frame(me, frame) {
+                            break Err(e);
+                        }
+                    }
+                    Some(Err(e)) => break Err(e.into()),
+                    None => break Err(ClientError::Closed),
+                },
+                order = order => match order {
+                    Some(order) => {
+                        if let Err(e) = self.send(socket, me, order).await {
+                            break Err(e);
+                        }
+                    }
+                    None => orders = None,
+                },
+            }
+        };
+        me.orders = orders;
+        result
+    }
+}
+
+impl TransportClient for WebSocketClient {
+    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+        let socket = WebSocketClient::open(me).await?;
+        Ok(Self {
+            socket: Some(socket),
+            pending: HashMap::new(),
+            next_ref: 0,
+        })
+    }
+
+    async fn follow(mut self, me: &mut ClientHandle, stop: &CancellationToken) {
+        loop {
+            let mut socket = match self.socket.take() {
+                Some(s) => s,
+                None => {
+                    let opened = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        r = WebSocketClient::open(me) => r,
+                    };
+                    match opened {
+                        Ok(s) => s,
+                        Err(e) => {
+                            me.on_error(&e);
+                            if !pause(RETRY_AFTER, stop).await {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            match self.run_socket(&mut socket, me, stop).await {
+                Ok(()) => return,
+                Err(e) => {
+                    me.on_error(&e);
+                    // Sends in flight on a dead socket will never be acknowledged.
+                    self.pending.clear();
+                    if !pause(RETRY_AFTER, stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

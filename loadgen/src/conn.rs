@@ -1,0 +1,204 @@
+//! Client connections: TCP connects spread over 127.0.0.x source addresses, a byte-counting
+//! wrapper at the socket, and (when the scenario asks for a network) the netem delay proxy on
+//! top. Every transport client opens its connections here, so bytes are counted in one place.
+//!
+//! Counting sits *beneath* the delay proxy (on the real socket), so the bytes are exactly those
+//! that crossed the loopback interface for this client.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::meter::PhaseMeter;
+use crate::netem::{DelayedStream, NetworkConditions, emulate};
+
+/// Source addresses the clients are spread over: 127.0.0.2 ..= 127.0.0.(1 + this). Each gives
+/// its own ~28k ephemeral ports, so connections in TIME_WAIT from earlier phases never run a
+/// source address dry.
+pub const SOURCE_ADDRESSES: u8 = 16;
+
+/// Bytes read and written on one connection (a client compares before and after a request to
+/// know what one answer cost).
+#[derive(Debug, Default)]
+pub struct ConnBytes {
+    /// Bytes read so far.
+    pub read: AtomicU64,
+    /// Bytes written so far.
+    pub written: AtomicU64,
+}
+
+/// A stream that counts what crosses it into its connection's and its phase's counters.
+#[derive(Debug)]
+pub struct Counted<S> {
+    inner: S,
+    conn: Arc<ConnBytes>,
+    meter: Arc<PhaseMeter>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            self.conn.read.fetch_add(n, Relaxed);
+            self.meter.bytes_down.fetch_add(n, Relaxed);
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.conn.written.fetch_add(n as u64, Relaxed);
+            self.meter.bytes_up.fetch_add(n as u64, Relaxed);
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A client's connection: counted, and delayed when the scenario emulates a network.
+#[derive(Debug)]
+pub enum ClientIo {
+    /// Loopback as it is.
+    Direct(Counted<TcpStream>),
+    /// Through the netem delay proxy.
+    Delayed(DelayedStream),
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientIo::Direct(s) => Pin::new(s).poll_read(cx, buf),
+            ClientIo::Delayed(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientIo::Direct(s) => Pin::new(s).poll_write(cx, buf),
+            ClientIo::Delayed(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientIo::Direct(s) => Pin::new(s).poll_flush(cx),
+            ClientIo::Delayed(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientIo::Direct(s) => Pin::new(s).poll_shutdown(cx),
+            ClientIo::Delayed(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Opens client connections to one server.
+#[derive(Debug)]
+pub struct Connector {
+    server: SocketAddr,
+    network: NetworkConditions,
+    next_source: AtomicUsize,
+    spread: bool,
+}
+
+impl Connector {
+    /// Connects to `server`; spreads source addresses when the server is on loopback.
+    pub fn new(server: SocketAddr, network: NetworkConditions) -> Self {
+        Self {
+            server,
+            network,
+            next_source: AtomicUsize::new(0),
+            spread: server.ip().is_loopback() && server.is_ipv4(),
+        }
+    }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// Source addresses in use (1 when not spreading).
+    pub fn source_addresses(&self) -> u32 {
+        if self.spread {
+            u32::from(SOURCE_ADDRESSES)
+        } else {
+            1
+        }
+    }
+
+    /// Opens one counted (and maybe delayed) connection, charging the emulated handshake round
+    /// trip when a network is emulated. Counts the connection in `meter`.
+    pub async fn connect(&self, meter: &Arc<PhaseMeter>) -> io::Result<(ClientIo, Arc<ConnBytes>)> {
+        let stream = if self.spread {
+            let n = self.next_source.fetch_add(1, Relaxed) % usize::from(SOURCE_ADDRESSES);
+            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + n as u8));
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(source, 0))?;
+            socket.connect(self.server).await?
+        } else {
+            TcpStream::connect(self.server).await?
+        };
+        // Chat frames are small; Nagle would add up to 40 ms to a poll that hyper writes in two
+        // pieces.
+        stream.set_nodelay(true)?;
+        meter.connections_opened.fetch_add(1, Relaxed);
+        let conn = Arc::new(ConnBytes::default());
+        let counted = Counted {
+            inner: stream,
+            conn: Arc::clone(&conn),
+            meter: Arc::clone(meter),
+        };
+        let io = if self.network.is_ideal() {
+            ClientIo::Direct(counted)
+        } else {
+            let delayed = emulate(counted, self.network);
+            tokio::time::sleep(self.network.connect_delay()).await;
+            delayed.into()
+        };
+        Ok((io, conn))
+    }
+}
+
+impl From<DelayedStream> for ClientIo {
+    fn from(s: DelayedStream) -> Self {
+        ClientIo::Delayed(s)
+    }
+}

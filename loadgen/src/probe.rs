@@ -1,0 +1,343 @@
+//! Watching the server and the loadgen itself while a run goes on.
+//!
+//! - The server: when duplex started it as a child, its CPU seconds and resident memory come
+//!   from `/proc/<pid>` (sampled every 250 ms for the peak); for any server, `/metrics` is
+//!   scraped every second for `duplex_open_connections` (and, for a `--target` server, for
+//!   `process_cpu_seconds_total` / `process_resident_memory_bytes`). A child that exits, or a
+//!   server whose `/metrics` stops answering for a few seconds in a row, cancels the run with a
+//!   reason, so a dead server ends the run within seconds instead of hanging it.
+//! - The loadgen: its own CPU seconds from `/proc/self`, and timer lag: a task that asks to wake
+//!   every 10 ms and records how late it woke. A late timer means the loadgen (not the server)
+//!   was too busy, and its latencies include its own delay.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use report::LatencyHistogram;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+/// Consecutive failed scrapes (one a second) after which the server counts as gone.
+const SCRAPES_BEFORE_GIVING_UP: u32 = 3;
+/// Timer-lag p99 above which the loadgen counts as saturated, ms.
+pub const SATURATED_LAG_MS: f64 = 20.0;
+
+/// What a server reading says at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ServerReading {
+    /// CPU seconds used so far.
+    pub cpu_s: f64,
+    /// Resident memory now, bytes.
+    pub rss_bytes: u64,
+}
+
+/// The probe's shared state; a handle is cheap to clone.
+#[derive(Debug)]
+pub struct Probe {
+    child_pid: Option<i32>,
+    server: SocketAddr,
+    authority: String,
+    rss_peak: AtomicU64,
+    open_connections_peak: AtomicU64,
+    /// The last /metrics reading (CPU, RSS) for servers that are not our child.
+    last_metrics: Mutex<Option<ServerReading>>,
+    lag: Mutex<LatencyHistogram>,
+    failure: Mutex<Option<String>>,
+    /// Cancelled when the server is gone (the run's abort token).
+    abort: CancellationToken,
+}
+
+impl Probe {
+    /// A probe for the server at `server` (`child_pid` when duplex started it); `abort` is
+    /// cancelled when the server fails.
+    pub fn new(server: SocketAddr, child_pid: Option<u32>, abort: CancellationToken) -> Arc<Self> {
+        Arc::new(Self {
+            child_pid: child_pid.map(|p| p as i32),
+            server,
+            authority: server.to_string(),
+            rss_peak: AtomicU64::new(0),
+            open_connections_peak: AtomicU64::new(0),
+            last_metrics: Mutex::new(None),
+            lag: Mutex::new(LatencyHistogram::new()),
+            failure: Mutex::new(None),
+            abort,
+        })
+    }
+
+    /// Starts the sampling tasks into `tasks`; they end when `stop` is cancelled.
+    pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
+        let me = Arc::clone(self);
+        let s = stop.clone();
+        tasks.spawn(async move { me.sample_proc(s).await });
+        let me = Arc::clone(self);
+        let s = stop.clone();
+        tasks.spawn(async move { me.scrape_metrics(s).await });
+        let me = Arc::clone(self);
+        tasks.spawn(async move { me.measure_lag(stop).await });
+    }
+
+    /// Why the server was declared gone, if it was.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn fail(&self, why: String) {
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            tracing::error!(reason = %why, "server gone");
+            *f = Some(why);
+        }
+        self.abort.cancel();
+    }
+
+    /// Whether the server is our child (CPU and RSS from /proc).
+    pub fn server_is_child(&self) -> bool {
+        self.child_pid.is_some()
+    }
+
+    /// The server's CPU and RSS now: from /proc for a child, else from the last /metrics scrape.
+    pub fn server_reading(&self) -> Option<ServerReading> {
+        match self.child_pid {
+            Some(pid) => proc_reading(pid),
+            None => *self.last_metrics.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Starts a new peak window for RSS, open connections and timer lag.
+    pub fn reset_peaks(&self) {
+        let rss = self.server_reading().map_or(0, |r| r.rss_bytes);
+        self.rss_peak.store(rss, Relaxed);
+        self.open_connections_peak.store(0, Relaxed);
+        self.lag.lock().unwrap_or_else(|e| e.into_inner()).0.reset();
+    }
+
+    /// Peak RSS since [`Probe::reset_peaks`].
+    pub fn rss_peak(&self) -> u64 {
+        let now = self.server_reading().map_or(0, |r| r.rss_bytes);
+        self.rss_peak.fetch_max(now, Relaxed).max(now)
+    }
+
+    /// Peak `duplex_open_connections` since [`Probe::reset_peaks`].
+    pub fn open_connections_peak(&self) -> u64 {
+        self.open_connections_peak.load(Relaxed)
+    }
+
+    /// Timer lag since [`Probe::reset_peaks`]: (p99, max) in ms.
+    pub fn lag_ms(&self) -> (f64, f64) {
+        let h = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            h.quantile_ms(0.99).unwrap_or(0.0),
+            h.quantile_ms(1.0).unwrap_or(0.0),
+        )
+    }
+
+    async fn sample_proc(&self, stop: CancellationToken) {
+        let Some(pid) = self.child_pid else { return };
+        let mut ticks = interval(Duration::from_millis(250));
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match proc_reading(pid) {
+                Some(r) => {
+                    self.rss_peak.fetch_max(r.rss_bytes, Relaxed);
+                }
+                None => {
+                    self.fail(format!("the server (child pid {pid}) exited"));
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn scrape_metrics(&self, stop: CancellationToken) {
+        let mut ticks = interval(Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut failures = 0;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match http_get(
+                self.server,
+                &self.authority,
+                "/metrics",
+                Duration::from_secs(2),
+            )
+            .await
+            {
+                Ok((200, text)) => {
+                    failures = 0;
+                    let m = parse_metrics(&text);
+                    self.open_connections_peak
+                        .fetch_max(m.open_connections, Relaxed);
+                    if let (Some(cpu_s), Some(rss_bytes)) = (m.cpu_s, m.rss_bytes) {
+                        *self.last_metrics.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(ServerReading { cpu_s, rss_bytes });
+                        if self.child_pid.is_none() {
+                            self.rss_peak.fetch_max(rss_bytes, Relaxed);
+                        }
+                    }
+                }
+                other => {
+                    failures += 1;
+                    tracing::warn!(?other, failures, "scraping /metrics failed");
+                    if failures >= SCRAPES_BEFORE_GIVING_UP {
+                        let why = match other {
+                            Ok((status, _)) => format!("status {status}"),
+                            Err(e) => e,
+                        };
+                        self.fail(format!(
+                            "the server at http://{} stopped answering ({why})",
+                            self.server
+                        ));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn measure_lag(&self, stop: CancellationToken) {
+        const PERIOD: Duration = Duration::from_millis(10);
+        loop {
+            let due = Instant::now() + PERIOD;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = sleep_until(due) => {}
+            }
+            let late = Instant::now().saturating_duration_since(due);
+            self.lag
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_us(late.as_micros() as u64);
+        }
+    }
+}
+
+/// CPU seconds and RSS of process `pid`; `None` when it is gone (or a zombie).
+pub fn proc_reading(pid: i32) -> Option<ServerReading> {
+    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return None;
+    }
+    let ticks = procfs::ticks_per_second() as f64;
+    Some(ServerReading {
+        cpu_s: (stat.utime + stat.stime) as f64 / ticks,
+        rss_bytes: stat.rss * procfs::page_size(),
+    })
+}
+
+/// The loadgen's own CPU seconds so far.
+pub fn self_cpu_s() -> f64 {
+    proc_reading(std::process::id() as i32).map_or(0.0, |r| r.cpu_s)
+}
+
+/// What the probe reads from Prometheus text.
+#[derive(Debug, Default, PartialEq)]
+pub struct MetricsReading {
+    /// Sum of `duplex_open_connections` over transports.
+    pub open_connections: u64,
+    /// `process_cpu_seconds_total`.
+    pub cpu_s: Option<f64>,
+    /// `process_resident_memory_bytes`.
+    pub rss_bytes: Option<u64>,
+}
+
+/// Reads the few series the probe needs from Prometheus text exposition.
+pub fn parse_metrics(text: &str) -> MetricsReading {
+    let mut m = MetricsReading::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let bare = name.split('{').next().unwrap_or(name).trim();
+        match bare {
+            "duplex_open_connections" => m.open_connections += value.max(0.0) as u64,
+            "process_cpu_seconds_total" => m.cpu_s = Some(value),
+            "process_resident_memory_bytes" => m.rss_bytes = Some(value as u64),
+            _ => {}
+        }
+    }
+    m
+}
+
+/// A one-off `GET` on a fresh connection (not counted as client traffic): (status, body).
+pub async fn http_get(
+    server: SocketAddr,
+    authority: &str,
+    path: &str,
+    limit: Duration,
+) -> Result<(u16, String), String> {
+    let work = async {
+        let stream = TcpStream::connect(server)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let request = Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let result = async {
+            let response = send
+                .send_request(request)
+                .await
+                .map_err(|e| format!("request: {e}"))?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("body: {e}"))?
+                .to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        }
+        .await;
+        driver.abort();
+        result
+    };
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| format!("no answer within {limit:?}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_connections_cpu_and_memory_from_prometheus_text() {
+        let text = "# HELP x\nduplex_open_connections{transport=\"sse\"} 3\n\
+                    duplex_open_connections{transport=\"websocket\"} 4\n\
+                    process_cpu_seconds_total 1.5\nprocess_resident_memory_bytes 1048576\n";
+        let m = parse_metrics(text);
+        assert_eq!(m.open_connections, 7);
+        assert_eq!(m.cpu_s, Some(1.5));
+        assert_eq!(m.rss_bytes, Some(1_048_576));
+    }
+}

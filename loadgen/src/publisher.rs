@@ -1,0 +1,196 @@
+//! The senders: each publishes on a fixed schedule (open model) during the measured window,
+//! `rate` messages per second, sender `i` of `k` offset by `i/k` of a period so the room's
+//! messages are evenly spread. A message's stamp carries its *scheduled* time, so when the server
+//! (or the loadgen) falls behind, the lateness shows up in delivery latency instead of quietly
+//! stretching the schedule.
+//!
+//! HTTP transports publish with `POST .../messages` on a keep-alive connection of their own (a
+//! browser would use a second connection too); a WebSocket sender hands its orders to its own
+//! client, which sends them over its socket and matches the acks.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use server::wire::{PublishRequest, Published};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::http::{HttpConn, snippet};
+use crate::clients::{ClientError, PhaseCtx, PublishOrder, Window};
+use crate::clock;
+use crate::stamp::Stamp;
+
+/// How long one publish may take before it counts as failed.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a sender's messages reach the server.
+#[derive(Debug)]
+pub enum PublishVia {
+    /// `POST` on the sender's own connection.
+    Http,
+    /// Through the sender's WebSocket client.
+    WebSocket(mpsc::UnboundedSender<PublishOrder>),
+}
+
+/// One sender's schedule.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// This sender's index (also its client index).
+    pub sender: usize,
+    /// How many senders there are.
+    pub senders: usize,
+    /// Messages per second for this sender.
+    pub rate: f64,
+}
+
+impl Schedule {
+    /// The scheduled times within `window`, in order.
+    pub fn times(&self, window: Window) -> impl Iterator<Item = Instant> {
+        let period = if self.rate > 0.0 {
+            Duration::from_secs_f64(1.0 / self.rate)
+        } else {
+            Duration::MAX
+        };
+        let offset = if self.rate > 0.0 {
+            period.mul_f64(self.sender as f64 / self.senders.max(1) as f64)
+        } else {
+            Duration::ZERO
+        };
+        let rate = self.rate;
+        (0u32..)
+            .map(move |n| window.start + offset + period.mul_f64(f64::from(n)))
+            .take_while(move |&t| rate > 0.0 && t < window.end)
+    }
+}
+
+/// Runs one sender: waits for the window, then publishes on schedule until its end or `stop`.
+pub async fn run_sender(
+    phase: Arc<PhaseCtx>,
+    schedule: Schedule,
+    mut window: watch::Receiver<Option<Window>>,
+    via: PublishVia,
+    stop: CancellationToken,
+) {
+    // Open the HTTP connection during the warm-up so the first publish does not pay for it.
+    let mut conn = match via {
+        PublishVia::Http => match HttpConn::open(&phase).await {
+            Ok((c, _)) => Some(c),
+            Err(e) => {
+                phase.meter.error();
+                tracing::debug!(error = %e, "publisher connect failed");
+                None
+            }
+        },
+        PublishVia::WebSocket(_) => None,
+    };
+    let window = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return,
+        w = window.wait_for(Option::is_some) => match w {
+            Ok(w) => w.expect("waited for Some"),
+            Err(_) => return,
+        },
+    };
+    for (n, scheduled) in schedule.times(window).enumerate() {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = sleep_until(scheduled) => {}
+        }
+        let order = PublishOrder {
+            n: n as u32,
+            scheduled,
+        };
+        match &via {
+            PublishVia::WebSocket(tx) => {
+                if tx.send(order).is_err() {
+                    return;
+                }
+            }
+            PublishVia::Http => {
+                let published = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    r = publish_http(&phase, &mut conn, schedule.sender, order) => r,
+                };
+                if let Err(e) = published {
+                    phase.meter.error();
+                    tracing::debug!(error = %e, "publish failed");
+                    conn = None;
+                }
+            }
+        }
+    }
+}
+
+/// One `POST .../messages`, reopening the connection when needed.
+async fn publish_http(
+    phase: &PhaseCtx,
+    conn: &mut Option<HttpConn>,
+    sender: usize,
+    order: PublishOrder,
+) -> Result<(), ClientError> {
+    if conn.as_ref().is_none_or(|c| !c.is_open()) {
+        *conn = Some(HttpConn::open(phase).await?.0);
+    }
+    let c = conn.as_mut().expect("opened above");
+    let stamp = Stamp {
+        sender: sender as u32,
+        n: order.n,
+        scheduled_ns: clock::ns_at(order.scheduled.into_std()),
+    };
+    let body = PublishRequest {
+        from: format!("c{sender}"),
+        body: stamp.encode(phase.payload_bytes),
+        event: None,
+        to: None,
+        echo: None,
+    };
+    let json = serde_json::to_string(&body).expect("a publish request serializes");
+    let request = HttpConn::request(phase, "POST", &phase.room_path("messages"), Some(json));
+    let answer = c.exchange(phase, request, PUBLISH_TIMEOUT).await?;
+    let meter = &phase.meter;
+    meter
+        .request_rtt
+        .record_us(sender, (answer.end - answer.start).as_micros() as u64);
+    if answer.status != StatusCode::CREATED {
+        return Err(ClientError::Status {
+            status: answer.status.as_u16(),
+            body: snippet(&answer.body),
+        });
+    }
+    meter.header_down.fetch_add(answer.head_len, Relaxed);
+    let published: Published = serde_json::from_slice(&answer.body)
+        .map_err(|e| ClientError::Protocol(format!("bad publish answer: {e}")))?;
+    phase.publish_acked(published.seq);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_spreads_senders_and_stays_in_the_window() {
+        let start = Instant::now();
+        let window = Window {
+            start,
+            end: start + Duration::from_secs(2),
+        };
+        let s = Schedule {
+            sender: 1,
+            senders: 2,
+            rate: 2.0,
+        };
+        let times: Vec<_> = s.times(window).map(|t| t - start).collect();
+        assert_eq!(
+            times,
+            [250, 750, 1250, 1750].map(Duration::from_millis).to_vec()
+        );
+        let silent = Schedule { rate: 0.0, ..s };
+        assert_eq!(silent.times(window).count(), 0);
+    }
+}

@@ -1,0 +1,119 @@
+//! The terminal summary printed at the end of `duplex run`: one row per transport (per sweep
+//! value), the same figures as `summary.csv` (from the report crate's [`SummaryRow`]) condensed
+//! to fit a terminal, with the model's expectation next to the measured latency p50 and
+//! requests per second. Writes to any `io::Write`, so tests render into a `Vec<u8>`.
+
+use std::io::{self, Write};
+
+use report::model::expected_for_phase;
+use report::results::Results;
+use report::summary::SummaryRow;
+
+/// Prints the summary table of `results` to `out`.
+pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> {
+    let s = &results.scenario;
+    writeln!(
+        out,
+        "\n{} — {} clients/transport, {} senders × {} msg/s, {} s measured{}",
+        s.name,
+        s.clients,
+        s.senders,
+        s.rate_per_sender,
+        s.duration_s,
+        if results.complete {
+            ""
+        } else {
+            "  [INCOMPLETE]"
+        }
+    )?;
+    for run in &results.runs {
+        if let (Some(v), Some(sweep)) = (run.sweep_value, &s.sweep) {
+            writeln!(out, "\n{} = {v} {}", sweep.key, sweep.unit)?;
+        }
+        writeln!(
+            out,
+            "{:<10} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
+            "transport",
+            "connected",
+            "p50 ms (model)",
+            "p99 ms",
+            "max ms",
+            "req/s (model)",
+            "empty",
+            "B↓/msg",
+            "srv CPU",
+            "srv MiB",
+            "missing",
+            "dup",
+            "errors"
+        )?;
+        for phase in &run.phases {
+            let row = SummaryRow::from_phase(phase);
+            let model = expected_for_phase(s, run, phase);
+            let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+            let per_s = |n: u64| {
+                if phase.duration_s > 0.0 {
+                    n as f64 / phase.duration_s
+                } else {
+                    0.0
+                }
+            };
+            let p50 = format!(
+                "{} ({})",
+                ms(row.latency_p50_ms),
+                model
+                    .as_ref()
+                    .map_or("-".to_owned(), |m| format!("{:.1}", m.latency_p50_ms))
+            );
+            let rps = format!(
+                "{:.0} ({})",
+                per_s(row.requests),
+                model
+                    .as_ref()
+                    .map_or("-".to_owned(), |m| format!("{:.0}", m.requests_per_s))
+            );
+            let empty = if row.requests > 0 {
+                format!(
+                    "{:.0}%",
+                    100.0 * row.empty_responses as f64 / row.requests as f64
+                )
+            } else {
+                "-".to_owned()
+            };
+            let per_msg = if row.deliveries_received > 0 {
+                format!(
+                    "{:.0}",
+                    row.bytes_down as f64 / row.deliveries_received as f64
+                )
+            } else {
+                "-".to_owned()
+            };
+            writeln!(
+                out,
+                "{:<10} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8.2} {:>8.1} {:>8} {:>5} {:>6}",
+                row.transport,
+                format!("{}/{}", phase.clients_connected, row.clients),
+                p50,
+                ms(row.latency_p99_ms),
+                ms(row.latency_max_ms),
+                rps,
+                empty,
+                per_msg,
+                row.server_cpu_s,
+                row.server_rss_peak_mib,
+                row.missing,
+                row.duplicates,
+                row.errors,
+            )?;
+        }
+        for phase in &run.phases {
+            for w in &phase.warnings {
+                writeln!(out, "  ! {}: {w}", phase.transport)?;
+            }
+        }
+    }
+    for w in &results.warnings {
+        writeln!(out, "! {w}")?;
+    }
+    writeln!(out, "wall time {:.1} s", results.wall_time_s)
+}
