@@ -12,6 +12,7 @@ pub mod histogram;
 mod html;
 pub mod model;
 pub mod results;
+pub mod screenshot;
 pub mod summary;
 pub mod tables;
 pub mod transport;

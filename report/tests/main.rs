@@ -1,0 +1,9 @@
+//! The report crate's one integration-test binary: renders the checked-in fixtures
+//! (`tests/fixtures/*.json`, synthetic data written by `examples/synthetic_results.rs`) and
+//! checks the page, the CSV files and, in a real headless Chromium, that the page loads clean.
+
+mod browser;
+mod csv_files;
+mod helpers;
+mod page;
+mod reading;
