@@ -1,4 +1,5 @@
 //! The loadgen integration tests: one binary, one module per concern.
 
 mod netem;
+mod phases;
 mod scenarios_shipped;

@@ -1,0 +1,161 @@
+//! The runner against the real server (in-process, `server::spawn` on 127.0.0.1:0): every
+//! transport delivers every message exactly once, and a server that is unreachable or dies
+//! ends a run quickly with what was measured.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use loadgen::CancellationToken;
+use loadgen::conn::Connector;
+use loadgen::netem::NetworkConditions;
+use loadgen::probe::Probe;
+use loadgen::runner::{PhaseSetup, run_phase};
+use loadgen::scenario::{Overrides, Scenario};
+use loadgen::target::{ServerChoice, Target, TargetError};
+use server::wire::Transport;
+
+fn small_scenario(extra: &str) -> Scenario {
+    let text = format!(
+        "name = \"t\"\ndescription = \"test\"\nduration = \"2s\"\nwarmup = \"500ms\"\ndrain = \"1s\"\n\
+         [clients]\ncount = 8\nconnect_rate = 1000\n[chat]\nsenders = 2\nrate = 4.0\n\
+         [short_poll]\ninterval = \"200ms\"\n[long_poll]\ntimeout = \"2s\"\n{extra}"
+    );
+    Scenario::parse(Path::new("test.toml"), &text, &Overrides::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_delivers_every_message_exactly_once() {
+    let srv = server::spawn(server::Config::default()).await.unwrap();
+    let s = small_scenario("");
+    let abort = CancellationToken::new();
+    let probe = Probe::new(srv.addr, None, abort.clone());
+    let setup = PhaseSetup {
+        connector: Arc::new(Connector::new(srv.addr, NetworkConditions::IDEAL)),
+        authority: srv.addr.to_string(),
+        probe,
+        abort,
+        progress: false,
+        label: String::new(),
+    };
+    for transport in Transport::ALL {
+        let phase = run_phase(&s, transport, format!("exact-{transport}"), &setup).await;
+        let i = phase.integrity;
+        assert_eq!(
+            phase.clients_connected, 8,
+            "{transport}: {:?}",
+            phase.warnings
+        );
+        assert!(
+            phase.messages_published >= 14,
+            "{transport}: {}",
+            phase.messages_published
+        );
+        assert_eq!(
+            i.deliveries_expected,
+            8 * phase.messages_published,
+            "{transport}"
+        );
+        assert_eq!(i.missing, 0, "{transport}: {:?}", phase.warnings);
+        assert_eq!(i.duplicates, 0, "{transport}");
+        assert_eq!(i.out_of_order, 0, "{transport}");
+        assert_eq!(phase.latency.0.len(), i.deliveries_received, "{transport}");
+        assert!(phase.traffic.payload_down > 0, "{transport}");
+        assert!(
+            phase.traffic.payload_down + phase.traffic.header_down + phase.traffic.empty_down
+                <= phase.traffic.bytes_down,
+            "{transport}: {:?}",
+            phase.traffic
+        );
+        assert_eq!(phase.traces.len(), 2, "{transport}");
+    }
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_survives_an_emulated_network() {
+    let srv = server::spawn(server::Config::default()).await.unwrap();
+    let s = small_scenario("[network]\nrtt = \"40ms\"\n");
+    let abort = CancellationToken::new();
+    let setup = PhaseSetup {
+        connector: Arc::new(Connector::new(
+            srv.addr,
+            NetworkConditions::new(Duration::from_millis(40), Duration::ZERO),
+        )),
+        authority: srv.addr.to_string(),
+        probe: Probe::new(srv.addr, None, abort.clone()),
+        abort,
+        progress: false,
+        label: String::new(),
+    };
+    for transport in [Transport::LongPoll, Transport::WebSocket] {
+        let phase = run_phase(&s, transport, format!("rtt-{transport}"), &setup).await;
+        assert_eq!(
+            phase.integrity.missing, 0,
+            "{transport}: {:?}",
+            phase.warnings
+        );
+        // Every delivery crossed the emulated link one way at least: 20 ms.
+        let min_ms = phase.latency.0.min() as f64 / 1000.0;
+        assert!(min_ms >= 19.0, "{transport}: min latency {min_ms} ms");
+    }
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_target_fails_fast_with_a_clear_error() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let err = Target::start(&ServerChoice::External(format!("http://127.0.0.1:{port}")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TargetError::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("cannot reach the server"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_dying_mid_run_ends_the_run_within_seconds_and_keeps_what_was_measured() {
+    let srv = server::spawn(server::Config::default()).await.unwrap();
+    let mut s = small_scenario("");
+    s.duration = Duration::from_secs(60);
+    s.transports = vec![Transport::Sse, Transport::WebSocket];
+    let url = srv.url();
+    let run = tokio::spawn(loadgen::run(loadgen::RunOptions {
+        scenario: s,
+        server: ServerChoice::External(url),
+        progress: false,
+        interrupt: CancellationToken::new(),
+    }));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = Instant::now();
+    srv.shutdown().await.unwrap();
+    let results = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the run must end soon after the server died")
+        .unwrap()
+        .unwrap();
+    assert!(killed.elapsed() < Duration::from_secs(15));
+    assert!(!results.complete);
+    assert!(
+        results
+            .warnings
+            .iter()
+            .any(|w| w.contains("stopped answering")),
+        "{:?}",
+        results.warnings
+    );
+    let phase = &results.runs[0].phases[0];
+    assert!(!phase.complete);
+    assert_eq!(phase.transport, "sse");
+    assert_eq!(
+        results.runs[0].phases.len(),
+        1,
+        "no phase after the server died"
+    );
+}

@@ -1,0 +1,123 @@
+//! End to end: `duplex run scenarios/smoke.toml` as a user runs it (the binary starts its own
+//! `duplex serve` child), then the files it wrote are checked against what the smoke scenario
+//! must show on every transport.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const SUMMARY_HEADER: &str = "transport,clients,duration_s,messages_published,deliveries_expected,deliveries_received,missing,duplicates,out_of_order,latency_p50_ms,latency_p90_ms,latency_p99_ms,latency_max_ms,requests,empty_responses,bytes_up,bytes_down,server_cpu_s,server_rss_peak_mib,errors";
+
+fn out_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("duplex-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn smoke_run_delivers_everything_on_every_transport_at_the_expected_cost() {
+    let out = out_dir();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let status = Command::new(env!("CARGO_BIN_EXE_duplex"))
+        .current_dir(root)
+        .args(["run", "scenarios/smoke.toml", "--out"])
+        .arg(&out)
+        .status()
+        .expect("duplex runs");
+    assert!(status.success(), "duplex run failed: {status}");
+
+    let results = report::read_results(out.join("results.json")).expect("results.json reads back");
+    assert!(results.complete, "{:?}", results.warnings);
+    let s = &results.scenario;
+    assert_eq!(s.name, "smoke");
+    assert_eq!(results.runs.len(), 1);
+    let phases = &results.runs[0].phases;
+    let names: Vec<&str> = phases.iter().map(|p| p.transport.as_str()).collect();
+    assert_eq!(names, ["short_poll", "long_poll", "sse", "websocket"]);
+
+    for p in phases {
+        let t = &p.transport;
+        assert_eq!(p.clients_connected, s.clients, "{t}: {:?}", p.warnings);
+        assert!(p.messages_published > 0, "{t}");
+        assert_eq!(
+            p.integrity.deliveries_expected,
+            p.messages_published * s.clients,
+            "{t}"
+        );
+        assert_eq!(p.integrity.missing, 0, "{t}: {:?}", p.warnings);
+        assert_eq!(p.integrity.duplicates, 0, "{t}");
+        let p50 = p.latency.quantile_ms(0.5).expect("deliveries were timed");
+        assert!(p50 > 0.0, "{t}: p50 {p50}");
+        assert!(p.latency.0.min() > 0, "{t}: a latency of zero");
+        assert!(p.server.cpu_s > 0.0, "{t}: server CPU from /proc");
+        assert!(p.server.rss_peak_bytes > 0, "{t}: server RSS from /proc");
+        assert!(p.traffic.bytes_down > 0 && p.traffic.bytes_up > 0, "{t}");
+    }
+
+    // Short polling: one request per client per interval (publishes are requests too, so they
+    // are taken out), and a delivery waits about half an interval for the next poll.
+    let short = &phases[0];
+    let interval_s = s.short_poll_interval_ms / 1000.0;
+    let planned_polls = s.clients as f64 * short.duration_s / interval_s;
+    let polls = (short.traffic.requests - short.messages_published) as f64;
+    assert!(
+        (polls - planned_polls).abs() <= 0.15 * planned_polls,
+        "short-poll requests {polls} vs planned {planned_polls}"
+    );
+    let p50 = short.latency.quantile_ms(0.5).unwrap();
+    assert!(
+        (0.3 * s.short_poll_interval_ms..=0.7 * s.short_poll_interval_ms).contains(&p50),
+        "short-poll p50 {p50} ms for a {} ms interval",
+        s.short_poll_interval_ms
+    );
+
+    // SSE and WebSocket: one connection per client for the whole phase (SSE senders publish
+    // over one extra HTTP connection each; WebSocket senders publish over their socket).
+    let sse = &phases[2];
+    assert_eq!(sse.traffic.connections_opened, s.clients + s.senders, "sse");
+    let ws = &phases[3];
+    assert_eq!(ws.traffic.connections_opened, s.clients, "websocket");
+
+    let csv = std::fs::read_to_string(out.join("summary.csv")).expect("summary.csv written");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some(SUMMARY_HEADER));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    for (row, name) in rows.iter().zip(names) {
+        assert!(row.starts_with(&format!("{name},{},", s.clients)), "{row}");
+    }
+    assert!(out.join("index.html").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn invalid_scenario_fails_before_any_load_naming_file_and_key() {
+    let dir = out_dir().with_extension("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "name = \"bad\"\ndescription = \"x\"\n[clients]\ncount = 0\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_duplex"))
+        .args(["run"])
+        .arg(&file)
+        .args(["--out"])
+        .arg(dir.join("out"))
+        .output()
+        .expect("duplex runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: clients.count: must be at least 1, got 0",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("out").exists(),
+        "nothing may be written for an invalid scenario"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
