@@ -163,7 +163,20 @@ async function sendFlash(e) {
   }
 }
 
+/** The dashboard's stream holds a connection too: it joins the student pages' census (see
+ *  live.js) as the oldest tab, so student tabs of this browser leave a connection for it. */
+function joinCensus() {
+  if (!('BroadcastChannel' in window)) return;
+  const census = new BroadcastChannel('duplex-live-census');
+  const me = { type: 'state', id: `dashboard-${Math.random().toString(36).slice(2)}`, born: 0, wants: true };
+  census.onmessage = ({ data }) => { if (data.type === 'hello') census.postMessage(me); };
+  census.postMessage(me);
+  setInterval(() => census.postMessage(me), 1000);
+  addEventListener('pagehide', () => census.postMessage({ type: 'bye', id: me.id }));
+}
+
 buildCards();
+joinCensus();
 const local = ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
 $('join-url').textContent = local ? `http://<this laptop's address>:${location.port || 80}/` : `${location.protocol}//${location.host}/`;
 $('flash-form').addEventListener('submit', sendFlash);

@@ -606,7 +606,12 @@ function init() {
 
   $('join').addEventListener('submit', (e) => { e.preventDefault(); join(); });
   // Switching transport takes effect at once once joined: no need to press the button again.
-  for (const radio of document.querySelectorAll('input[name=transport]')) radio.addEventListener('change', () => { if (session) join(); });
+  // The interval only means something for short polling.
+  const showInterval = () => { $('interval-label').hidden = readForm().transport !== 'short_poll'; };
+  showInterval();
+  for (const radio of document.querySelectorAll('input[name=transport]')) {
+    radio.addEventListener('change', () => { showInterval(); if (session) join(); });
+  }
   $('interval').addEventListener('change', () => { if (session) join(); });
   $('send').addEventListener('submit', (e) => {
     e.preventDefault();

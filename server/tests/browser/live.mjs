@@ -171,7 +171,41 @@ await check('seven tabs of one browser on long poll and SSE all load and receive
   }
 });
 
-// 4. The dashboard counts students per transport and draws the flash delays.
+// 4. A hidden tab gives its held-open connection back and misses nothing when shown again.
+//    Headless pages are always visible, so the test overrides document.visibilityState.
+async function setVisible(page, visible) {
+  await page.evaluate((v) => {
+    Object.defineProperty(document, 'visibilityState', { value: v ? 'visible' : 'hidden', configurable: true });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, visible);
+}
+
+for (const transport of ['long_poll', 'sse']) {
+  await check(`a hidden ${transport} tab pauses and catches up when shown again`, async () => {
+    const room = `hide-${transport}`;
+    const [a, b] = [await laptop(), await laptop()];
+    try {
+      const hider = await student(a, { name: 'hider', room, transport });
+      const talker = await student(b, { name: 'talker', room, transport: 'websocket' });
+      await setVisible(hider, false);
+      await hider.waitForSelector('#status[data-state=paused]', { timeout: WAIT });
+      await send(talker, 'said while you were away');
+      await received(talker, 'said while you were away');
+      await hider.waitForTimeout(700);
+      const early = await hider.$$eval('#messages .body', (els) => els.map((e) => e.textContent));
+      assert(!early.includes('said while you were away'), 'a paused tab still received');
+      await setVisible(hider, true);
+      await received(hider, 'said while you were away');
+      const rx = await counters(hider, transport);
+      assert(rx.received === 1, `expected exactly one message after catching up, counted ${rx.received}`);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+}
+
+// 5. The dashboard counts students per transport and draws the flash delays.
 await check('dashboard shows connected clients per transport and flash delays', async () => {
   const room = 'class';
   const plan = { short_poll: 1, long_poll: 1, sse: 2, websocket: 1 };
