@@ -239,7 +239,10 @@ pub fn card(results: &Results, run: &Run) -> Card {
             "Bytes per delivered message",
             "everything read ÷ messages delivered",
         ),
-        ("Empty answers", "poll answers that carried nothing"),
+        (
+            "Empty answers",
+            "poll answers that carried nothing; the model assumes messages at random times",
+        ),
         ("Open connections (peak)", "held by the server at once"),
         ("Server CPU", "during the measured seconds"),
         ("Server memory (peak)", "resident set size"),

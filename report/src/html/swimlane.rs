@@ -138,7 +138,11 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
             Mark::Box,
         ),
         (EMPTY_GREY.into(), "empty answer".into(), Mark::Box),
-        ("#555555".into(), "open stream".into(), Mark::Hatched),
+        (
+            "#d6d6d6".into(),
+            "open stream (pale band)".into(),
+            Mark::Box,
+        ),
         ("#222222".into(), "delivery".into(), Mark::Dot),
         ("#333333".into(), "publish → delivery".into(), Mark::Arrow),
     ];
@@ -157,10 +161,13 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
         .map(|(i, p)| {
             let trace = &p.traces[0];
             let y = px(y0 + i as f64 * lane_h);
-            // Layout inside a lane: publish ticks on top, arrows down to the bar's centre line.
-            let bar_y = y + 58.0;
+            // Layout inside a lane, top to bottom: arrows start at the publish time, end on a
+            // row of delivery dots, and the request bars run below the dots (a 1 ms short poll
+            // is a sliver a dot would hide).
+            let bar_y = y + 64.0;
             let bar_h = 26.0;
             let mid = bar_y + bar_h / 2.0;
+            let dot_y = bar_y - 10.0;
             let streaming = Transport::from_id(&p.transport).is_some_and(|t| !t.is_polling());
             let colour = transport::colour_of(&p.transport);
             let mut bars = Vec::new();
@@ -216,7 +223,7 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
                             x: a,
                             y: px(bar_y),
                             // At least a few units wide: a short poll answered in 1 ms must show.
-                            w: px((b - a).max(3.0)),
+                            w: px((b - a).max(5.0)),
                             h: bar_h,
                             fill: if *status >= 400 {
                                 "#000000"
@@ -242,9 +249,9 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
                             continue;
                         }
                         let x = at(*at_ms);
-                        dots.push((x, px(mid)));
+                        dots.push((x, px(dot_y)));
                         if *published_ms >= w0 {
-                            arrows.push((at(*published_ms), px(y + 12.0), x, px(bar_y - 4.0)));
+                            arrows.push((at(*published_ms), px(y + 10.0), x, px(dot_y - 7.0)));
                         }
                     }
                     TraceEvent::Error { at_ms, .. } => {
