@@ -20,6 +20,7 @@ mkdirSync(shotDir, { recursive: true });
 
 const TRANSPORTS = ['short_poll', 'long_poll', 'sse', 'websocket'];
 const WAIT = 15000; // ms: generous, the machine is shared and has two cores
+const RUN = Date.now().toString(36); // room suffix: a rerun against the same server starts clean
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -96,7 +97,7 @@ async function counters(page, transport) {
 for (const [i, from] of TRANSPORTS.entries()) {
   const to = TRANSPORTS[(i + 1) % TRANSPORTS.length];
   await check(`message sent over ${from} reaches a page on ${to}`, async () => {
-    const room = `pair-${from}-${to}`;
+    const room = `pair-${from}-${to}-${RUN}`;
     const [a, b] = [await laptop(), await laptop()];
     try {
       const receiver = await student(b, { name: `rx-${to}`, room, transport: to });
@@ -122,7 +123,7 @@ for (const [i, from] of TRANSPORTS.entries()) {
 
 // 2. Markup in a body or a name is shown as text, and never runs.
 await check('a body of <img src=x onerror=alert(1)> renders as text on every transport', async () => {
-  const room = 'xss';
+  const room = `xss-${RUN}`;
   const evil = '<img src=x onerror=alert(1)>';
   const ctxs = [];
   try {
@@ -155,7 +156,7 @@ await check('seven tabs of one browser on long poll and SSE all load and receive
   try {
     const pages = [];
     for (let i = 0; i < 7; i++) {
-      pages.push(await student(ctx, { name: `tab${i}`, room: 'tabs', transport: i % 2 ? 'long_poll' : 'sse' }));
+      pages.push(await student(ctx, { name: `tab${i}`, room: `tabs-${RUN}`, transport: i % 2 ? 'long_poll' : 'sse' }));
     }
     // The census settles within a couple of heartbeats: four hold a connection, three fall back.
     await pages[6].waitForFunction(() => document.querySelector('#status').dataset.state === 'fallback', null, { timeout: WAIT });
@@ -182,7 +183,7 @@ async function setVisible(page, visible) {
 
 for (const transport of ['long_poll', 'sse']) {
   await check(`a hidden ${transport} tab pauses and catches up when shown again`, async () => {
-    const room = `hide-${transport}`;
+    const room = `hide-${transport}-${RUN}`;
     const [a, b] = [await laptop(), await laptop()];
     try {
       const hider = await student(a, { name: 'hider', room, transport });
@@ -206,8 +207,8 @@ for (const transport of ['long_poll', 'sse']) {
 }
 
 // 5. The dashboard counts students per transport and draws the flash delays.
-await check('dashboard shows connected clients per transport and flash delays', async () => {
-  const room = 'class';
+await check('dashboard shows clients per transport and flash delays; a student switches transports without loss', async () => {
+  const room = `class-${RUN}`;
   const plan = { short_poll: 1, long_poll: 1, sse: 2, websocket: 1 };
   const teacher = await laptop();
   const ctxs = [];
@@ -238,15 +239,28 @@ await check('dashboard shows connected clients per transport and flash delays', 
       const s = document.querySelector(`#delays .summary-${t}`);
       return s && s.textContent.startsWith(`${n} ×`);
     }), plan, { timeout: WAIT });
-    const dots = await dash.$$eval('#delays circle', (c) => c.length);
+    const dots = await dash.$$eval('#delays circle[r="6"]', (c) => c.length); // this flash's dots
     assert(dots === 5, `expected 5 delay dots, got ${dots}`);
     // Let the sparklines gather a few seconds of rates, then take the projector's picture.
     await dash.waitForTimeout(3000);
     await dash.screenshot({ path: join(shotDir, 'dashboard.png'), fullPage: true });
-    // The student page as a student sees it after the flash, with traffic in the log.
-    await send(pages[2], 'nice, SSE got it in a few ms');
-    await received(pages[2], 'nice, SSE got it in a few ms');
-    await pages[2].screenshot({ path: join(shotDir, 'live.png'), fullPage: true });
+    // A student switches through every transport while another keeps talking: each message
+    // arrives once, counted under the transport in use when it came.
+    const [switcher, talker] = [pages[2], pages[0]];
+    for (const t of ['short_poll', 'websocket', 'long_poll', 'sse']) {
+      await switcher.check(`input[name=transport][value=${t}]`);
+      await switcher.waitForSelector(`#counters tr.current[data-transport=${t}]`, { timeout: WAIT });
+      const before = (await counters(switcher, t)).received;
+      await send(talker, `now over ${t}`);
+      await received(switcher, `now over ${t}`);
+      await switcher.waitForTimeout(t === 'short_poll' ? 2000 : 300); // let short polling show its empties
+      const after = (await counters(switcher, t)).received;
+      assert(after === before + 1, `${t}: received went from ${before} to ${after}`);
+    }
+    const dups = await switcher.$$eval('#counters .received', (cells) => cells.map((c) => c.textContent).join(' '));
+    assert(!dups.includes('dup') && !dups.includes('lost'), `duplicates or losses after switching: ${dups}`);
+    // The student page as a student sees it: the flash, four transports' costs, the traffic log.
+    await switcher.screenshot({ path: join(shotDir, 'live.png'), fullPage: true });
     const errors = [...teacher.errors, ...ctxs.flatMap((c) => c.errors)];
     assert(errors.length === 0, `page errors: ${errors}`);
     assert(ctxs.flatMap((c) => c.dialogs).length === 0, 'a flash text ran as script');
