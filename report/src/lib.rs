@@ -5,6 +5,13 @@
 //! [`write_all`] is the entry point `duplex run` and `duplex report` share; [`model`] holds the
 //! theory the report compares measurements with; [`summary`] the one definition of a summary
 //! row, reused by the loadgen's terminal table.
+//!
+//! Looking at a report without a desktop: `cargo test -p report` renders the synthetic fixtures
+//! in headless Chromium and keeps the screenshots in
+//! `target/tmp/report-screenshots/synthetic-{classroom,sweep}.png`; after
+//! `duplex run scenarios/classroom.toml`,
+//! `cargo run -p report --example screenshot -- reports/classroom/index.html` writes
+//! `reports/classroom/screenshot.png` ([`screenshot`]).
 
 #![warn(missing_docs)]
 

@@ -197,3 +197,14 @@ fn validity_warnings_are_listed_at_the_end() {
     assert!(about.contains("7 expected deliveries never arrived"));
     assert!(about.contains("git commit"), "environment lists the commit");
 }
+
+#[test]
+fn results_without_runs_still_render_a_page_that_says_so() {
+    let mut results = fixture("results.json");
+    results.runs.clear();
+    results.complete = false;
+    let (dir, html) = render(&results, "no_runs");
+    assert!(html.contains("did not complete"));
+    let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 1, "only the header");
+}

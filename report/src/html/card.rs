@@ -295,8 +295,9 @@ fn explanation(results: &Results, run: &Run, phase: &Phase, measured: &Measured)
             "Every client asks once and the server holds the question open until a message \
              arrives (or {} pass), then the client asks again. That is about one request per \
              message: {req} requests per second for {} messages per second into each client's \
-             feed. Messages arrive quickly (median {p50}), but each one still pays for a whole \
-             HTTP answer with its headers: {bytes} per message.",
+             feed. A message leaves as soon as the server has it if a question is waiting \
+             (median delay here {p50}), but each one still pays for a whole HTTP answer with its \
+             headers: {bytes} per message.",
             format::ms(results.scenario.long_poll_timeout_ms),
             format::real(lambda),
         ),

@@ -12,6 +12,10 @@ use super::format;
 
 /// Longest window shown: more seconds would turn the arrows into a blur on a projector.
 const WINDOW_MS: f64 = 6000.0;
+/// Shortest window shown, so even a busy room shows a few poll intervals.
+const MIN_WINDOW_MS: f64 = 2000.0;
+/// About this many messages fit in the window before the arrows crowd each other.
+const MESSAGES_SHOWN: f64 = 40.0;
 
 /// The timeline, ready to draw.
 pub struct Swimlane {
@@ -98,8 +102,15 @@ fn event_end(e: &TraceEvent) -> f64 {
 }
 
 /// Picks the common window: from the warm-up's end (or the latest first non-connect event,
-/// whichever is later) for at most [`WINDOW_MS`], within every trace's span.
+/// whichever is later) for about [`MESSAGES_SHOWN`] messages (2 to 6 s), within every trace's
+/// span.
 fn window(results: &Results, phases: &[&Phase]) -> (f64, f64) {
+    let lambda = results.scenario.senders as f64 * results.scenario.rate_per_sender;
+    let length = if lambda > 0.0 {
+        (MESSAGES_SHOWN / lambda * 1000.0).clamp(MIN_WINDOW_MS, WINDOW_MS)
+    } else {
+        WINDOW_MS
+    };
     let mut start = results.scenario.warmup_s * 1000.0;
     let mut end = f64::INFINITY;
     for p in phases {
@@ -117,9 +128,9 @@ fn window(results: &Results, phases: &[&Phase]) -> (f64, f64) {
     }
     let start = (start / 1000.0).floor() * 1000.0;
     let end = if end.is_finite() && end > start + 1000.0 {
-        end.min(start + WINDOW_MS)
+        end.min(start + length)
     } else {
-        start + WINDOW_MS
+        start + length
     };
     (start, end)
 }
