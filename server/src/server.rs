@@ -55,12 +55,18 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serves the feed on `listener` with fresh state until `shutdown` completes.
+/// Serves the feed on `listener` with fresh state until `shutdown` completes. Also raises this
+/// process's soft open-file limit to its hard limit (often 1024 -> far more), since every client
+/// holds a descriptor.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     serve(listener, AppState::new(config), shutdown).await
 }
 
