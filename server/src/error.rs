@@ -6,7 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::feed::{BadRoomName, PublishError};
+use crate::feed::{BadRoomName, PublishError, TooManyRooms};
 use crate::wire::ErrorBody;
 
 /// Why a request was refused.
@@ -50,6 +50,9 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// A new room was asked for and no more can be created.
+    #[error(transparent)]
+    TooManyRooms(#[from] TooManyRooms),
     /// No route for this method and path.
     #[error("no such endpoint: {0}")]
     NotFound(String),
@@ -64,6 +67,9 @@ impl ApiError {
         match self {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooManyRooms(_) | ApiError::Publish(PublishError::TooManyRooms(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::ShuttingDown | ApiError::TooManyConnections { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

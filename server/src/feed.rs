@@ -25,6 +25,14 @@ use crate::wire::{Message, PublishRequest};
 
 /// The longest room name, client id, or event name accepted.
 pub const MAX_NAME_LEN: usize = 64;
+/// Rooms are created on first use and kept; past this many a new name is refused, so a client
+/// inventing names cannot grow the server's memory without bound (rooms × history is the bound).
+pub const MAX_ROOMS: usize = 10_000;
+
+/// A new room was asked for when [`MAX_ROOMS`] exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("too many rooms: the limit is {0}")]
+pub struct TooManyRooms(pub usize);
 
 /// A validated room name: `[A-Za-z0-9_-]{1,64}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -63,6 +71,9 @@ pub enum PublishError {
     /// so a newline in it would forge SSE fields).
     #[error("bad event name {0:?}: use 1 to 64 printable characters")]
     BadEvent(String),
+    /// The room does not exist and no more can be created.
+    #[error(transparent)]
+    TooManyRooms(#[from] TooManyRooms),
     /// `from` or `to` is too long or holds control characters.
     #[error("bad client id in {field:?}: {value:?} (at most 64 printable characters)")]
     BadClient {
@@ -305,12 +316,17 @@ impl Feed {
     }
 
     /// The room called `name`, created empty if it does not exist yet.
-    pub fn room(&self, name: &RoomName) -> Arc<Room> {
+    pub fn room(&self, name: &RoomName) -> Result<Arc<Room>, TooManyRooms> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms
-            .entry(name.0.clone())
-            .or_insert_with(|| Arc::new(Room::new(name.clone(), self.history)))
-            .clone()
+        if let Some(room) = rooms.get(name.as_str()) {
+            return Ok(room.clone());
+        }
+        if rooms.len() >= MAX_ROOMS {
+            return Err(TooManyRooms(MAX_ROOMS));
+        }
+        let room = Arc::new(Room::new(name.clone(), self.history));
+        rooms.insert(name.0.clone(), room.clone());
+        Ok(room)
     }
 
     /// Publishes into `room` (created if needed) and counts it.
@@ -319,7 +335,7 @@ impl Feed {
         room: &RoomName,
         req: PublishRequest,
     ) -> Result<Arc<Entry>, PublishError> {
-        let entry = self.room(room).publish(req)?;
+        let entry = self.room(room)?.publish(req)?;
         self.published.fetch_add(1, Ordering::Relaxed);
         Ok(entry)
     }
@@ -446,6 +462,20 @@ mod tests {
         for bad in ["", "a b", "a/b", "é", &"x".repeat(65)] {
             assert!(RoomName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rooms_past_the_limit_are_refused_but_existing_ones_still_work() {
+        let feed = Feed::new(1);
+        for i in 0..MAX_ROOMS {
+            feed.room(&RoomName::parse(&format!("r{i}")).unwrap())
+                .unwrap();
+        }
+        let extra = RoomName::parse("one-too-many").unwrap();
+        assert_eq!(feed.room(&extra).unwrap_err(), TooManyRooms(MAX_ROOMS));
+        assert!(feed.publish(&extra, req("a", "b")).is_err());
+        let old = RoomName::parse("r7").unwrap();
+        assert_eq!(feed.publish(&old, req("a", "b")).unwrap().seq, 1);
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl FromRequestParts<AppState> for Target {
             })
             .transpose()?;
         Ok(Target {
-            room: state.feed.room(&room),
+            room: state.feed.room(&room)?,
             since,
             client: raw.client,
             timeout_ms,

@@ -128,7 +128,7 @@ mod tests {
             )
             .unwrap();
         }
-        let read = feed.room(&room).read(0, None, 10);
+        let read = feed.room(&room).unwrap().read(0, None, 10);
         let batch: Batch = serde_json::from_slice(&encode_batch(&read)).unwrap();
         assert_eq!(batch.messages.len(), 2);
         assert_eq!(batch.messages[0].body, "b\"quoted\"");
