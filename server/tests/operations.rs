@@ -122,3 +122,56 @@ async fn shutdown_with_open_streams_sockets_and_long_polls_finishes_within_two_s
         assert_eq!(resp.status(), 503);
     }
 }
+
+/// A client held open by a test; dropping it goes away the way a real client does.
+enum Held {
+    LongPoll(tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>),
+    Sse(#[allow(dead_code)] reqwest::Response),
+    Ws(#[allow(dead_code)] Box<crate::helpers::Ws>),
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // A dropped JoinHandle would leave the request running; abort it like a closed tab.
+        if let Held::LongPoll(task) = self {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_gives_its_connection_back_on_every_streaming_transport() {
+    let t = start_default().await;
+    for transport in [Transport::LongPoll, Transport::Sse, Transport::WebSocket] {
+        let fresh = reqwest::Client::new();
+        let held = match transport {
+            Transport::LongPoll => {
+                let url = t.url("/api/rooms/gone/longpoll?timeout_ms=60000");
+                Held::LongPoll(tokio::spawn(async move { fresh.get(url).send().await }))
+            }
+            Transport::Sse => Held::Sse(
+                fresh
+                    .get(t.url("/api/rooms/gone/sse"))
+                    .send()
+                    .await
+                    .unwrap(),
+            ),
+            _ => Held::Ws(Box::new(t.ws_connect("/api/rooms/gone/ws").await)),
+        };
+        let metrics = &t.server.state.metrics;
+        let deadline = Instant::now() + PROMPT;
+        while metrics.transport(transport).open_connections != 1 {
+            assert!(Instant::now() < deadline, "{transport}: never counted open");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(held);
+        let deadline = Instant::now() + PROMPT;
+        while metrics.transport(transport).open_connections != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{transport}: connection never released"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

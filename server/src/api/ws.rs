@@ -165,7 +165,11 @@ async fn write_loop(
                     close(&mut sink, code, reason).await;
                     return;
                 }
-                None => return,
+                None => {
+                    // The reader is done (the client closed): complete the closing handshake.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+                    return;
+                }
             },
             changed = head.changed() => {
                 if changed.is_err() {
