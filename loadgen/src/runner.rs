@@ -217,16 +217,20 @@ pub async fn run_phase(
         warnings.push("some publishes were still unanswered when the window closed".to_owned());
     }
 
-    // 4. Drain.
-    let drain_end = window_end + s.drain;
-    while !abort.is_cancelled() && Instant::now() < drain_end {
+    // 4. Drain. After Ctrl-C a short one still lets messages already on their way arrive (so
+    // they are not counted as missing); after the server died there is nothing to wait for.
+    let aborted = abort.is_cancelled();
+    let drain_end = if aborted {
+        Instant::now() + s.drain.min(Duration::from_secs(1))
+    } else {
+        window_end + s.drain
+    };
+    while setup.probe.failure().is_none() && Instant::now() < drain_end {
         let owed = meter.published.load(Relaxed) * meter.clients_connected.load(Relaxed);
         if meter.distinct_deliveries.load(Relaxed) >= owed {
             break;
         }
-        if !pause(Duration::from_millis(20), abort).await {
-            break;
-        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // 5. Stop.
@@ -302,7 +306,14 @@ pub async fn run_phase(
         ));
     }
     if integrity.missing > 0 {
-        warnings.push(format!("{} deliveries missing", integrity.missing));
+        warnings.push(if complete {
+            format!("{} deliveries missing", integrity.missing)
+        } else {
+            format!(
+                "{} deliveries missing (the phase was cut short; messages still on their way then count as missing)",
+                integrity.missing
+            )
+        });
     }
     if saturated {
         warnings.push(format!(
