@@ -49,6 +49,8 @@ pub struct Probe {
     open_connections_peak: AtomicU64,
     /// The last /metrics reading (CPU, RSS) for servers that are not our child.
     last_metrics: Mutex<Option<ServerReading>>,
+    /// The last /proc reading of a child server.
+    last_reading: Mutex<Option<ServerReading>>,
     lag: Mutex<LatencyHistogram>,
     failure: Mutex<Option<String>>,
     /// Cancelled when the server is gone (the run's abort token).
@@ -66,6 +68,7 @@ impl Probe {
             rss_peak: AtomicU64::new(0),
             open_connections_peak: AtomicU64::new(0),
             last_metrics: Mutex::new(None),
+            last_reading: Mutex::new(None),
             lag: Mutex::new(LatencyHistogram::new()),
             failure: Mutex::new(None),
             abort,
@@ -106,10 +109,18 @@ impl Probe {
         self.child_pid.is_some()
     }
 
-    /// The server's CPU and RSS now: from /proc for a child, else from the last /metrics scrape.
+    /// The server's CPU and RSS now: from /proc for a child (its last reading once it has
+    /// exited, so a phase cut short by its death still shows what it spent), else from the last
+    /// /metrics scrape.
     pub fn server_reading(&self) -> Option<ServerReading> {
+        let mut last = self.last_reading.lock().unwrap_or_else(|e| e.into_inner());
         match self.child_pid {
-            Some(pid) => proc_reading(pid),
+            Some(pid) => {
+                if let Some(r) = proc_reading(pid) {
+                    *last = Some(r);
+                }
+                *last
+            }
             None => *self.last_metrics.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
@@ -152,7 +163,10 @@ impl Probe {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            match proc_reading(pid) {
+            match self
+                .server_reading()
+                .filter(|_| proc_reading(pid).is_some())
+            {
                 Some(r) => {
                     self.rss_peak.fetch_max(r.rss_bytes, Relaxed);
                 }

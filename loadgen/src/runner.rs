@@ -301,7 +301,7 @@ pub async fn run_phase(
     }
     if traffic.errors > 0 {
         warnings.push(format!(
-            "{} errors (failed connects, requests or frames) during the window",
+            "{} errors (failed connects, requests or frames)",
             traffic.errors
         ));
     }
