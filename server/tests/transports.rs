@@ -297,3 +297,50 @@ async fn a_consumer_that_stops_reading_falls_behind_into_a_gap_without_stalling_
         );
     }
 }
+
+#[tokio::test]
+async fn concurrent_publishers_reach_every_subscriber_exactly_once_in_seq_order() {
+    let t = start_default().await;
+    let room = "busy";
+    let mut subs = Vec::new();
+    for transport in Transport::ALL {
+        for i in 0..5 {
+            subs.push(
+                t.subscribe(transport, room, Some(&format!("{transport}-{i}")), None)
+                    .await,
+            );
+        }
+    }
+    let (publishers, each) = (5, 40);
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..publishers {
+        let http = t.http.clone();
+        let url = t.url(&format!("/api/rooms/{room}/messages"));
+        tasks.spawn(async move {
+            for n in 0..each {
+                let resp = http
+                    .post(&url)
+                    .json(&json!({"from": format!("p{p}"), "body": format!("{p}/{n}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 201);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    // One more after all of them: anything duplicated would arrive before it.
+    t.say(room, "marker", "end").await;
+    let total = publishers * each + 1;
+    for sub in &mut subs {
+        let got = sub.expect(total).await;
+        assert_eq!(
+            seqs(&got),
+            (1..=total as u64).collect::<Vec<_>>(),
+            "{}",
+            sub.transport
+        );
+    }
+}
