@@ -125,6 +125,31 @@ impl Probe {
         }
     }
 
+    /// Like [`Probe::server_reading`], but a server that is not our child is scraped right
+    /// now, so a window's CPU is not off by up to a second of scrape age.
+    pub async fn server_reading_now(&self) -> Option<ServerReading> {
+        if self.child_pid.is_some() {
+            return self.server_reading();
+        }
+        let scraped = http_get(
+            self.server,
+            &self.authority,
+            "/metrics",
+            Duration::from_secs(2),
+        )
+        .await;
+        let m = match scraped {
+            Ok((200, text)) => parse_metrics(&text),
+            _ => return self.server_reading(),
+        };
+        let (Some(cpu_s), Some(rss_bytes)) = (m.cpu_s, m.rss_bytes) else {
+            return self.server_reading();
+        };
+        let r = ServerReading { cpu_s, rss_bytes };
+        *self.last_metrics.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        Some(r)
+    }
+
     /// Starts a new peak window for RSS, open connections and timer lag.
     pub fn reset_peaks(&self) {
         let rss = self.server_reading().map_or(0, |r| r.rss_bytes);

@@ -175,7 +175,7 @@ pub async fn run_phase(
     // 3. Window.
     let probe = &setup.probe;
     probe.reset_peaks();
-    let server_before = probe.server_reading();
+    let server_before = probe.server_reading_now().await;
     let self_before = self_cpu_s();
     let traffic_before = meter.snapshot();
     meter
@@ -199,7 +199,7 @@ pub async fn run_phase(
     let traffic = meter
         .snapshot()
         .since(&traffic_before, meter.peak_in_flight.load(Relaxed));
-    let server_after = probe.server_reading();
+    let server_after = probe.server_reading_now().await;
     let self_after = self_cpu_s();
     let (lag_p99, lag_max) = probe.lag_ms();
     let rss_peak = probe.rss_peak();
