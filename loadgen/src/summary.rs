@@ -117,3 +117,43 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
     }
     writeln!(out, "wall time {:.1} s", results.wall_time_s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Results {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../report/tests/fixtures")
+            .join(name);
+        report::read_results(path).expect("the report crate's fixture reads")
+    }
+
+    #[test]
+    fn prints_one_row_per_phase_with_measured_and_model() {
+        let results = fixture("results.json");
+        let mut out = Vec::new();
+        print_summary(&results, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for phase in &results.runs[0].phases {
+            let row = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{} ", phase.transport)))
+                .unwrap_or_else(|| panic!("no row for {}\n{text}", phase.transport));
+            // "p50 (model)": a measured figure followed by a parenthesized model figure.
+            assert!(row.contains(" ("), "{row}");
+        }
+        assert!(text.contains("wall time"));
+    }
+
+    #[test]
+    fn prints_each_sweep_value_as_its_own_block() {
+        let results = fixture("sweep.json");
+        let mut out = Vec::new();
+        print_summary(&results, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let sweep = results.scenario.sweep.as_ref().unwrap();
+        let headers = text.lines().filter(|l| l.starts_with(&sweep.key)).count();
+        assert_eq!(headers, results.runs.len(), "{text}");
+    }
+}
