@@ -323,6 +323,26 @@ pub struct Overrides {
     pub duration: Option<String>,
 }
 
+impl Overrides {
+    /// Says which flag set the value when an error is about a key a flag replaced.
+    fn blame(&self, error: ScenarioError) -> ScenarioError {
+        let flag = match error.key() {
+            Some("transports") if self.transports.is_some() => "--transports",
+            Some("duration") if self.duration.is_some() => "--duration",
+            Some("clients.count") if self.clients.is_some() => "--clients",
+            _ => return error,
+        };
+        match error {
+            ScenarioError::Invalid { file, key, problem } => ScenarioError::Invalid {
+                file,
+                key,
+                problem: format!("{problem} (set by {flag})"),
+            },
+            other => other,
+        }
+    }
+}
+
 impl Scenario {
     /// Reads, parses and validates a scenario file, applying `overrides` first.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
@@ -347,13 +367,15 @@ impl Scenario {
                 })?;
         apply_overrides(&mut table, overrides);
         let v = Validator { file };
-        let sweep_key = v.find_sweep(&table)?;
-        let raw: RawScenario = serde_path_to_error::deserialize(table).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            v.raw_error(&key, &inner)
-        })?;
-        v.validate(raw, sweep_key)
+        let checked = v.find_sweep(&table).and_then(|sweep_key| {
+            let raw: RawScenario = serde_path_to_error::deserialize(table).map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                v.raw_error(&key, &inner)
+            })?;
+            v.validate(raw, sweep_key)
+        });
+        checked.map_err(|e| overrides.blame(e))
     }
 
     /// One scenario per sweep value (the swept field set, `sweep` kept for the record), or just
@@ -1062,6 +1084,7 @@ mod tests {
         };
         let e = Scenario::parse(Path::new("x.toml"), MINIMAL, &o).unwrap_err();
         assert_eq!(e.key(), Some("clients.count"));
+        assert!(e.to_string().ends_with("(set by --clients)"), "{e}");
     }
 
     #[test]
