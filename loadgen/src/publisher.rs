@@ -1,8 +1,14 @@
-//! The senders: each publishes on a fixed schedule (open model) during the measured window,
-//! `rate` messages per second, sender `i` of `k` offset by `i/k` of a period so the room's
-//! messages are evenly spread. A message's stamp carries its *scheduled* time, so when the server
-//! (or the loadgen) falls behind, the lateness shows up in delivery latency instead of quietly
-//! stretching the schedule.
+//! The senders: each publishes on a schedule fixed in advance (open model) during the measured
+//! window, never "after the previous one finished". A message's stamp carries its *scheduled*
+//! time, so when the server (or the loadgen) falls behind, the lateness shows up in delivery
+//! latency instead of quietly stretching the schedule.
+//!
+//! Arrivals are Poisson: each sender's gaps are exponential with mean `1 / rate`, drawn from an
+//! RNG seeded with the sender's index, so a scenario publishes at the same offsets every run.
+//! Why not evenly spaced: real chat is bursty, and with evenly interleaved senders a short poll
+//! would find exactly `λT` messages every time and never come back empty, hiding the waste the
+//! model's `e^(-λT)` empty share describes. The room's stream (all senders together) is then
+//! Poisson with `λ = senders × rate`, which is what the report's models assume.
 //!
 //! HTTP transports publish with `POST .../messages` on a keep-alive connection of their own (a
 //! browser would use a second connection too); a WebSocket sender hands its orders to its own
@@ -13,6 +19,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use hyper::StatusCode;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use server::wire::{PublishRequest, Published};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
@@ -47,22 +55,21 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The scheduled times within `window`, in order.
+    /// The scheduled times within `window`, in order: Poisson arrivals at `rate` per second,
+    /// the same for the same sender every run.
     pub fn times(&self, window: Window) -> impl Iterator<Item = Instant> {
-        let period = if self.rate > 0.0 {
-            Duration::from_secs_f64(1.0 / self.rate)
-        } else {
-            Duration::MAX
-        };
-        let offset = if self.rate > 0.0 {
-            period.mul_f64(self.sender as f64 / self.senders.max(1) as f64)
-        } else {
-            Duration::ZERO
-        };
         let rate = self.rate;
-        (0u32..)
-            .map(move |n| window.start + offset + period.mul_f64(f64::from(n)))
-            .take_while(move |&t| rate > 0.0 && t < window.end)
+        let mut rng = StdRng::seed_from_u64(0x5eed_0000 + self.sender as u64);
+        let mut at = window.start;
+        std::iter::from_fn(move || {
+            if rate <= 0.0 {
+                return None;
+            }
+            // 1 - U lies in (0, 1], so the logarithm is finite.
+            let u: f64 = 1.0 - rng.random::<f64>();
+            at += Duration::from_secs_f64(-u.ln() / rate);
+            (at < window.end).then_some(at)
+        })
     }
 }
 
@@ -174,22 +181,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedule_spreads_senders_and_stays_in_the_window() {
+    fn schedule_is_poisson_at_the_rate_and_stays_in_the_window() {
         let start = Instant::now();
         let window = Window {
             start,
-            end: start + Duration::from_secs(2),
+            end: start + Duration::from_secs(1000),
         };
         let s = Schedule {
-            sender: 1,
-            senders: 2,
+            sender: 3,
+            senders: 10,
             rate: 2.0,
         };
-        let times: Vec<_> = s.times(window).map(|t| t - start).collect();
-        assert_eq!(
-            times,
-            [250, 750, 1250, 1750].map(Duration::from_millis).to_vec()
-        );
+        let times: Vec<_> = s.times(window).collect();
+        // 2,000 expected; a Poisson count's standard deviation is about 45.
+        assert!((1800..=2200).contains(&times.len()), "{}", times.len());
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+        assert!(times.iter().all(|&t| t >= window.start && t < window.end));
+        // Gaps are exponential: about 1 - e^-1 = 63% of them are shorter than the mean.
+        let short = times
+            .windows(2)
+            .filter(|w| w[1] - w[0] < Duration::from_millis(500))
+            .count() as f64
+            / (times.len() - 1) as f64;
+        assert!((0.58..0.68).contains(&short), "{short}");
+        let again: Vec<_> = s.times(window).collect();
+        assert_eq!(times, again, "the same sender gets the same schedule");
         let silent = Schedule { rate: 0.0, ..s };
         assert_eq!(silent.times(window).count(), 0);
     }

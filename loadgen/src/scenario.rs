@@ -138,8 +138,9 @@ struct RawChat {
     /// `chat.senders`: how many of the clients also publish, 0 ..= `clients.count`. Default 1.
     #[serde(default)]
     senders: Option<i64>,
-    /// `chat.rate`: messages per second *per sender*, 0 ..= 1,000 (0 = nobody publishes).
-    /// Default 1.0. Sweepable.
+    /// `chat.rate`: messages per second *per sender*, on average, 0 ..= 1,000 (0 = nobody
+    /// publishes). Arrivals are Poisson (exponential gaps, seeded per sender so every run
+    /// publishes at the same offsets). Default 1.0. Sweepable.
     #[serde(default)]
     rate: Option<toml::Value>,
     /// `chat.payload_bytes`: size of each published body in bytes, [`MIN_PAYLOAD_BYTES`]
