@@ -441,7 +441,7 @@ async fn tick_seconds(
         (requests, deliveries, bytes) = (r, d, b);
         bar.set_position(out.len() as u64);
         bar.set_message(format!(
-            "{}/{clients} connected · {} req/s · {} deliveries/s · {} errors",
+            "{}/{clients} conn · {} req/s · {} dlv/s · {} err",
             meter.clients_connected.load(Relaxed),
             out.last().map_or(0, |s| s.requests),
             out.last().map_or(0, |s| s.deliveries),
@@ -458,7 +458,7 @@ fn progress_bar(setup: &PhaseSetup, transport: Transport, planned: Duration) -> 
     };
     let bar = ProgressBar::with_draw_target(Some(planned.as_secs().max(1)), target);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>22} [{bar:25}] {pos:>3}/{len}s {msg}")
+        ProgressStyle::with_template("{prefix:>12} [{bar:20}] {pos:>3}/{len}s {msg}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
