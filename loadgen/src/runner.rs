@@ -115,7 +115,7 @@ pub async fn run_phase(
     let (window_tx, window_rx) = watch::channel(None::<Window>);
     let mut clients: JoinSet<ClientReport> = JoinSet::new();
     let mut senders: JoinSet<()> = JoinSet::new();
-    let traced = traced_clients(s.clients as usize, s.senders as usize);
+    let traced = traced_clients(s.clients as usize);
     let mut started = 0u64;
     for i in 0..s.clients as usize {
         let due = start + Duration::from_secs_f64(i as f64 / s.connect_rate);
@@ -359,9 +359,9 @@ pub async fn run_phase(
     }
 }
 
-/// Which clients are traced: the first sender and the last client (a pure receiver when there
-/// are more clients than senders).
-fn traced_clients(clients: usize, _senders: usize) -> Vec<usize> {
+/// Which clients are traced: client 0 (a sender, when there are any) and the last client (a
+/// pure receiver when there are more clients than senders).
+fn traced_clients(clients: usize) -> Vec<usize> {
     let mut t = vec![0, clients.saturating_sub(1)];
     t.dedup();
     t.truncate(TRACED);

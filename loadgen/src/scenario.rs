@@ -19,6 +19,9 @@ use server::wire::Transport;
 
 /// Smallest `chat.payload_bytes`: the loadgen's stamp must fit in the body (see `stamp.rs`).
 pub const MIN_PAYLOAD_BYTES: u64 = crate::stamp::MAX_STAMP_LEN as u64;
+/// Largest `clients.count`: one socket per client, under the 20,000 open files a process may
+/// have, with headroom for the senders' own connections.
+pub const MAX_CLIENTS: u64 = 18_000;
 /// Largest `chat.payload_bytes`, well under the server's default 64 KiB body limit once the
 /// publish request's JSON is wrapped around it.
 pub const MAX_PAYLOAD_BYTES: u64 = 60_000;
@@ -117,7 +120,9 @@ struct RawScenario {
 #[serde(deny_unknown_fields)]
 struct RawClients {
     /// `clients.count`: simulated clients per transport (senders are among them), integer
-    /// 1 ..= 20,000. Default 100. Sweepable: `count = [100, 300, 1000]`.
+    /// 1 ..= 18,000 (each client holds a socket, and a process may have 20,000 open files;
+    /// the rest is headroom for senders' connections). Default 100. Sweepable:
+    /// `count = [100, 300, 1000]`.
     #[serde(default)]
     count: Option<toml::Value>,
     /// `clients.connect_rate`: connects per second while ramping up, > 0 ..= 100,000.
@@ -605,10 +610,12 @@ impl Validator<'_> {
             if c < 1.0 {
                 return Err(self.err("clients.count", format!("must be at least 1, got {c}")));
             }
-            if c > 20_000.0 {
+            if c > MAX_CLIENTS as f64 {
                 return Err(self.err(
                     "clients.count",
-                    format!("must be at most 20000 (the open-files limit per process), got {c}"),
+                    format!(
+                        "must be at most {MAX_CLIENTS} (a process may have 20000 open files), got {c}"
+                    ),
                 ));
             }
         }

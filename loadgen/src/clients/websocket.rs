@@ -43,7 +43,7 @@ fn config() -> WebSocketConfig {
 #[derive(Debug)]
 pub struct WebSocketClient {
     socket: Option<WebSocketStream<ClientIo>>,
-    /// ref -> (sent at, scheduled time) for sends not yet acknowledged.
+    /// ref -> when it was sent, for sends not yet acknowledged.
     pending: HashMap<u64, Instant>,
     next_ref: u64,
 }
