@@ -7,6 +7,12 @@
 //! delay (rtt / 2), g = the client's re-request gap, B = 2d + g, L = long-poll timeout,
 //! H = header bytes per HTTP answer, P = bytes of one delivered message.
 //!
+//! One change to the design's formulas: duplex measures latency from the sender's *scheduled*
+//! publish, and the sender sits behind the same emulated network as the receivers, so every
+//! message first travels d to reach the server (the publish) before the design's "+ d" of
+//! delivery. The fixed part of every latency is therefore the publish trip plus the delivery
+//! trip (d + d = one round trip on a symmetric network), not d alone.
+//!
 //! Every delivery latency in these models has the shape "d, plus with probability q a wait
 //! spread evenly over 0..W" ([`LatencyModel`]): short polling waits for the next poll
 //! (q = 1, W = T); long polling waits only when a message lands in the gap between two holds
@@ -34,8 +40,11 @@ pub struct ModelInput {
     pub clients: u64,
     /// T: short-poll interval, s.
     pub poll_interval_s: f64,
-    /// d: one-way network delay, s.
+    /// d: one-way network delay between a receiving client and the server, s.
     pub one_way_delay_s: f64,
+    /// Time from the sender's scheduled publish until the server has the message, s: the
+    /// sender's own one-way delay (senders sit behind the same emulated network).
+    pub publish_delay_s: f64,
     /// g: time a long-poll client needs between an answer and its next request, s (beyond the
     /// network: parsing and scheduling). Zero unless known.
     pub rerequest_gap_s: f64,
@@ -56,6 +65,7 @@ impl ModelInput {
             clients: run.clients,
             poll_interval_s: run.short_poll_interval_ms / 1000.0,
             one_way_delay_s: run.rtt_ms / 2000.0,
+            publish_delay_s: run.rtt_ms / 2000.0,
             rerequest_gap_s: 0.0,
             long_poll_timeout_s: scenario.long_poll_timeout_ms / 1000.0,
             header_bytes: DEFAULT_HEADER_BYTES,
@@ -172,7 +182,8 @@ pub struct Expected {
 /// Evaluates the design's model of `transport`.
 pub fn expected(transport: Transport, input: &ModelInput) -> Expected {
     let lambda = input.lambda_per_s;
-    let d_ms = input.one_way_delay_s * 1000.0;
+    // Every delivery pays the publish's trip in and the delivery's trip out.
+    let d_ms = (input.publish_delay_s + input.one_way_delay_s) * 1000.0;
     let p = input.message_bytes;
     let h = input.header_bytes;
     // Answers per second a client asks for, beyond publishing.
@@ -311,6 +322,7 @@ mod tests {
             clients: 300,
             poll_interval_s: 0.5,
             one_way_delay_s: 0.0,
+            publish_delay_s: 0.0,
             rerequest_gap_s: 0.0,
             long_poll_timeout_s: 25.0,
             header_bytes: 110.0,
@@ -348,6 +360,24 @@ mod tests {
         assert_eq!(e.latency.cdf(39.9), 0.0);
         assert!(close(e.latency.cdf(165.0), 0.25));
         assert_eq!(e.latency.cdf(540.0), 1.0);
+    }
+
+    #[test]
+    fn push_latency_counts_the_publish_trip_and_the_delivery_trip() {
+        // rtt 100 ms for everyone: the post reaches the server after 50 ms, the push after 100.
+        let input = ModelInput {
+            one_way_delay_s: 0.05,
+            publish_delay_s: 0.05,
+            ..classroom()
+        };
+        for t in [Transport::Sse, Transport::WebSocket] {
+            assert!(close(expected(t, &input).latency_p50_ms, 100.0));
+        }
+        // Short poll: both trips plus half an interval on average.
+        assert!(close(
+            expected(Transport::ShortPoll, &input).latency_mean_ms,
+            350.0
+        ));
     }
 
     #[test]
