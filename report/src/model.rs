@@ -13,8 +13,8 @@
 //! delivery. The fixed part of every latency is therefore the publish trip plus the delivery
 //! trip (d + d = one round trip on a symmetric network), not d alone.
 //!
-//! Every delivery latency in these models has the shape "d, plus with probability q a wait
-//! spread evenly over 0..W" ([`LatencyModel`]): short polling waits for the next poll
+//! Every delivery latency in these models has the shape "the two trips, plus with probability q
+//! a wait spread evenly over 0..W" ([`LatencyModel`]): short polling waits for the next poll
 //! (q = 1, W = T); long polling waits only when a message lands in the gap between two holds
 //! (q = x / (x + e^-x) with x = λB, W = B); SSE and WebSocket never wait (q = 0). Server
 //! processing time and jitter are left out on purpose: the difference between model and
@@ -114,11 +114,12 @@ impl ModelInput {
     }
 }
 
-/// Delivery latency as "d, plus with probability `wait_share` a wait spread evenly over
-/// 0..`wait_max_ms`".
+/// Delivery latency as "a fixed delay, plus with probability `wait_share` a wait spread evenly
+/// over 0..`wait_max_ms`".
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencyModel {
-    /// d in ms: every message pays it.
+    /// The fixed part in ms, which every message pays: the publish's trip to the server plus
+    /// the delivery's trip to the reader (one round trip on a symmetric network).
     pub delay_ms: f64,
     /// q: the share of messages that wait.
     pub wait_share: f64,

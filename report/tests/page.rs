@@ -162,7 +162,8 @@ fn the_card_shows_models_and_marks_a_measurement_that_disagrees() {
     );
     let marks_before = card.matches("⚠ differs").count();
 
-    // WebSocket deliveries that took 300 ms on loopback disagree with "latency ~ d".
+    // WebSocket deliveries that took 300 ms on loopback disagree with "latency = the two network
+    // trips", which loopback makes next to nothing.
     let ws = results.runs[0]
         .phases
         .iter_mut()
@@ -207,4 +208,23 @@ fn results_without_runs_still_render_a_page_that_says_so() {
     assert!(html.contains("did not complete"));
     let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert_eq!(summary.lines().count(), 1, "only the header");
+}
+
+#[test]
+fn on_an_emulated_network_the_card_explains_and_models_both_trips() {
+    let mut results = fixture("results.json");
+    results.scenario.network.rtt_ms = 100.0;
+    results.runs[0].rtt_ms = 100.0;
+    let (_, html) = render(&results, "card_rtt");
+    let card = section(&html, "card");
+    assert_eq!(
+        card.matches("crosses the network twice").count(),
+        4,
+        "every transport's explanation names the two trips"
+    );
+    // SSE and WebSocket: the publish's 50 ms in plus the delivery's 50 ms out, p50 and p99.
+    assert!(
+        card.matches("model: 100 ms").count() >= 4,
+        "push models start at one round trip"
+    );
 }

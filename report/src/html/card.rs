@@ -81,7 +81,7 @@ impl CardCell {
     }
 }
 
-/// Measured figures of a phase the card and the charts share.
+/// Measured figures of a phase that the card's cells and its explanations share.
 pub struct Measured {
     /// Requests per second, all clients.
     pub requests_per_s: f64,
@@ -232,7 +232,10 @@ pub fn card(results: &Results, run: &Run) -> Card {
         });
     }
     let labels: [(&str, &str); 9] = [
-        ("Latency p50", "half the messages arrived faster"),
+        (
+            "Latency p50",
+            "scheduled publish to receipt; half the messages arrived faster",
+        ),
         ("Latency p99", "1 in 100 messages took longer"),
         ("Requests / s", "all clients together"),
         (
@@ -280,12 +283,23 @@ fn explanation(results: &Results, run: &Run, phase: &Phase, measured: &Measured)
         .bytes_per_message
         .map_or_else(|| "—".into(), format::bytes);
     let lambda = results.scenario.senders as f64 * run.rate_per_sender;
+    // The model's fixed part (see `model`): a message crosses the network twice, sender to
+    // server and server to reader. Worth a sentence only when the run emulated a network.
+    let trips = if run.rtt_ms > 0.0 {
+        format!(
+            " Every message also crosses the network twice, from its sender to the server and \
+             from the server to the reader: {} with this run's round trip.",
+            format::ms(run.rtt_ms)
+        )
+    } else {
+        String::new()
+    };
     match Transport::from_id(&phase.transport) {
         Some(Transport::ShortPoll) => format!(
             "Every client asks “anything new?” every {} whether or not anything happened. \
              {clients} clients sent {req} requests per second, and {} of the answers were empty. \
              A message waits for the next question, half an interval on average, so the median \
-             delay was {p50}.",
+             delay was {p50}.{trips}",
             format::ms(run.short_poll_interval_ms),
             measured
                 .empty_share
@@ -297,7 +311,7 @@ fn explanation(results: &Results, run: &Run, phase: &Phase, measured: &Measured)
              message: {req} requests per second for {} messages per second into each client's \
              feed. A message leaves as soon as the server has it if a question is waiting \
              (median delay here {p50}), but each one still pays for a whole HTTP answer with its \
-             headers: {bytes} per message.",
+             headers: {bytes} per message.{trips}",
             format::ms(results.scenario.long_poll_timeout_ms),
             format::real(lambda),
         ),
@@ -305,12 +319,12 @@ fn explanation(results: &Results, run: &Run, phase: &Phase, measured: &Measured)
             "Every client opens one HTTP response that never ends, and the server writes each \
              message into it as a few lines of text. No questions and no empty answers: the \
              {req} requests per second were the senders' publishes. Median delay {p50}; \
-             {bytes} per message, a few lines of framing around the message itself.",
+             {bytes} per message, a few lines of framing around the message itself.{trips}",
         ),
         Some(Transport::WebSocket) => format!(
             "Every client upgrades one connection to WebSocket; afterwards both sides send small \
              frames whenever they like. Each message costs its own bytes plus a frame header of \
-             {} bytes: {bytes} per message. Median delay {p50}.",
+             {} bytes: {bytes} per message. Median delay {p50}.{trips}",
             model::websocket_frame_header_bytes(
                 model::ModelInput::measured(&results.scenario, run, phase).message_bytes
             ),
