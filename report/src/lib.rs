@@ -4,7 +4,9 @@
 //!
 //! [`write_all`] is the entry point `duplex run` and `duplex report` share; [`model`] holds the
 //! theory the report compares measurements with; [`summary`] the one definition of a summary
-//! row, reused by the loadgen's terminal table.
+//! row, reused by the loadgen's terminal table; [`tables`] the CSV files and what each holds
+//! (`summary.csv`, `latency_percentiles.csv` and `timeseries.csv` describe the run the page's
+//! sections 1–5 show, [`headline_run`]; `sweep.csv`, written for a sweep, holds every run).
 //!
 //! Looking at a report without a desktop: `cargo test -p report` renders the synthetic fixtures
 //! in headless Chromium and keeps the screenshots in
@@ -131,7 +133,8 @@ pub fn write_results(results: &Results, path: impl AsRef<Path>) -> Result<(), Re
     out.flush().map_err(write_error)
 }
 
-/// The files [`write_all`] writes into its output folder.
+/// The files [`write_all`] always writes into its output folder (see [`tables`] for what each
+/// CSV file holds).
 pub const REPORT_FILES: [&str; 4] = [
     "index.html",
     "summary.csv",
@@ -139,32 +142,47 @@ pub const REPORT_FILES: [&str; 4] = [
     "timeseries.csv",
 ];
 
+/// The file [`write_all`] adds when the scenario sweeps a key: every run, one row per (run,
+/// transport), led by the swept value.
+pub const SWEEP_FILE: &str = "sweep.csv";
+
+/// The run the page's sections 1–5 and the per-run CSV files describe: the last one, which
+/// for a sweep is usually the largest; `None` when the results hold no run.
+pub fn headline_run(results: &Results) -> Option<&results::Run> {
+    results.runs.last()
+}
+
 /// Renders `index.html`, `summary.csv`, `latency_percentiles.csv` and `timeseries.csv` into
-/// `out_dir` (created if missing) and returns their paths in that order.
+/// `out_dir` (created if missing), plus `sweep.csv` when the scenario sweeps a key, and returns
+/// their paths in that order.
 pub fn write_all(results: &Results, out_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     std::fs::create_dir_all(out_dir).map_err(|source| ReportError::Write {
         path: out_dir.to_path_buf(),
         source,
     })?;
-    let paths: Vec<PathBuf> = REPORT_FILES.iter().map(|f| out_dir.join(f)).collect();
-
+    let html_path = out_dir.join(REPORT_FILES[0]);
     let html = render_html(results).map_err(|source| ReportError::Render {
-        path: paths[0].clone(),
+        path: html_path.clone(),
         source,
     })?;
-    std::fs::write(&paths[0], html).map_err(|source| ReportError::Write {
-        path: paths[0].clone(),
+    std::fs::write(&html_path, html).map_err(|source| ReportError::Write {
+        path: html_path.clone(),
         source,
     })?;
 
     type CsvWriter = fn(&Results, BufWriter<File>) -> Result<(), csv::Error>;
-    let writers: [CsvWriter; 3] = [
-        tables::write_summary,
-        tables::write_latency_percentiles,
-        tables::write_timeseries,
+    let mut csv_files: Vec<(&str, CsvWriter)> = vec![
+        (REPORT_FILES[1], tables::write_summary),
+        (REPORT_FILES[2], tables::write_latency_percentiles),
+        (REPORT_FILES[3], tables::write_timeseries),
     ];
-    for (path, write) in paths[1..].iter().zip(writers) {
-        let file = File::create(path).map_err(|source| ReportError::Write {
+    if results.scenario.sweep.is_some() {
+        csv_files.push((SWEEP_FILE, tables::write_sweep));
+    }
+    let mut paths = vec![html_path];
+    for (name, write) in csv_files {
+        let path = out_dir.join(name);
+        let file = File::create(&path).map_err(|source| ReportError::Write {
             path: path.clone(),
             source,
         })?;
@@ -172,6 +190,7 @@ pub fn write_all(results: &Results, out_dir: &Path) -> Result<Vec<PathBuf>, Repo
             path: path.clone(),
             source,
         })?;
+        paths.push(path);
     }
     Ok(paths)
 }

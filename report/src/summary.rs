@@ -1,10 +1,11 @@
-//! The one definition of a summary row: one line per transport (and per sweep run) with the
-//! figures a reader compares first. `summary.csv` is these rows; the loadgen's terminal table
-//! prints the same rows, so the two can never disagree about what a column means.
+//! The one definition of a summary row: one line per transport with the figures a reader
+//! compares first. `summary.csv` is these rows (for the headline run), `sweep.csv` these rows
+//! led by the swept value (for every run); the loadgen's terminal table prints the same rows, so
+//! none of them can disagree about what a column means.
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::{Phase, Results};
+use crate::results::Phase;
 
 /// The `summary.csv` header, in column order (a documented contract: columns are only ever
 /// appended, never renamed or reordered).
@@ -134,15 +135,6 @@ impl SummaryRow {
             self.errors.to_string(),
         ]
     }
-}
-
-/// Every phase of every run, in run order then transport order.
-pub fn rows(results: &Results) -> Vec<SummaryRow> {
-    results
-        .runs
-        .iter()
-        .flat_map(|run| run.phases.iter().map(SummaryRow::from_phase))
-        .collect()
 }
 
 const MIB: f64 = 1024.0 * 1024.0;

@@ -16,7 +16,7 @@ fn header(path: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn summary_csv_has_the_documented_columns_and_one_row_per_phase() {
+fn summary_csv_has_the_documented_columns_and_one_row_per_transport_of_the_last_run() {
     let results = fixture("sweep.json");
     let (dir, _) = render(&results, "summary_csv");
     let path = dir.join("summary.csv");
@@ -32,8 +32,10 @@ fn summary_csv_has_the_documented_columns_and_one_row_per_phase() {
         .deserialize()
         .collect::<Result<_, _>>()
         .expect("every row parses");
-    let phases: Vec<_> = results.runs.iter().flat_map(|r| &r.phases).collect();
+    // A sweep: the run the page's sections 1–5 show, so no two rows are about one transport.
+    let phases = &results.runs.last().unwrap().phases;
     assert_eq!(rows.len(), phases.len());
+    assert_eq!(rows.len(), 4);
     for (row, phase) in rows.iter().zip(phases) {
         assert_eq!(row.transport, phase.transport);
         assert_eq!(row.clients, phase.clients);
@@ -93,4 +95,94 @@ fn timeseries_csv_parses_with_one_row_per_second() {
         .find(|p| p.transport == "sse")
         .unwrap();
     assert_eq!(deliveries, sse.integrity.deliveries_received);
+}
+
+#[test]
+fn sweep_csv_parses_back_with_the_swept_value_before_every_summary_row() {
+    let results = fixture("sweep.json");
+    let sweep = results.scenario.sweep.as_ref().expect("the fixture sweeps");
+    let (dir, _) = render(&results, "sweep_csv");
+    let path = dir.join("sweep.csv");
+    let mut reader = csv::Reader::from_path(&path).expect("csv opens");
+    let header = reader.headers().expect("a header").clone();
+    assert_eq!(
+        header.iter().collect::<Vec<_>>(),
+        tables::sweep_header(&sweep.key)
+    );
+    assert_eq!(&header[0], "clients.count");
+    assert_eq!(
+        header.iter().skip(1).collect::<Vec<_>>(),
+        summary::HEADER,
+        "then the summary.csv columns"
+    );
+
+    let summary_header: csv::StringRecord = header.iter().skip(1).collect();
+    let mut parsed = Vec::new();
+    for record in reader.records() {
+        let record = record.expect("a row");
+        let value: f64 = record[0].parse().expect("the swept value is a number");
+        let rest: csv::StringRecord = record.iter().skip(1).collect();
+        let row: SummaryRow = rest
+            .deserialize(Some(&summary_header))
+            .expect("the rest is a summary row");
+        parsed.push((value, row));
+    }
+    let expected: Vec<_> = results
+        .runs
+        .iter()
+        .flat_map(|run| run.phases.iter().map(move |p| (run, p)))
+        .collect();
+    assert_eq!(parsed.len(), expected.len(), "one row per (run, transport)");
+    assert_eq!(parsed.len(), 3 * 4);
+    for ((value, row), (run, phase)) in parsed.iter().zip(expected) {
+        assert_eq!(Some(*value), run.sweep_value);
+        assert_eq!(*row, SummaryRow::from_phase(phase));
+    }
+    let values: Vec<f64> = parsed.iter().map(|(v, _)| *v).collect();
+    assert_eq!(
+        values.iter().step_by(4).copied().collect::<Vec<_>>(),
+        sweep.values
+    );
+}
+
+#[test]
+fn in_a_sweep_the_percentile_and_timeseries_files_describe_the_last_run_only() {
+    let results = fixture("sweep.json");
+    let last = results.runs.last().unwrap();
+    let (dir, _) = render(&results, "sweep_per_run_csv");
+    let percentiles: Vec<PercentileRow> =
+        csv::Reader::from_path(dir.join("latency_percentiles.csv"))
+            .unwrap()
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .expect("every row parses");
+    assert_eq!(
+        percentiles.len(),
+        last.phases.len() * tables::PERCENTILES.len()
+    );
+    for (row, phase) in percentiles
+        .iter()
+        .filter(|r| r.percentile == 50.0)
+        .zip(&last.phases)
+    {
+        assert_eq!(row.transport, phase.transport);
+        let p50 = phase.latency.quantile_ms(0.5).unwrap();
+        assert!((row.latency_ms - p50).abs() < 0.001, "{}", row.transport);
+    }
+    let seconds: Vec<TimeseriesRow> = csv::Reader::from_path(dir.join("timeseries.csv"))
+        .unwrap()
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .expect("every row parses");
+    let last_seconds: usize = last.phases.iter().map(|p| p.timeseries.len()).sum();
+    assert_eq!(seconds.len(), last_seconds);
+    for phase in &last.phases {
+        let requests: u64 = seconds
+            .iter()
+            .filter(|r| r.transport == phase.transport)
+            .map(|r| r.requests)
+            .sum();
+        let expected: u64 = phase.timeseries.iter().map(|s| s.requests).sum();
+        assert_eq!(requests, expected, "{}", phase.transport);
+    }
 }

@@ -31,7 +31,13 @@ pub fn out_dir(test: &str) -> PathBuf {
 pub fn render(results: &Results, test: &str) -> (PathBuf, String) {
     let dir = out_dir(test);
     let written = report::write_all(results, &dir).expect("report renders");
-    assert_eq!(written.len(), 4, "index.html and three CSV files");
+    let sweep_csv = usize::from(results.scenario.sweep.is_some());
+    assert_eq!(
+        written.len(),
+        4 + sweep_csv,
+        "index.html and three CSV files, plus sweep.csv for a sweep"
+    );
+    assert_eq!(dir.join("sweep.csv").exists(), sweep_csv == 1);
     let html = std::fs::read_to_string(dir.join("index.html")).expect("index.html exists");
     (dir, html)
 }

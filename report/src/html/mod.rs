@@ -55,7 +55,7 @@ pub fn render_html(results: &Results) -> Result<String, askama::Error> {
 
 fn page(results: &Results) -> IndexPage {
     let scenario = &results.scenario;
-    let headline = headline_run(results);
+    let headline = crate::headline_run(results);
     // An empty results document still renders (every chart empty) rather than failing.
     let empty_run = Run {
         sweep_value: None,
@@ -68,8 +68,9 @@ fn page(results: &Results) -> IndexPage {
     let run = headline.unwrap_or(&empty_run);
     let headline_note = match (&scenario.sweep, headline) {
         (Some(sweep), Some(run)) if results.runs.len() > 1 => Some(format!(
-            "This scenario swept {} over {} values. Sections 1–5 show the last run ({} = {}); \
-             section 6 compares all of them.",
+            "This scenario swept {} over {} values. Sections 1–5 show the last run ({} = {}), \
+             as do summary.csv, latency_percentiles.csv and timeseries.csv; section 6 and \
+             sweep.csv compare all of them.",
             sweep.key,
             results.runs.len(),
             sweep.key,
@@ -117,11 +118,6 @@ fn page(results: &Results) -> IndexPage {
         environment_facts: environment_facts(results),
         warnings: warnings(results),
     }
-}
-
-/// The run sections 1–5 describe: the last one, which for a sweep is usually the largest.
-fn headline_run(results: &Results) -> Option<&Run> {
-    results.runs.last()
 }
 
 fn scenario_facts(results: &Results) -> Vec<(String, String)> {
