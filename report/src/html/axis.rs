@@ -1,5 +1,6 @@
-//! Chart geometry shared by every SVG on the page: the plot frame, linear and logarithmic
-//! scales, tick positions with readable labels, and the legend row. Coordinates are in the
+//! Chart geometry shared by every SVG on the page: the plot frame ([`Plot`]) and its axes
+//! ([`Axis`], drawn by `x_axis.html` and `line_chart.html`), linear and logarithmic scales, tick
+//! positions with readable labels, and the legend row. Coordinates are in the
 //! SVG's own units (a 1000-wide viewBox, scaled by the browser), rounded to a tenth.
 
 /// Width of every chart's viewBox; the browser scales it to the page.
@@ -12,6 +13,65 @@ pub const RIGHT: f64 = 30.0;
 pub const TOP: f64 = 60.0;
 /// Bottom margin: x tick labels and the x-axis title.
 pub const BOTTOM: f64 = 70.0;
+
+/// The x-axis title of every chart drawn over a phase's seconds.
+pub const PHASE_SECONDS: &str = "seconds since the transport's phase started (s)";
+
+/// Where a chart's plot area sits inside its viewBox (1000 wide, `height` tall).
+pub struct Plot {
+    /// viewBox height.
+    pub height: f64,
+    /// Plot left edge.
+    pub x0: f64,
+    /// Plot right edge.
+    pub x1: f64,
+    /// Plot top.
+    pub y0: f64,
+    /// Plot bottom.
+    pub y1: f64,
+}
+
+impl Plot {
+    /// The usual frame: full width between the margins, from below the legend (or [`TOP`])
+    /// down to [`BOTTOM`] above the viewBox's end.
+    pub fn below_legend(height: f64, legend_bottom: f64) -> Self {
+        Self {
+            height,
+            x0: LEFT,
+            x1: WIDTH - RIGHT,
+            y0: legend_bottom.max(TOP),
+            y1: height - BOTTOM,
+        }
+    }
+
+    /// Horizontal centre, where the x-axis title goes.
+    pub fn x_mid(&self) -> f64 {
+        px((self.x0 + self.x1) / 2.0)
+    }
+
+    /// Vertical centre, where the y-axis title goes.
+    pub fn y_mid(&self) -> f64 {
+        px((self.y0 + self.y1) / 2.0)
+    }
+}
+
+/// One axis: its ticks and its title (with the unit, e.g. `requests per second`).
+pub struct Axis {
+    /// Ticks along the axis.
+    pub ticks: Vec<Tick>,
+    /// Title with unit.
+    pub title: String,
+}
+
+impl Axis {
+    /// Ticks for `scale`, labelled by `label`, under `title`.
+    pub fn new(scale: &Scale, label: impl Fn(f64) -> String, title: impl Into<String>) -> Self {
+        Self {
+            ticks: ticks(scale, label),
+            title: title.into(),
+        }
+    }
+}
 
 /// Rounds a coordinate to a tenth of a unit, so the SVG stays small and readable.
 pub fn px(v: f64) -> f64 {
@@ -163,8 +223,8 @@ pub struct Tick {
     pub label: String,
 }
 
-/// Ticks for `scale` labelled by `label`.
-pub fn ticks(scale: &Scale, label: impl Fn(f64) -> String) -> Vec<Tick> {
+/// Ticks for `scale` labelled by `label` (see [`Axis::new`]).
+fn ticks(scale: &Scale, label: impl Fn(f64) -> String) -> Vec<Tick> {
     scale
         .ticks()
         .into_iter()

@@ -7,25 +7,15 @@ use crate::model;
 use crate::results::{Results, Run};
 use crate::transport;
 
-use super::axis::{self, LEFT, Mark, RIGHT, Scale, Tick, WIDTH, legend_rows, px, tick_label};
+use super::axis::{self, Axis, LEFT, Mark, Plot, RIGHT, Scale, WIDTH, legend_rows, px, tick_label};
 use super::format;
 
 /// The chart, ready to draw.
 pub struct BytesChart {
-    /// viewBox height.
-    pub height: f64,
-    /// Plot left edge (bars start here).
-    pub x0: f64,
-    /// Plot right edge.
-    pub x1: f64,
-    /// Plot top.
-    pub y0: f64,
-    /// Plot bottom.
-    pub y1: f64,
-    /// Centre of the plot, for the axis title.
-    pub x_mid: f64,
-    /// Ticks along the bytes axis.
-    pub x_ticks: Vec<Tick>,
+    /// The plot frame (bars start at its left edge; transport labels sit left of it).
+    pub plot: Plot,
+    /// The bytes axis.
+    pub x_axis: Axis,
     /// One per transport.
     pub bars: Vec<BytesBar>,
     /// Segment legend.
@@ -172,13 +162,18 @@ pub fn bytes_per_message(results: &Results, run: &Run) -> BytesChart {
         })
         .collect();
     BytesChart {
-        height: px(y1 + 80.0),
-        x0,
-        x1,
-        y0,
-        y1: px(y1),
-        x_mid: px((x0 + x1) / 2.0),
-        x_ticks: axis::ticks(&xs, |v| tick_label(v) + " B"),
+        plot: Plot {
+            height: px(y1 + 80.0),
+            x0,
+            x1,
+            y0,
+            y1: px(y1),
+        },
+        x_axis: Axis::new(
+            &xs,
+            |v| tick_label(v) + " B",
+            "bytes read per delivered message (B)",
+        ),
         bars,
         legend,
     }

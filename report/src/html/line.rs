@@ -7,36 +7,19 @@ use crate::results::{Phase, Results, Run};
 use crate::transport;
 
 use super::axis::{
-    self, BOTTOM, LEFT, Mark, RIGHT, Scale, TOP, Tick, WIDTH, legend_rows, ms_tick_label, px,
-    tick_label,
+    self, Axis, LEFT, Mark, PHASE_SECONDS, Plot, Scale, legend_rows, ms_tick_label, px, tick_label,
 };
 
 /// A chart of lines over two axes, ready to draw.
 pub struct LineChart {
     /// Short description for screen readers and the SVG's `<title>`.
     pub title: String,
-    /// viewBox height.
-    pub height: f64,
-    /// Plot area.
-    pub x0: f64,
-    /// Plot area right edge.
-    pub x1: f64,
-    /// Plot area top.
-    pub y0: f64,
-    /// Plot area bottom.
-    pub y1: f64,
-    /// Ticks along x.
-    pub x_ticks: Vec<Tick>,
-    /// Ticks along y.
-    pub y_ticks: Vec<Tick>,
-    /// X-axis title with unit.
-    pub x_label: String,
-    /// Y-axis title with unit.
-    pub y_label: String,
-    /// Centre of the plot, for placing axis titles.
-    pub x_mid: f64,
-    /// Vertical centre of the plot.
-    pub y_mid: f64,
+    /// The plot frame.
+    pub plot: Plot,
+    /// The horizontal axis.
+    pub x_axis: Axis,
+    /// The vertical axis.
+    pub y_axis: Axis,
     /// The lines.
     pub series: Vec<Series>,
     /// The legend, above the plot.
@@ -67,33 +50,17 @@ fn path(points: &[(f64, f64)]) -> String {
     out
 }
 
-/// Frame of a chart whose legend has `legend_rows` rows.
-struct Frame {
-    height: f64,
-    x0: f64,
-    x1: f64,
-    y0: f64,
-    y1: f64,
-}
-
-fn frame(height: f64, legend_bottom: f64) -> Frame {
-    let y0 = legend_bottom.max(TOP);
-    Frame {
-        height,
-        x0: LEFT,
-        x1: WIDTH - RIGHT,
-        y0,
-        y1: height - BOTTOM,
-    }
-}
-
-fn transport_legend(phases: &[&Phase], with_model: bool) -> Vec<(String, String, Mark)> {
-    let mut entries: Vec<_> = phases
-        .iter()
-        .map(|p| {
+/// A legend entry per transport (solid line in its colour), plus the dashed model's when asked.
+fn transport_legend<'a>(
+    transports: impl IntoIterator<Item = &'a str>,
+    with_model: bool,
+) -> Vec<(String, String, Mark)> {
+    let mut entries: Vec<_> = transports
+        .into_iter()
+        .map(|t| {
             (
-                transport::colour_of(&p.transport).to_string(),
-                transport::label_of(&p.transport),
+                transport::colour_of(t).to_string(),
+                transport::label_of(t),
                 Mark::Line,
             )
         })
@@ -136,8 +103,12 @@ pub fn latency_cdf(results: &Results, run: &Run) -> LineChart {
     let lo = axis::decade_below(lo, 0.01);
     let hi = axis::decade_above(hi * 1.01);
 
-    let (legend, legend_bottom) = legend_rows(transport_legend(&phases, true), LEFT, 34.0);
-    let f = frame(520.0, legend_bottom);
+    let (legend, legend_bottom) = legend_rows(
+        transport_legend(phases.iter().map(|p| p.transport.as_str()), true),
+        LEFT,
+        34.0,
+    );
+    let f = Plot::below_legend(520.0, legend_bottom);
     let xs = Scale::log(lo, hi, f.x0, f.x1);
     let ys = Scale::linear(0.0, 100.0, f.y1, f.y0);
 
@@ -196,17 +167,9 @@ pub fn latency_cdf(results: &Results, run: &Run) -> LineChart {
     }
     LineChart {
         title: "Latency CDF per transport, log time axis, model dashed".into(),
-        height: f.height,
-        x0: f.x0,
-        x1: f.x1,
-        y0: f.y0,
-        y1: f.y1,
-        x_ticks: axis::ticks(&xs, ms_tick_label),
-        y_ticks: axis::ticks(&ys, |v| format!("{v:.0}%")),
-        x_label: "delivery latency (ms, log scale)".into(),
-        y_label: "messages delivered (%)".into(),
-        x_mid: px((f.x0 + f.x1) / 2.0),
-        y_mid: px((f.y0 + f.y1) / 2.0),
+        plot: f,
+        x_axis: Axis::new(&xs, ms_tick_label, "delivery latency (ms, log scale)"),
+        y_axis: Axis::new(&ys, |v| format!("{v:.0}%"), "messages delivered (%)"),
         series,
         legend,
     }
@@ -242,8 +205,12 @@ pub fn per_second(run: &Run, what: PerSecond) -> LineChart {
         .iter()
         .flat_map(|p| p.timeseries.iter().map(value))
         .fold(0.0, f64::max);
-    let (legend, legend_bottom) = legend_rows(transport_legend(&phases, false), LEFT, 34.0);
-    let f = frame(360.0, legend_bottom);
+    let (legend, legend_bottom) = legend_rows(
+        transport_legend(phases.iter().map(|p| p.transport.as_str()), false),
+        LEFT,
+        34.0,
+    );
+    let f = Plot::below_legend(360.0, legend_bottom);
     let xs = Scale::linear(0.0, f64::from(last_second), f.x0, f.x1);
     let ys = Scale::linear(0.0, axis::nice_max(max), f.y1, f.y0);
     let series = phases
@@ -270,17 +237,9 @@ pub fn per_second(run: &Run, what: PerSecond) -> LineChart {
     };
     LineChart {
         title: title.into(),
-        height: f.height,
-        x0: f.x0,
-        x1: f.x1,
-        y0: f.y0,
-        y1: f.y1,
-        x_ticks: axis::ticks(&xs, |v| format!("{v:.0}")),
-        y_ticks: axis::ticks(&ys, tick_label),
-        x_label: "seconds since the transport's phase started (s)".into(),
-        y_label: y_label.into(),
-        x_mid: px((f.x0 + f.x1) / 2.0),
-        y_mid: px((f.y0 + f.y1) / 2.0),
+        plot: f,
+        x_axis: Axis::new(&xs, |v| format!("{v:.0}"), PHASE_SECONDS),
+        y_axis: Axis::new(&ys, tick_label, y_label),
         series,
         legend,
     }
@@ -374,18 +333,12 @@ pub fn sweep_cost(results: &Results, cost: Cost) -> Option<LineChart> {
     let v_max = values.iter().copied().fold(0.0, f64::max);
     let v_min = values.iter().copied().fold(f64::INFINITY, f64::min);
 
-    let entries = transports
-        .iter()
-        .map(|t| {
-            (
-                transport::colour_of(t).to_string(),
-                transport::label_of(t),
-                Mark::Line,
-            )
-        })
-        .collect();
-    let (legend, legend_bottom) = legend_rows(entries, LEFT, 34.0);
-    let f = frame(380.0, legend_bottom);
+    let (legend, legend_bottom) = legend_rows(
+        transport_legend(transports.iter().map(String::as_str), false),
+        LEFT,
+        34.0,
+    );
+    let f = Plot::below_legend(380.0, legend_bottom);
     // Start x at zero when the values are counts near it, so growth reads as growth.
     let x_lo = if x_min >= 0.0 && x_min <= x_max / 2.0 {
         0.0
@@ -423,23 +376,16 @@ pub fn sweep_cost(results: &Results, cost: Cost) -> Option<LineChart> {
         })
         .collect();
     let (title, y_label) = cost.labels();
+    let y_axis = match cost {
+        Cost::P99 => Axis::new(&ys, ms_tick_label, y_label),
+        Cost::Bytes => Axis::new(&ys, |v| tick_label(v) + "B", y_label),
+        _ => Axis::new(&ys, tick_label, y_label),
+    };
     Some(LineChart {
         title: title.into(),
-        height: f.height,
-        x0: f.x0,
-        x1: f.x1,
-        y0: f.y0,
-        y1: f.y1,
-        x_ticks: axis::ticks(&xs, tick_label),
-        y_ticks: match cost {
-            Cost::P99 => axis::ticks(&ys, ms_tick_label),
-            Cost::Bytes => axis::ticks(&ys, |v| tick_label(v) + "B"),
-            _ => axis::ticks(&ys, tick_label),
-        },
-        x_label: format!("{} ({})", sweep.key, sweep.unit),
-        y_label: y_label.into(),
-        x_mid: px((f.x0 + f.x1) / 2.0),
-        y_mid: px((f.y0 + f.y1) / 2.0),
+        plot: f,
+        x_axis: Axis::new(&xs, tick_label, format!("{} ({})", sweep.key, sweep.unit)),
+        y_axis,
         series,
         legend,
     })

@@ -7,7 +7,9 @@
 use crate::results::{Phase, Results, Run, TraceEvent};
 use crate::transport::{self, Transport};
 
-use super::axis::{self, LEFT, Mark, RIGHT, Scale, Tick, WIDTH, legend_rows, px};
+use super::axis::{
+    self, Axis, LEFT, Mark, PHASE_SECONDS, Plot, RIGHT, Scale, WIDTH, legend_rows, px,
+};
 use super::format;
 
 /// Longest window shown: more seconds would turn the arrows into a blur on a projector.
@@ -19,20 +21,10 @@ const MESSAGES_SHOWN: f64 = 40.0;
 
 /// The timeline, ready to draw.
 pub struct Swimlane {
-    /// viewBox height.
-    pub height: f64,
-    /// Plot left edge.
-    pub x0: f64,
-    /// Plot right edge.
-    pub x1: f64,
-    /// Plot top.
-    pub y0: f64,
-    /// Plot bottom.
-    pub y1: f64,
-    /// Centre, for the axis title.
-    pub x_mid: f64,
-    /// Time ticks.
-    pub x_ticks: Vec<Tick>,
+    /// The plot frame (lanes span it; lane labels sit left of it).
+    pub plot: Plot,
+    /// The time axis.
+    pub x_axis: Axis,
     /// One per transport with a trace.
     pub lanes: Vec<Lane>,
     /// What the marks mean.
@@ -289,13 +281,14 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
         .collect();
     let y1 = px(y0 + phases.len() as f64 * lane_h);
     Some(Swimlane {
-        height: px(y1 + 70.0),
-        x0,
-        x1,
-        y0: px(y0),
-        y1,
-        x_mid: px((x0 + x1) / 2.0),
-        x_ticks: axis::ticks(&xs, |v| format!("{v:.0}")),
+        plot: Plot {
+            height: px(y1 + 70.0),
+            x0,
+            x1,
+            y0: px(y0),
+            y1,
+        },
+        x_axis: Axis::new(&xs, |v| format!("{v:.0}"), PHASE_SECONDS),
         lanes,
         legend,
         window: format!(
