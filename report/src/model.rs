@@ -222,31 +222,19 @@ pub fn expected(transport: Transport, input: &ModelInput) -> Expected {
             let bytes = (lambda > 0.0).then(|| h * polls / lambda + p);
             (latency, polls, Some(empty), bytes)
         }
-        Transport::Sse => {
+        // Push: no waiting and no requests; each message costs its framing.
+        Transport::Sse | Transport::WebSocket => {
+            let framing = if transport == Transport::Sse {
+                sse_framing_bytes(p)
+            } else {
+                websocket_frame_header_bytes(p)
+            };
             let latency = LatencyModel {
                 delay_ms: d_ms,
                 wait_share: 0.0,
                 wait_max_ms: 0.0,
             };
-            (
-                latency,
-                0.0,
-                None,
-                (lambda > 0.0).then(|| p + sse_framing_bytes(p)),
-            )
-        }
-        Transport::WebSocket => {
-            let latency = LatencyModel {
-                delay_ms: d_ms,
-                wait_share: 0.0,
-                wait_max_ms: 0.0,
-            };
-            (
-                latency,
-                0.0,
-                None,
-                (lambda > 0.0).then(|| p + websocket_frame_header_bytes(p)),
-            )
+            (latency, 0.0, None, (lambda > 0.0).then_some(p + framing))
         }
     };
     let per_client = polls_per_s + input.publishes_per_s_per_client();
