@@ -1,12 +1,12 @@
 // duplex's projector dashboard: follows /live/stream (the server's own SSE stream) and draws,
 // per transport, the students, the server's open connections and the request, delivery and byte
 // rates; the flash button publishes a flash and the delays the pages report are drawn by
-// transport. Text from the network goes in with textContent only.
+// transport. Text from the network goes in with textContent only. Colours are not named here: each
+// chart element gets its transport's `t-<id>` class and live.css colours it (one palette).
 'use strict';
 
 const TRANSPORTS = ['short_poll', 'long_poll', 'sse', 'websocket'];
 const LABEL = { short_poll: 'short poll', long_poll: 'long poll', sse: 'SSE', websocket: 'WebSocket' };
-const COLOR = { short_poll: '#d9480f', long_poll: '#a61e4d', sse: '#1971c2', websocket: '#2b8a3e' };
 const HISTORY = 60; // seconds of rate history in each sparkline
 const SVG = 'http://www.w3.org/2000/svg';
 
@@ -69,7 +69,7 @@ function renderStats(s) {
       const h = history[row.transport];
       h.push(row.requests_per_s);
       if (h.length > HISTORY) h.shift();
-      drawSpark(card.querySelector('.spark'), h, COLOR[row.transport]);
+      drawSpark(card.querySelector('.spark'), h);
     }
   }
   flashes = s.flashes;
@@ -77,12 +77,13 @@ function renderStats(s) {
   $('flash-room').placeholder = rooms ? `every room: ${rooms}` : 'every room (none yet)';
 }
 
-/** requests/s over the last minute, scaled to the largest rate of any transport. */
-function drawSpark(svg, values, color) {
+/** requests/s over the last minute, scaled to the largest rate of any transport (coloured by
+ *  its card's class). */
+function drawSpark(svg, values) {
   const top = Math.max(1, ...TRANSPORTS.flatMap((t) => history[t]));
   const x0 = HISTORY - values.length;
   const points = values.map((v, i) => `${x0 + i},${(40 - (v / top) * 38).toFixed(1)}`).join(' ');
-  svg.replaceChildren(el('svg:polyline', { points, fill: 'none', stroke: color, 'stroke-width': 1.5, 'vector-effect': 'non-scaling-stroke' }));
+  svg.replaceChildren(el('svg:polyline', { points, 'stroke-width': 1.5, 'vector-effect': 'non-scaling-stroke' }));
 }
 
 // ---- flash delays ------------------------------------------------------------------------
@@ -109,7 +110,7 @@ function drawDelays() {
     for (const r of mine) {
       const current = r.flash === latest;
       const jitter = ((r.tab.charCodeAt(0) * 7 + r.tab.charCodeAt(1) * 13) % 21) - 10; // stable spread
-      const dot = el('svg:circle', { cx: x(r.delay_ms), cy: y + jitter, r: current ? 6 : 4, fill: COLOR[t], 'fill-opacity': current ? 0.85 : 0.2 });
+      const dot = el('svg:circle', { class: `t-${t}`, cx: x(r.delay_ms), cy: y + jitter, r: current ? 6 : 4, 'fill-opacity': current ? 0.85 : 0.2 });
       dot.append(el('svg:title', {}, `${r.client}: ${r.delay_ms.toFixed(1)} ms (flash #${r.flash})`));
       svg.append(dot);
     }

@@ -130,6 +130,19 @@ async fn pages_and_assets_are_served_from_the_binary() {
     assert!(clock["now_us"].as_u64().unwrap() > 1_700_000_000_000_000);
 }
 
+#[test]
+fn live_page_colours_each_transport_as_the_report_does() {
+    let css = include_str!("../assets/live.css");
+    for t in report::Transport::ALL {
+        let declaration = format!("--{}: {};", t.id(), t.colour());
+        assert!(
+            css.contains(&declaration),
+            "live.css should declare {declaration} (the report's colour for {})",
+            t.id()
+        );
+    }
+}
+
 #[tokio::test]
 async fn heartbeats_count_students_under_each_transport() {
     let (server, http) = start().await;
