@@ -224,6 +224,33 @@ async fn bad_heartbeats_and_flashes_get_a_400_naming_the_problem() {
 }
 
 #[tokio::test]
+async fn live_posts_refuse_malformed_and_oversized_bodies_with_a_json_error() {
+    let (server, http) = start().await;
+    let limit = Config::default().max_body;
+    let oversized = format!("\"{}\"", "x".repeat(limit + 1));
+    for path in ["/live/presence", "/live/flash", "/live/flash/report"] {
+        for (body, status, names) in [
+            ("{\"tab\":".to_owned(), 400, "JSON".to_owned()),
+            (oversized.clone(), 413, limit.to_string()),
+        ] {
+            let res = http
+                .post(format!("{}{path}", server.url()))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request is answered");
+            assert_eq!(res.status(), status, "{path}");
+            let error: Value = res.json().await.expect("a JSON error body");
+            assert!(
+                error["error"].as_str().unwrap().contains(&names),
+                "{path}: {error}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn flash_goes_to_every_room_with_a_student_and_nowhere_else() {
     let (server, http) = start().await;
     post(

@@ -1,7 +1,9 @@
 //! The HTTP surface: the router ([`app`]), the request-counting middleware, and the checks every
 //! feed endpoint shares (room name, `since`, `client`, `timeout_ms`, `Last-Event-ID`), done once
-//! in the [`Target`] extractor so every transport refuses bad input the same way. One submodule
-//! per way in or out of the feed.
+//! in the [`Target`] extractor so every transport refuses bad input the same way. JSON bodies
+//! (publish, and the live page's posts) are read by one extractor, [`JsonBody`], so all of them
+//! refuse a body the same way: 413 naming `--max-body`, 400 naming the JSON problem. One
+//! submodule per way in or out of the feed.
 
 mod poll;
 mod publish;
@@ -11,13 +13,15 @@ mod ws;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::conn::ConnMeter;
 use crate::error::ApiError;
@@ -76,6 +80,31 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!("{} {}", req.method(), req.uri().path()))
+}
+
+/// A JSON request body, read up to `--max-body` and parsed with the type's own rules
+/// (`deny_unknown_fields` where it says so). Used instead of axum's `Json`, whose refusals are
+/// plain text and do not name the limit.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge {
+                    limit: state.config.max_body,
+                }
+            } else {
+                ApiError::Body(e.body_text())
+            }
+        })?;
+        serde_json::from_slice(&body)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadJson(e.to_string()))
+    }
 }
 
 /// The query parameters the feed endpoints read, as sent (text), so each can be checked with

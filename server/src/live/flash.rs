@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -19,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::{Live, now_us};
+use crate::api::JsonBody;
 use crate::error::ApiError;
-use crate::feed::{RoomName, valid_client_id};
+use crate::feed::RoomName;
 use crate::state::AppState;
 use crate::wire::{PublishRequest, Transport};
 
@@ -181,9 +181,8 @@ pub struct FlashSent {
 pub(super) async fn send(
     State(state): State<AppState>,
     Extension(live): Extension<Arc<Live>>,
-    body: Bytes,
+    JsonBody(req): JsonBody<FlashRequest>,
 ) -> Result<(StatusCode, Json<FlashSent>), ApiError> {
-    let req: FlashRequest = super::parse_json(&body)?;
     let text = req.text.trim();
     if text.is_empty() || text.chars().count() > MAX_TEXT {
         return Err(ApiError::param(
@@ -241,15 +240,9 @@ pub(super) async fn send(
 /// `POST /live/flash/report`.
 pub(super) async fn report(
     Extension(live): Extension<Arc<Live>>,
-    body: Bytes,
+    JsonBody(report): JsonBody<DelayReport>,
 ) -> Result<StatusCode, ApiError> {
-    let report: DelayReport = super::parse_json(&body)?;
-    if report.tab.is_empty() || !valid_client_id(&report.tab) {
-        return Err(ApiError::param("tab", "use 1 to 64 printable characters"));
-    }
-    if !valid_client_id(&report.client) {
-        return Err(ApiError::param("client", "at most 64 printable characters"));
-    }
+    super::check_tab_and_client(&report.tab, &report.client)?;
     if !(0.0..=MAX_DELAY_MS).contains(&report.delay_ms) {
         return Err(ApiError::param(
             "delay_ms",

@@ -29,6 +29,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::error::ApiError;
+use crate::feed::valid_client_id;
 use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
@@ -109,7 +111,14 @@ async fn clock() -> impl IntoResponse {
     )
 }
 
-/// Parses a JSON body the way the wire API does: an error names the problem.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::error::ApiError> {
-    serde_json::from_slice(body).map_err(|e| crate::error::ApiError::BadJson(e.to_string()))
+/// Checks the tab id and student name that heartbeats and delay reports carry: a tab id is 1 to
+/// 64 printable characters, a name at most 64 (the wire API's client-id rule).
+fn check_tab_and_client(tab: &str, client: &str) -> Result<(), ApiError> {
+    if tab.is_empty() || !valid_client_id(tab) {
+        return Err(ApiError::param("tab", "use 1 to 64 printable characters"));
+    }
+    if !valid_client_id(client) {
+        return Err(ApiError::param("client", "at most 64 printable characters"));
+    }
+    Ok(())
 }

@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Extension;
-use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::Live;
+use crate::api::JsonBody;
 use crate::error::ApiError;
-use crate::feed::{RoomName, valid_client_id};
+use crate::feed::RoomName;
 use crate::wire::Transport;
 
 /// How long a heartbeat counts: two missed 5 s beats and a bit.
@@ -141,15 +141,9 @@ impl Presence {
 /// `POST /live/presence`.
 pub(super) async fn report(
     Extension(live): Extension<Arc<Live>>,
-    body: Bytes,
+    JsonBody(beat): JsonBody<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
-    let beat: Heartbeat = super::parse_json(&body)?;
-    if beat.tab.is_empty() || !valid_client_id(&beat.tab) {
-        return Err(ApiError::param("tab", "use 1 to 64 printable characters"));
-    }
-    if !valid_client_id(&beat.client) {
-        return Err(ApiError::param("client", "at most 64 printable characters"));
-    }
+    super::check_tab_and_client(&beat.tab, &beat.client)?;
     if beat.state != TabState::Gone {
         RoomName::parse(&beat.room)?;
     }
