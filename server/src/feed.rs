@@ -90,6 +90,15 @@ pub fn valid_client_id(id: &str) -> bool {
     id.len() <= MAX_NAME_LEN && !id.chars().any(char::is_control)
 }
 
+/// The server's wall clock, Unix microseconds: a message's `ts_us`, and the clock the live page
+/// aligns with (`/live/clock`).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// One published message: its JSON encoded once, plus what readers need to route it.
 #[derive(Debug)]
 pub struct Entry {
@@ -224,10 +233,7 @@ impl Room {
                 value: to.clone(),
             });
         }
-        let ts_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let ts_us = now_us();
         let entry = {
             let mut log = self.lock();
             let seq = log.head + 1;

@@ -21,7 +21,6 @@ pub mod flash;
 pub mod presence;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -30,7 +29,7 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::feed::valid_client_id;
+use crate::feed::{now_us, valid_client_id};
 use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
@@ -87,14 +86,6 @@ async fn asset(content_type: &'static str, body: &'static str) -> impl IntoRespo
         ],
         body,
     )
-}
-
-/// The server's wall clock, Unix microseconds (the same clock as a message's `ts_us`).
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// Answer of `GET /live/clock`.
