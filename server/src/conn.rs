@@ -48,11 +48,11 @@ impl ConnMeter {
     /// From now on this connection's bytes count for `endpoint`; the bytes read so far (this
     /// request's head) are credited to it.
     pub fn serve(&self, endpoint: Endpoint) {
-        let index = Endpoint::ALL
-            .iter()
-            .position(|e| *e == endpoint)
-            .unwrap_or(Endpoint::ALL.len() - 1) as u8;
-        if self.endpoint.swap(index, Ordering::Relaxed) == UNROUTED {
+        if self
+            .endpoint
+            .swap(endpoint.index() as u8, Ordering::Relaxed)
+            == UNROUTED
+        {
             self.metrics
                 .record_sent(endpoint, self.pending_written.swap(0, Ordering::Relaxed));
         }
@@ -70,9 +70,7 @@ impl ConnMeter {
     }
 
     fn current(&self) -> Option<Endpoint> {
-        Endpoint::ALL
-            .get(self.endpoint.load(Ordering::Relaxed) as usize)
-            .copied()
+        Endpoint::from_index(self.endpoint.load(Ordering::Relaxed) as usize)
     }
 
     fn read(&self, n: usize) {

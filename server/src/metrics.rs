@@ -46,7 +46,8 @@ impl Endpoint {
         }
     }
 
-    fn index(self) -> usize {
+    /// Its position in [`Endpoint::ALL`] (the index of its counters).
+    pub(crate) fn index(self) -> usize {
         match self {
             Endpoint::Transport(t) => transport_index(t),
             Endpoint::Publish => 4,
@@ -70,7 +71,8 @@ impl Endpoint {
         }
     }
 
-    fn from_index(i: usize) -> Option<Endpoint> {
+    /// The endpoint at position `i` of [`Endpoint::ALL`].
+    pub(crate) fn from_index(i: usize) -> Option<Endpoint> {
         Endpoint::ALL.get(i).copied()
     }
 }
@@ -384,6 +386,14 @@ mod tests {
             Endpoint::Publish
         );
         assert_eq!(Endpoint::from_path("/metrics"), Endpoint::Other);
+    }
+
+    #[test]
+    fn an_endpoints_index_is_its_position_in_all() {
+        for (i, e) in Endpoint::ALL.into_iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+            assert_eq!(Endpoint::from_index(i), Some(e));
+        }
     }
 
     #[test]
