@@ -9,6 +9,7 @@
 //! after it (so an `EventSource` reconnect resumes from there); `: ping` every 15 s.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::Target;
-use crate::feed::Room;
+use crate::feed::{Read, Room};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
 use crate::wire::{StreamItem, Transport};
@@ -95,42 +96,9 @@ impl SseStream {
                 .read(self.cursor, self.client.as_deref(), CHUNK_LIMIT);
             self.cursor = read.next;
             if read.has_news() {
-                let mut out = BytesMut::with_capacity(
-                    read.entries
-                        .iter()
-                        .map(|e| e.text.len() + 48)
-                        .sum::<usize>()
-                        + 64,
-                );
-                if read.reset {
-                    item(
-                        &mut out,
-                        "reset",
-                        read.next,
-                        &StreamItem::Reset { head: read.next },
-                    );
-                }
-                if read.missed > 0 {
-                    let after_gap = read.entries.first().map_or(read.next, |e| e.seq - 1);
-                    item(
-                        &mut out,
-                        "gap",
-                        after_gap,
-                        &StreamItem::Gap {
-                            missed: read.missed,
-                        },
-                    );
-                }
-                for entry in &read.entries {
-                    out.put_slice(
-                        format!("id: {}\nevent: {}\ndata: ", entry.seq, entry.event).as_bytes(),
-                    );
-                    out.put_slice(entry.text.as_bytes());
-                    out.put_slice(b"\n\n");
-                }
                 self.metrics
                     .record_deliveries(Transport::Sse, read.entries.len() as u64);
-                return Some(out.freeze());
+                return Some(encode_events(&read));
             }
             tokio::select! {
                 biased;
@@ -146,8 +114,34 @@ impl SseStream {
     }
 }
 
+/// The events for one read: a reset, a gap, then the messages, in one chunk.
+fn encode_events(read: &Read) -> Bytes {
+    let payload: usize = read.entries.iter().map(|e| e.text.len() + 48).sum();
+    let mut out = BytesMut::with_capacity(payload + 64);
+    if read.reset {
+        let reset = StreamItem::Reset { head: read.next };
+        item(&mut out, "reset", read.next, &reset);
+    }
+    if read.missed > 0 {
+        // The gap's id is the seq just before the first message after it, so a reconnect
+        // that resumes from it neither repeats nor skips.
+        let after_gap = read.entries.first().map_or(read.next, |e| e.seq - 1);
+        let gap = StreamItem::Gap {
+            missed: read.missed,
+        };
+        item(&mut out, "gap", after_gap, &gap);
+    }
+    for entry in &read.entries {
+        // Written straight into the chunk: no String per delivery on this hot path.
+        let _ = write!(out, "id: {}\nevent: {}\ndata: ", entry.seq, entry.event);
+        out.put_slice(entry.text.as_bytes());
+        out.put_slice(b"\n\n");
+    }
+    out.freeze()
+}
+
 /// Writes a gap or reset event.
 fn item(out: &mut BytesMut, event: &str, id: u64, item: &StreamItem) {
     let json = serde_json::to_string(item).expect("a StreamItem always serializes");
-    out.put_slice(format!("id: {id}\nevent: {event}\ndata: {json}\n\n").as_bytes());
+    let _ = write!(out, "id: {id}\nevent: {event}\ndata: {json}\n\n");
 }
