@@ -84,7 +84,7 @@ pub async fn run_sender(
     // Open the HTTP connection during the warm-up so the first publish does not pay for it.
     let mut conn = match via {
         PublishVia::Http => match HttpConn::open(&phase).await {
-            Ok((c, _)) => Some(c),
+            Ok(c) => Some(c),
             Err(e) => {
                 phase.meter.error();
                 tracing::debug!(error = %e, "publisher connect failed");
@@ -141,7 +141,7 @@ async fn publish_http(
     order: PublishOrder,
 ) -> Result<(), ClientError> {
     if conn.as_ref().is_none_or(|c| !c.is_open()) {
-        *conn = Some(HttpConn::open(phase).await?.0);
+        *conn = Some(HttpConn::open(phase).await?);
     }
     let c = conn.as_mut().expect("opened above");
     let stamp = Stamp {

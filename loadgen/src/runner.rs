@@ -43,6 +43,11 @@ use crate::scenario::Scenario;
 
 /// Connect attempts per client before it is given up.
 const CONNECT_TRIES: u32 = 3;
+/// Wait between a client's first connect attempts.
+const CONNECT_RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Wait after a connected client's connection failed, before it reconnects (so a dead server
+/// is not hammered in a tight loop).
+const RECONNECT_AFTER: Duration = Duration::from_millis(200);
 /// Clients traced in full per phase (a sender and a pure receiver).
 const TRACED: usize = 2;
 /// How long stopped clients may take to finish before they are aborted.
@@ -368,7 +373,8 @@ fn traced_clients(clients: usize) -> Vec<usize> {
     t
 }
 
-/// One client's life: connect (a few tries), follow until stopped, hand back its ledger.
+/// One client's life: connect (a few tries), follow the room until stopped (reconnecting from
+/// its last seq after each failure, as a real client would), hand back its ledger.
 async fn client_task<C: TransportClient>(
     mut me: ClientHandle,
     stop: CancellationToken,
@@ -388,7 +394,7 @@ async fn client_task<C: TransportClient>(
             }
             Err(e) => {
                 me.on_error(&e);
-                if attempt == CONNECT_TRIES || !pause(Duration::from_millis(500), &stop).await {
+                if attempt == CONNECT_TRIES || !pause(CONNECT_RETRY_AFTER, &stop).await {
                     break;
                 }
             }
@@ -398,7 +404,7 @@ async fn client_task<C: TransportClient>(
     let connected = client.is_some();
     if let Some(c) = client {
         meter.clients_connected.fetch_add(1, Relaxed);
-        c.follow(&mut me, &stop).await;
+        follow(c, &mut me, &stop).await;
     }
     ClientReport {
         connected,
@@ -407,6 +413,35 @@ async fn client_task<C: TransportClient>(
             events,
         }),
         ledger: me.ledger,
+    }
+}
+
+/// Runs `client` until `stop`; after each failure, counts it, waits, and reconnects (until it
+/// succeeds or `stop`).
+async fn follow<C: TransportClient>(
+    mut client: C,
+    me: &mut ClientHandle,
+    stop: &CancellationToken,
+) {
+    loop {
+        let Err(e) = client.run(me, stop).await else {
+            return;
+        };
+        me.on_error(&e);
+        client = loop {
+            if !pause(RECONNECT_AFTER, stop).await {
+                return;
+            }
+            let reconnected = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                r = C::connect(me) => r,
+            };
+            match reconnected {
+                Ok(c) => break c,
+                Err(e) => me.on_error(&e),
+            }
+        };
     }
 }
 

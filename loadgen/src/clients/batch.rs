@@ -1,7 +1,8 @@
-//! What short and long polls have in common: one request on the client's keep-alive connection
-//! (reopened when the server closed it), and the accounting of its answer: a `200` batch (each
-//! message handed to the client, the message JSON counted as payload and the rest of the body as
-//! framing), a `204` (a wasted answer, counted whole as empty), or an error.
+//! What short and long polls have in common: opening the client's keep-alive connection, one
+//! request on it (reopened when the server closed it while idle), and the accounting of its
+//! answer: a `200` batch (each message handed to the client, the message JSON counted as payload
+//! and the rest of the body as framing), a `204` (a wasted answer, counted whole as empty), or an
+//! error.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use report::results::TraceEvent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use server::wire::Message;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{Answer, HttpConn, snippet};
@@ -21,58 +23,44 @@ use super::{ClientError, ClientHandle};
 struct RawBatch<'a> {
     #[serde(borrow)]
     messages: Vec<&'a RawValue>,
-    #[allow(dead_code)]
     next: u64,
     missed: u64,
     reset: bool,
 }
 
-/// Makes one poll for `path` (built from the client's current `since`), reopening the
-/// connection when needed. Returns `false` when `stop` came first.
+/// Opens a polling client's keep-alive connection and records its connect time.
+pub async fn open(me: &mut ClientHandle) -> Result<HttpConn, ClientError> {
+    let start = Instant::now();
+    let conn = HttpConn::open(&me.phase).await?;
+    me.connected(start);
+    Ok(conn)
+}
+
+/// Makes one poll for `path` (built from the client's current `since`) and accounts for its
+/// answer. Returns `Ok` at once when `stop` comes first; an `Err` leaves the connection in an
+/// unknown state, so the caller gives it up.
 pub async fn poll_once(
-    conn: &mut Option<HttpConn>,
+    conn: &mut HttpConn,
     me: &mut ClientHandle,
     path: String,
     limit: Duration,
     stop: &CancellationToken,
-) -> bool {
-    if conn.as_ref().is_none_or(|c| !c.is_open()) {
-        *conn = None;
-        let opened = tokio::select! {
+) -> Result<(), ClientError> {
+    if !conn.is_open() {
+        // The server may close an idle keep-alive connection; that is not a failure.
+        *conn = tokio::select! {
             biased;
-            _ = stop.cancelled() => return false,
-            r = HttpConn::open(&me.phase) => r,
+            _ = stop.cancelled() => return Ok(()),
+            r = open(me) => r?,
         };
-        match opened {
-            Ok((c, took)) => {
-                me.phase
-                    .meter
-                    .connect_time
-                    .record_us(me.index, took.as_micros() as u64);
-                *conn = Some(c);
-            }
-            Err(e) => {
-                me.on_error(&e);
-                return true;
-            }
-        }
     }
-    let c = conn.as_mut().expect("opened above");
     let request = HttpConn::request(&me.phase, "GET", &path, None);
     let answer = tokio::select! {
         biased;
-        _ = stop.cancelled() => return false,
-        r = c.exchange(&me.phase, request, limit) => r,
+        _ = stop.cancelled() => return Ok(()),
+        r = conn.exchange(&me.phase, request, limit) => r?,
     };
-    match answer.and_then(|a| take_answer(me, a)) {
-        Ok(()) => {}
-        Err(e) => {
-            me.on_error(&e);
-            // Whatever state the connection is in, start clean next time.
-            *conn = None;
-        }
-    }
-    true
+    take_answer(me, answer)
 }
 
 /// Accounts for a poll's answer and hands its messages to the client.

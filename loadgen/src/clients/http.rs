@@ -72,10 +72,8 @@ impl Drop for InFlight<'_> {
 }
 
 impl HttpConn {
-    /// Connects (TCP + HTTP/1 handshake, which sends nothing) and returns the connection with
-    /// the time it took.
-    pub async fn open(phase: &PhaseCtx) -> Result<(HttpConn, Duration), ClientError> {
-        let start = Instant::now();
+    /// Connects (TCP + HTTP/1 handshake, which sends nothing).
+    pub async fn open(phase: &PhaseCtx) -> Result<HttpConn, ClientError> {
         let (io, bytes) =
             tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
                 .await
@@ -85,14 +83,11 @@ impl HttpConn {
             // The connection's end (EOF, reset) surfaces as an error on the next request.
             let _ = conn.await;
         });
-        Ok((
-            HttpConn {
-                send,
-                bytes,
-                driver,
-            },
-            start.elapsed(),
-        ))
+        Ok(HttpConn {
+            send,
+            bytes,
+            driver,
+        })
     }
 
     /// Whether the connection can take another request.

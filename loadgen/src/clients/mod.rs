@@ -1,8 +1,9 @@
 //! The simulated chat clients: one implementation per transport behind one small interface,
-//! [`TransportClient`], so the runner is written once. What every client shares lives in
-//! [`ClientHandle`]: its identity, its [`Ledger`], its optional trace, and the arithmetic of a
-//! delivery (latency against the stamp's scheduled time, integrity, counters), so no transport
-//! can count a delivery differently from another.
+//! [`TransportClient`] (connect, then run one connection until it stops or breaks), so the
+//! runner, with its connect retries and reconnect loop, is written once (`runner.rs`). What
+//! every client shares lives in [`ClientHandle`]: its identity, its [`Ledger`], its optional
+//! trace, and the arithmetic of a delivery (latency against the stamp's scheduled time,
+//! integrity, counters), so no transport can count a delivery differently from another.
 //!
 //! Every client subscribes to the phase's fresh room from `since=0` and, after a failure,
 //! reconnects from the last seq it saw, as a real client would.
@@ -218,28 +219,35 @@ impl ClientHandle {
         }
     }
 
-    /// Traces a connect that began at `start` and was ready now.
-    pub fn trace_connect(&mut self, start: Instant) {
+    /// Records (and traces) a connect that began at `start` and is ready now.
+    pub fn connected(&mut self, start: Instant) {
+        let end = Instant::now();
+        self.phase
+            .meter
+            .connect_time
+            .record_us(self.index, (end - start).as_micros() as u64);
         if self.trace.is_some() {
-            let (start_ms, end_ms) = (self.phase.ms(start), self.phase.ms(Instant::now()));
+            let (start_ms, end_ms) = (self.phase.ms(start), self.phase.ms(end));
             self.trace_event(TraceEvent::Connect { start_ms, end_ms });
         }
     }
 }
 
-/// One transport's client: connect (and subscribe), then follow the room until told to stop.
+/// One transport's client on one connection: connect (and subscribe), then follow the room on
+/// that connection until told to stop or until it breaks. Reconnecting is the runner's job, so
+/// every transport retries the same way.
 pub trait TransportClient: Sized + Send {
-    /// Opens the client's connection; for SSE and WebSocket this includes the subscription
-    /// handshake. Records the connect time.
+    /// Opens the client's connection from `me.since`; for SSE and WebSocket this includes the
+    /// subscription handshake. Records the connect time with [`ClientHandle::connected`].
     fn connect(me: &mut ClientHandle) -> impl Future<Output = Result<Self, ClientError>> + Send;
 
-    /// Receives (and, for a WebSocket sender, publishes) until `stop` is cancelled, reconnecting
-    /// after failures. Never returns before `stop` unless the phase is over.
-    fn follow(
-        self,
+    /// Receives (and, for a WebSocket sender, publishes) until `stop` is cancelled (`Ok`) or
+    /// the connection fails (`Err`, after which the runner reconnects).
+    fn run(
+        &mut self,
         me: &mut ClientHandle,
         stop: &CancellationToken,
-    ) -> impl Future<Output = ()> + Send;
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
 }
 
 /// Sleeps `d` unless `stop` comes first; `false` when stopped.

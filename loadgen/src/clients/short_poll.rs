@@ -5,51 +5,48 @@
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::poll_once;
+use super::batch::{open, poll_once};
 use super::http::HttpConn;
 use super::{ClientError, ClientHandle, TransportClient};
 
 /// How long one poll may take before it counts as failed.
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A short-polling client.
+/// A short-polling client on one keep-alive connection, with its poll timer.
 #[derive(Debug)]
 pub struct ShortPollClient {
-    conn: Option<HttpConn>,
+    conn: HttpConn,
+    ticks: Interval,
 }
 
 impl TransportClient for ShortPollClient {
     async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
-        let start = Instant::now();
-        let (conn, took) = HttpConn::open(&me.phase).await?;
-        me.phase
-            .meter
-            .connect_time
-            .record_us(me.index, took.as_micros() as u64);
-        me.trace_connect(start);
-        Ok(Self { conn: Some(conn) })
-    }
-
-    async fn follow(mut self, me: &mut ClientHandle, stop: &CancellationToken) {
+        let conn = open(me).await?;
         let period = me.phase.short_poll_interval;
         let offset = rand::rng().random_range(Duration::ZERO..period);
         let mut ticks = interval_at(Instant::now() + offset, period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Ok(Self { conn, ticks })
+    }
+
+    async fn run(
+        &mut self,
+        me: &mut ClientHandle,
+        stop: &CancellationToken,
+    ) -> Result<(), ClientError> {
         loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => return,
-                _ = ticks.tick() => {}
+                _ = stop.cancelled() => return Ok(()),
+                _ = self.ticks.tick() => {}
             }
             let path = me
                 .phase
                 .room_path(&format!("poll?since={}&client={}", me.since, me.id));
-            if !poll_once(&mut self.conn, me, path, POLL_TIMEOUT, stop).await {
-                return;
-            }
+            poll_once(&mut self.conn, me, path, POLL_TIMEOUT, stop).await?;
         }
     }
 }

@@ -18,12 +18,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpConn, snippet};
-use super::{ClientError, ClientHandle, TransportClient, pause};
+use super::{ClientError, ClientHandle, TransportClient};
 
 /// How long the subscription's response head may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Wait after a failed subscription before the next.
-const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// One dispatched event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,77 +100,13 @@ impl SseParser {
     }
 }
 
-/// An SSE client: the open stream, when there is one.
+/// An SSE client: one subscription's connection, its event stream and the stream's parser.
 #[derive(Debug)]
 pub struct SseClient {
-    stream: Option<(HttpConn, Incoming)>,
-}
-
-impl SseClient {
-    /// Opens a connection and subscribes from `me.since`.
-    async fn subscribe(me: &mut ClientHandle) -> Result<(HttpConn, Incoming), ClientError> {
-        let start = Instant::now();
-        let (mut conn, _) = HttpConn::open(&me.phase).await?;
-        let path = me
-            .phase
-            .room_path(&format!("sse?since={}&client={}", me.since, me.id));
-        let mut request = HttpConn::request(&me.phase, "GET", &path, None);
-        let headers = request.headers_mut();
-        headers.insert(
-            hyper::header::ACCEPT,
-            hyper::header::HeaderValue::from_static("text/event-stream"),
-        );
-        if me.since > 0 {
-            headers.insert("last-event-id", me.since.into());
-        }
-        let (response, head_len) = conn
-            .open_stream(&me.phase, request, SUBSCRIBE_TIMEOUT)
-            .await?;
-        let meter = &me.phase.meter;
-        if response.status() != StatusCode::OK {
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await.map(|b| b.to_bytes());
-            return Err(ClientError::Status {
-                status,
-                body: body.map(|b| snippet(&b)).unwrap_or_default(),
-            });
-        }
-        meter.header_down.fetch_add(head_len, Relaxed);
-        meter
-            .connect_time
-            .record_us(me.index, start.elapsed().as_micros() as u64);
-        me.trace_connect(start);
-        Ok((conn, response.into_body()))
-    }
-
-    /// Reads the stream until it ends, fails, or `stop`; `false` when stopped.
-    async fn read_stream(
-        conn: &HttpConn,
-        body: &mut Incoming,
-        me: &mut ClientHandle,
-        stop: &CancellationToken,
-    ) -> Result<bool, ClientError> {
-        let _keep_alive = conn;
-        let mut parser = SseParser::default();
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Ok(false),
-                f = body.frame() => f,
-            };
-            let Some(frame) = frame else {
-                return Err(ClientError::Closed);
-            };
-            let frame = frame?;
-            let Some(data) = frame.data_ref() else {
-                continue;
-            };
-            let at = Instant::now();
-            for event in parser.feed(data) {
-                take_event(me, &event, at)?;
-            }
-        }
-    }
+    /// Kept for the stream's lifetime: dropping it ends the connection.
+    _conn: HttpConn,
+    body: Incoming,
+    parser: SseParser,
 }
 
 /// Hands one event's item to the client.
@@ -199,44 +133,63 @@ fn take_event(me: &mut ClientHandle, event: &SseEvent, at: Instant) -> Result<()
 }
 
 impl TransportClient for SseClient {
+    /// Opens a connection and subscribes from `me.since` (with `Last-Event-ID` on a resubscribe,
+    /// as `EventSource` does).
     async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
-        let stream = SseClient::subscribe(me).await?;
+        let start = Instant::now();
+        let mut conn = HttpConn::open(&me.phase).await?;
+        let path = me
+            .phase
+            .room_path(&format!("sse?since={}&client={}", me.since, me.id));
+        let mut request = HttpConn::request(&me.phase, "GET", &path, None);
+        let headers = request.headers_mut();
+        headers.insert(
+            hyper::header::ACCEPT,
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        if me.since > 0 {
+            headers.insert("last-event-id", me.since.into());
+        }
+        let (response, head_len) = conn
+            .open_stream(&me.phase, request, SUBSCRIBE_TIMEOUT)
+            .await?;
+        if response.status() != StatusCode::OK {
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            return Err(ClientError::Status {
+                status,
+                body: body.map(|b| snippet(&b)).unwrap_or_default(),
+            });
+        }
+        me.phase.meter.header_down.fetch_add(head_len, Relaxed);
+        me.connected(start);
         Ok(Self {
-            stream: Some(stream),
+            _conn: conn,
+            body: response.into_body(),
+            parser: SseParser::default(),
         })
     }
 
-    async fn follow(mut self, me: &mut ClientHandle, stop: &CancellationToken) {
+    /// Reads the stream until `stop`; its end is a failure (the server never ends a stream on
+    /// its own while the phase runs).
+    async fn run(
+        &mut self,
+        me: &mut ClientHandle,
+        stop: &CancellationToken,
+    ) -> Result<(), ClientError> {
         loop {
-            let (conn, mut body) = match self.stream.take() {
-                Some(s) => s,
-                None => {
-                    let subscribed = tokio::select! {
-                        biased;
-                        _ = stop.cancelled() => return,
-                        r = SseClient::subscribe(me) => r,
-                    };
-                    match subscribed {
-                        Ok(s) => s,
-                        Err(e) => {
-                            me.on_error(&e);
-                            if !pause(RETRY_AFTER, stop).await {
-                                return;
-                            }
-                            continue;
-                        }
-                    }
-                }
+            let frame = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                f = self.body.frame() => f,
             };
-            match SseClient::read_stream(&conn, &mut body, me, stop).await {
-                Ok(false) => return,
-                Ok(true) => {}
-                Err(e) => {
-                    me.on_error(&e);
-                    if !pause(RETRY_AFTER, stop).await {
-                        return;
-                    }
-                }
+            let frame = frame.ok_or(ClientError::Closed)??;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            let at = Instant::now();
+            for event in self.parser.feed(data) {
+                take_event(me, &event, at)?;
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The WebSocket client: one socket per client (`GET .../ws?since=0`), messages as text frames,
 //! and, for senders, publishing over the same socket with `send` frames answered by `ack`s (the
 //! ack's round trip is the request RTT). Small read/write buffers keep thousands of idle sockets
-//! cheap. After a failure the client reconnects from the last seq it saw.
+//! cheap. After a failure the runner reconnects it from the last seq it saw; sends still waiting
+//! for their ack on the dead socket are forgotten with it (they will never be acknowledged).
 //!
 //! Byte accounting: the handshake's response head counts as header bytes, each message frame's
 //! text as payload; frame headers, acks, pings and close frames are framing.
@@ -20,13 +21,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{CONNECT_TIMEOUT, head_len};
-use super::{ClientError, ClientHandle, PublishOrder, TransportClient, pause};
+use super::{ClientError, ClientHandle, PublishOrder, TransportClient};
 use crate::clock;
 use crate::conn::ClientIo;
 use crate::stamp::Stamp;
-
-/// Wait after a failed connection before the next.
-const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// Chat frames are a few hundred bytes: 4 KiB buffers instead of tungstenite's 128 KiB keep
 /// 5,000 sockets within memory.
@@ -39,58 +37,18 @@ fn config() -> WebSocketConfig {
         .max_frame_size(Some(1024 * 1024))
 }
 
-/// A WebSocket client: the open socket, when there is one, and the sends awaiting their ack.
+/// A WebSocket client: its socket and the sends on it awaiting their ack.
 #[derive(Debug)]
 pub struct WebSocketClient {
-    socket: Option<WebSocketStream<ClientIo>>,
+    socket: WebSocketStream<ClientIo>,
     /// ref -> when it was sent, for sends not yet acknowledged.
     pending: HashMap<u64, Instant>,
     next_ref: u64,
 }
 
 impl WebSocketClient {
-    async fn open(me: &mut ClientHandle) -> Result<WebSocketStream<ClientIo>, ClientError> {
-        let start = Instant::now();
-        let phase = &me.phase;
-        let url = format!(
-            "ws://{}{}",
-            phase.authority,
-            phase.room_path(&format!("ws?since={}&client={}", me.since, me.id))
-        );
-        let request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
-        let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
-            .await
-            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-        phase.meter.request_started();
-        let handshake = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(request, io, Some(config())),
-        )
-        .await;
-        phase.meter.request_finished();
-        let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-        phase
-            .meter
-            .header_down
-            .fetch_add(head_len(&response), Relaxed);
-        phase
-            .meter
-            .connect_time
-            .record_us(me.index, start.elapsed().as_micros() as u64);
-        me.trace_connect(start);
-        Ok(socket)
-    }
-
     /// Sends one publish over the socket.
-    async fn send(
-        &mut self,
-        socket: &mut WebSocketStream<ClientIo>,
-        me: &ClientHandle,
-        order: PublishOrder,
-    ) -> Result<(), ClientError> {
+    async fn send(&mut self, me: &ClientHandle, order: PublishOrder) -> Result<(), ClientError> {
         let stamp = Stamp {
             sender: me.index as u32,
             n: order.n,
@@ -107,7 +65,7 @@ impl WebSocketClient {
         let text = serde_json::to_string(&frame).expect("a frame serializes");
         self.pending.insert(self.next_ref, Instant::now());
         me.phase.meter.requests.fetch_add(1, Relaxed);
-        socket.send(WsMessage::text(text)).await?;
+        self.socket.send(WsMessage::text(text)).await?;
         Ok(())
     }
 
@@ -155,14 +113,53 @@ impl WebSocketClient {
         }
         Ok(())
     }
+}
 
-    /// Runs one socket until it fails or `stop`; `Ok(())` when stopped.
-    async fn run_socket(
+impl TransportClient for WebSocketClient {
+    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+        let start = Instant::now();
+        let phase = &me.phase;
+        let url = format!(
+            "ws://{}{}",
+            phase.authority,
+            phase.room_path(&format!("ws?since={}&client={}", me.since, me.id))
+        );
+        let request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
+        let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
+            .await
+            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        phase.meter.request_started();
+        let handshake = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::client_async_with_config(request, io, Some(config())),
+        )
+        .await;
+        phase.meter.request_finished();
+        let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        phase
+            .meter
+            .header_down
+            .fetch_add(head_len(&response), Relaxed);
+        me.connected(start);
+        Ok(Self {
+            socket,
+            pending: HashMap::new(),
+            next_ref: 0,
+        })
+    }
+
+    /// Reads frames and, for a sender, sends its publish orders, until `stop` (then closes the
+    /// socket politely) or a failure.
+    async fn run(
         &mut self,
-        socket: &mut WebSocketStream<ClientIo>,
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
+        // Taken for the loop (the select borrows it while `me` is borrowed mutably), and put
+        // back for the next socket.
         let mut orders = me.orders.take();
         let result = loop {
             let order = async {
@@ -175,10 +172,10 @@ impl WebSocketClient {
                 biased;
                 _ = stop.cancelled() => {
                     // A polite close, bounded: the phase is over either way.
-                    let _ = tokio::time::timeout(Duration::from_millis(500), socket.close(None)).await;
+                    let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     break Ok(());
                 }
-                frame = socket.next() => match frame {
+                frame = self.socket.next() => match frame {
                     Some(Ok(frame)) => {
                         if let Err(e) = self.take_frame(me, frame) {
                             break Err(e);
@@ -189,7 +186,7 @@ impl WebSocketClient {
                 },
                 order = order => match order {
                     Some(order) => {
-                        if let Err(e) = self.send(socket, me, order).await {
+                        if let Err(e) = self.send(me, order).await {
                             break Err(e);
                         }
                     }
@@ -199,52 +196,5 @@ impl WebSocketClient {
         };
         me.orders = orders;
         result
-    }
-}
-
-impl TransportClient for WebSocketClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
-        let socket = WebSocketClient::open(me).await?;
-        Ok(Self {
-            socket: Some(socket),
-            pending: HashMap::new(),
-            next_ref: 0,
-        })
-    }
-
-    async fn follow(mut self, me: &mut ClientHandle, stop: &CancellationToken) {
-        loop {
-            let mut socket = match self.socket.take() {
-                Some(s) => s,
-                None => {
-                    let opened = tokio::select! {
-                        biased;
-                        _ = stop.cancelled() => return,
-                        r = WebSocketClient::open(me) => r,
-                    };
-                    match opened {
-                        Ok(s) => s,
-                        Err(e) => {
-                            me.on_error(&e);
-                            if !pause(RETRY_AFTER, stop).await {
-                                return;
-                            }
-                            continue;
-                        }
-                    }
-                }
-            };
-            match self.run_socket(&mut socket, me, stop).await {
-                Ok(()) => return,
-                Err(e) => {
-                    me.on_error(&e);
-                    // Sends in flight on a dead socket will never be acknowledged.
-                    self.pending.clear();
-                    if !pause(RETRY_AFTER, stop).await {
-                        return;
-                    }
-                }
-            }
-        }
     }
 }
