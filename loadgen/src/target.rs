@@ -208,11 +208,11 @@ async fn start_child(exe: &PathBuf, max_connections: Option<usize>) -> Result<Ta
     let url = match found {
         Ok(Some(url)) => url,
         Ok(None) => {
-            let status = child
-                .wait()
-                .await
-                .map(|s| s.to_string())
-                .unwrap_or_default();
+            // Its stdout closed; it is exiting (or, oddly, lives on without stdout: bounded).
+            let status = match tokio::time::timeout(START_TIMEOUT, child.wait()).await {
+                Ok(Ok(s)) => s.to_string(),
+                _ => "still running".to_owned(),
+            };
             return Err(fail(format!(
                 "it exited ({status}) before listening: {}",
                 tail_text()
@@ -254,6 +254,5 @@ async fn resolve(url: &str) -> Result<SocketAddr, TargetError> {
         .await
         .map_err(|e| bad(&e.to_string()))?
         .find(|a| a.is_ipv4())
-        .or(None)
         .ok_or_else(|| bad("resolves to no IPv4 address"))
 }
