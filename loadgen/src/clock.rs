@@ -17,11 +17,6 @@ pub fn ns_at(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_nanos() as u64
 }
 
-/// Nanoseconds since [`epoch`], now.
-pub fn now_ns() -> u64 {
-    ns_at(Instant::now())
-}
-
 /// The instant `ns` nanoseconds after [`epoch`].
 pub fn instant_at(ns: u64) -> Instant {
     epoch() + Duration::from_nanos(ns)

@@ -23,14 +23,12 @@ use crate::netem::{DelayedStream, NetworkConditions, emulate};
 /// source address dry.
 pub const SOURCE_ADDRESSES: u8 = 16;
 
-/// Bytes read and written on one connection (a client compares before and after a request to
-/// know what one answer cost).
+/// Bytes read on one connection (a client compares before and after a request to know what one
+/// answer cost; what a client writes is known from the phase's total alone).
 #[derive(Debug, Default)]
 pub struct ConnBytes {
     /// Bytes read so far.
     pub read: AtomicU64,
-    /// Bytes written so far.
-    pub written: AtomicU64,
 }
 
 /// A stream that counts what crosses it into its connection's and its phase's counters.
@@ -66,7 +64,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
-            self.conn.written.fetch_add(n as u64, Relaxed);
             self.meter.bytes_up.fetch_add(n as u64, Relaxed);
         }
         poll
@@ -148,11 +145,6 @@ impl Connector {
             next_source: AtomicUsize::new(0),
             spread: server.ip().is_loopback() && server.is_ipv4(),
         }
-    }
-
-    /// The server's address.
-    pub fn server(&self) -> SocketAddr {
-        self.server
     }
 
     /// Source addresses in use (1 when not spreading).

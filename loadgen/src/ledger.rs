@@ -62,11 +62,6 @@ impl Ledger {
             .get((seq / 64) as usize)
             .is_some_and(|w| w & (1 << (seq % 64)) != 0)
     }
-
-    /// The highest seq seen (0 when none).
-    pub fn max_seq(&self) -> u64 {
-        self.max_seq
-    }
 }
 
 /// Sums the connected clients' ledgers against the acknowledged seqs.
