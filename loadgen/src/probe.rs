@@ -188,11 +188,9 @@ impl Probe {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            match self
-                .server_reading()
-                .filter(|_| proc_reading(pid).is_some())
-            {
+            match proc_reading(pid) {
                 Some(r) => {
+                    *self.last_reading.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                     self.rss_peak.fetch_max(r.rss_bytes, Relaxed);
                 }
                 None => {
