@@ -2,8 +2,8 @@
 //!
 //! - The server: when duplex started it as a child, its CPU seconds and resident memory come
 //!   from `/proc/<pid>` (sampled every 250 ms for the peak); for any server, `/metrics` is
-//!   scraped every second for `duplex_open_connections` (and, for a `--target` server, for
-//!   `process_cpu_seconds_total` / `process_resident_memory_bytes`). A child that exits, or a
+//!   scraped every second for `duplex_open_connections` and `duplex_tcp_connections` (and, for a
+//!   `--target` server, for `process_cpu_seconds_total` / `process_resident_memory_bytes`). A child that exits, or a
 //!   server whose `/metrics` stops answering for a few seconds in a row, cancels the run with a
 //!   reason, so a dead server ends the run within seconds instead of hanging it.
 //! - The loadgen: its own CPU seconds from `/proc/self`, and timer lag: a task that asks to wake
@@ -47,6 +47,7 @@ pub struct Probe {
     authority: String,
     rss_peak: AtomicU64,
     open_connections_peak: AtomicU64,
+    tcp_connections_peak: AtomicU64,
     /// The last /metrics reading (CPU, RSS) for servers that are not our child.
     last_metrics: Mutex<Option<ServerReading>>,
     /// The last /proc reading of a child server.
@@ -67,6 +68,7 @@ impl Probe {
             authority: server.to_string(),
             rss_peak: AtomicU64::new(0),
             open_connections_peak: AtomicU64::new(0),
+            tcp_connections_peak: AtomicU64::new(0),
             last_metrics: Mutex::new(None),
             last_reading: Mutex::new(None),
             lag: Mutex::new(LatencyHistogram::new()),
@@ -150,11 +152,12 @@ impl Probe {
         Some(r)
     }
 
-    /// Starts a new peak window for RSS, open connections and timer lag.
+    /// Starts a new peak window for RSS, open connections and streams, and timer lag.
     pub fn reset_peaks(&self) {
         let rss = self.server_reading().map_or(0, |r| r.rss_bytes);
         self.rss_peak.store(rss, Relaxed);
         self.open_connections_peak.store(0, Relaxed);
+        self.tcp_connections_peak.store(0, Relaxed);
         self.lag.lock().unwrap_or_else(|e| e.into_inner()).0.reset();
     }
 
@@ -167,6 +170,12 @@ impl Probe {
     /// Peak `duplex_open_connections` since [`Probe::reset_peaks`].
     pub fn open_connections_peak(&self) -> u64 {
         self.open_connections_peak.load(Relaxed)
+    }
+
+    /// Peak `duplex_tcp_connections` since [`Probe::reset_peaks`], not counting the probe's
+    /// own scrape.
+    pub fn tcp_connections_peak(&self) -> u64 {
+        self.tcp_connections_peak.load(Relaxed)
     }
 
     /// Timer lag since [`Probe::reset_peaks`]: (p99, max) in ms.
@@ -224,6 +233,9 @@ impl Probe {
                     let m = parse_metrics(&text);
                     self.open_connections_peak
                         .fetch_max(m.open_connections, Relaxed);
+                    // Less this scrape's own connection, which the server counts too.
+                    self.tcp_connections_peak
+                        .fetch_max(m.tcp_connections.saturating_sub(1), Relaxed);
                     if let (Some(cpu_s), Some(rss_bytes)) = (m.cpu_s, m.rss_bytes) {
                         *self.last_metrics.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some(ServerReading { cpu_s, rss_bytes });
@@ -290,8 +302,12 @@ pub fn self_cpu_s() -> f64 {
 /// What the probe reads from Prometheus text.
 #[derive(Debug, Default, PartialEq)]
 pub struct MetricsReading {
-    /// Sum of `duplex_open_connections` over transports.
+    /// Sum of `duplex_open_connections` over transports: streams and sockets held open, and
+    /// poll requests in flight.
     pub open_connections: u64,
+    /// `duplex_tcp_connections`: TCP connections open, every endpoint (the probe's own scrape
+    /// connection included).
+    pub tcp_connections: u64,
     /// `process_cpu_seconds_total`.
     pub cpu_s: Option<f64>,
     /// `process_resident_memory_bytes`.
@@ -311,6 +327,7 @@ pub fn parse_metrics(text: &str) -> MetricsReading {
         let bare = name.split('{').next().unwrap_or(name).trim();
         match bare {
             "duplex_open_connections" => m.open_connections += value.max(0.0) as u64,
+            "duplex_tcp_connections" => m.tcp_connections = value.max(0.0) as u64,
             "process_cpu_seconds_total" => m.cpu_s = Some(value),
             "process_resident_memory_bytes" => m.rss_bytes = Some(value as u64),
             _ => {}
@@ -371,9 +388,11 @@ mod tests {
     fn reads_connections_cpu_and_memory_from_prometheus_text() {
         let text = "# HELP x\nduplex_open_connections{transport=\"sse\"} 3\n\
                     duplex_open_connections{transport=\"websocket\"} 4\n\
+                    duplex_tcp_connections 12\n\
                     process_cpu_seconds_total 1.5\nprocess_resident_memory_bytes 1048576\n";
         let m = parse_metrics(text);
         assert_eq!(m.open_connections, 7);
+        assert_eq!(m.tcp_connections, 12);
         assert_eq!(m.cpu_s, Some(1.5));
         assert_eq!(m.rss_bytes, Some(1_048_576));
     }

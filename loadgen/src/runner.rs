@@ -209,6 +209,7 @@ pub async fn run_phase(
     let (lag_p99, lag_max) = probe.lag_ms();
     let rss_peak = probe.rss_peak();
     let open_connections_peak = probe.open_connections_peak();
+    let tcp_connections_peak = probe.tcp_connections_peak();
     let duration_s = (window_end - window.start).as_secs_f64();
 
     // Senders finish their last publish (bounded).
@@ -290,6 +291,7 @@ pub async fn run_phase(
         rss_peak_bytes: rss_peak,
         rss_start_bytes: server_before.map_or(0, |r| r.rss_bytes),
         open_connections_peak,
+        tcp_connections_peak,
     };
     if server_before.is_none() || server_after.is_none() {
         warnings.push(

@@ -312,7 +312,14 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
             cpu_s: 0.05 + requests * 0.0004 + c.deliveries as f64 * 0.00002,
             rss_peak_bytes: (12.0 * 1048576.0 + clients as f64 * 40_000.0) as u64,
             rss_start_bytes: 12 * 1048576,
-            open_connections_peak: clients,
+            // A short poll is open on the server only while it is being answered; every client
+            // holds a TCP connection, and HTTP senders one more to publish.
+            open_connections_peak: if transport == "short_poll" {
+                2
+            } else {
+                clients
+            },
+            tcp_connections_peak: clients + if transport == "websocket" { 0 } else { SENDERS },
         },
         loadgen: LoadgenCost {
             cpu_s: 0.1 + requests * 0.0002,

@@ -234,8 +234,15 @@ pub struct ServerCost {
     pub rss_peak_bytes: u64,
     /// Resident memory before the phase's clients connected, bytes.
     pub rss_start_bytes: u64,
-    /// Highest `duplex_open_connections` seen (all transports), from /metrics.
+    /// Highest `duplex_open_connections` seen (all transports), from /metrics: SSE streams and
+    /// WebSockets held open, but for the polls only requests in flight (a held long poll counts;
+    /// an idle keep-alive short-poll connection does not).
     pub open_connections_peak: u64,
+    /// Highest `duplex_tcp_connections` seen during the measured window, from /metrics: every
+    /// TCP connection the server held (clients' and publishers', idle keep-alive ones included;
+    /// the loadgen's own scrape not counted). 0 in results written before this field existed.
+    #[serde(default)]
+    pub tcp_connections_peak: u64,
 }
 
 /// The loadgen's own CPU and timer lag.

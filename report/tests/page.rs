@@ -228,3 +228,26 @@ fn on_an_emulated_network_the_card_explains_and_models_both_trips() {
         "push models start at one round trip"
     );
 }
+
+#[test]
+fn the_card_shows_tcp_connections_held_and_what_the_server_held_open() {
+    let results = fixture("results.json");
+    let (_, html) = render(&results, "card_connections");
+    let card = section(&html, "card");
+    assert!(card.contains("TCP connections held (peak)"), "{card}");
+    for phase in &results.runs[0].phases {
+        let s = &phase.server;
+        // The fixture's short polls hold far fewer requests open than TCP connections.
+        assert!(s.tcp_connections_peak > 0, "{}", phase.transport);
+        assert!(
+            card.contains(&format!("{} requests held open", s.open_connections_peak))
+                || card.contains(&format!("{} streams held open", s.open_connections_peak))
+                || card.contains(&format!("{} sockets held open", s.open_connections_peak)),
+            "{}: {card}",
+            phase.transport
+        );
+    }
+    let short = &results.runs[0].phases[0];
+    assert_eq!(short.transport, "short_poll");
+    assert!(short.server.open_connections_peak < short.server.tcp_connections_peak);
+}

@@ -45,3 +45,19 @@ fn a_file_that_is_not_results_is_refused_with_the_file_named() {
     assert!(matches!(err, ReportError::Read { .. }));
     assert!(err.to_string().contains("missing.json"), "{err}");
 }
+
+#[test]
+fn results_written_before_tcp_connections_were_recorded_still_read() {
+    let text = std::fs::read_to_string(fixture_path("results.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for phase in json["runs"][0]["phases"].as_array_mut().unwrap() {
+        let server = phase["server"].as_object_mut().unwrap();
+        assert!(server.remove("tcp_connections_peak").is_some());
+    }
+    let path = out_dir("no_tcp_connections").join("old.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let results = read_results(&path).unwrap();
+    let phases = &results.runs[0].phases;
+    assert!(phases.iter().all(|p| p.server.tcp_connections_peak == 0));
+    assert!(phases.iter().all(|p| p.server.open_connections_peak > 0));
+}

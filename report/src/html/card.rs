@@ -200,10 +200,25 @@ pub fn card(results: &Results, run: &Run) -> Card {
             format::share,
             empty_detail,
         ));
+        // Two figures, because the server's per-transport gauge counts a short poll's
+        // keep-alive connection only while a request is in flight: the TCP connections it held
+        // (0 in results older than that field: shown as unknown), and of those, what it was
+        // holding open for this transport.
+        let tcp = phase.server.tcp_connections_peak;
+        let held_open = match Transport::from_id(&phase.transport) {
+            Some(Transport::Sse) => "streams",
+            Some(Transport::WebSocket) => "sockets",
+            _ => "requests",
+        };
         cells[5].push(CardCell::plain(
-            format::count(phase.server.open_connections_peak),
+            if tcp > 0 {
+                format::count(tcp)
+            } else {
+                "—".into()
+            },
             format!(
-                "{} opened by clients",
+                "{} {held_open} held open · {} opened",
+                format::count(phase.server.open_connections_peak),
                 format::count(phase.traffic.connections_opened)
             ),
         ));
@@ -246,7 +261,10 @@ pub fn card(results: &Results, run: &Run) -> Card {
             "Empty answers",
             "poll answers that carried nothing; the model assumes messages at random times",
         ),
-        ("Open connections (peak)", "held by the server at once"),
+        (
+            "TCP connections held (peak)",
+            "at once, idle keep-alive ones included; under it: streams or requests the server was holding open, and connections clients opened",
+        ),
         ("Server CPU", "during the measured seconds"),
         ("Server memory (peak)", "resident set size"),
         (
