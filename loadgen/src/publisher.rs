@@ -48,8 +48,6 @@ pub enum PublishVia {
 pub struct Schedule {
     /// This sender's index (also its client index).
     pub sender: usize,
-    /// How many senders there are.
-    pub senders: usize,
     /// Messages per second for this sender.
     pub rate: f64,
 }
@@ -189,7 +187,6 @@ mod tests {
         };
         let s = Schedule {
             sender: 3,
-            senders: 10,
             rate: 2.0,
         };
         let times: Vec<_> = s.times(window).collect();

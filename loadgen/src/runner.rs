@@ -140,7 +140,6 @@ pub async fn run_phase(
             };
             let schedule = Schedule {
                 sender: i,
-                senders: s.senders as usize,
                 rate: s.rate,
             };
             senders.spawn(run_sender(
