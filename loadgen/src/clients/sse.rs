@@ -49,17 +49,21 @@ impl SseParser {
     /// Feeds the next chunk of the stream and returns the events it completed.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
-        for &b in chunk {
-            if b != b'\n' {
-                self.line.push(b);
-                continue;
-            }
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..end]);
+            rest = &rest[end + 1..];
             if self.line.last() == Some(&b'\r') {
                 self.line.pop();
             }
-            let line = std::mem::take(&mut self.line);
+            // Taken for the call and handed back cleared: the buffer keeps its capacity, so a
+            // stream of thousands of events does not regrow it from nothing on every line.
+            let mut line = std::mem::take(&mut self.line);
             self.take_line(&line, &mut out);
+            line.clear();
+            self.line = line;
         }
+        self.line.extend_from_slice(rest);
         out
     }
 
