@@ -230,6 +230,33 @@ async function publishHttp(via, body) {
   }
 }
 
+/**
+ * One GET of a poll (`what`: 'poll' or 'longpoll'), counted and logged; a batch goes to
+ * acceptBatch. Returns the status, or null when the receiver stopped while it was out (nothing
+ * is counted then); throws on a network error.
+ */
+async function pollOnce(via, what, url, signal, emptyNote) {
+  const t0 = performance.now();
+  count(via, 'requests');
+  const up = requestBytes('GET', url);
+  count(via, 'up', up);
+  const res = await fetch(url, { signal, cache: 'no-store' });
+  const text = await res.text();
+  if (signal.aborted) return null; // the receiver's stop() aborts its signal
+  const down = responseBytes(res, text);
+  count(via, 'down', down);
+  const tookMs = performance.now() - t0;
+  if (res.status === 204) {
+    count(via, 'empty');
+    log(via, `GET ${what} → 204`, { down, up, tookMs, note: emptyNote, kind: 'empty' });
+  } else if (res.status === 200) {
+    log(via, `GET ${what} → 200`, { down, up, tookMs, note: acceptBatch(via, JSON.parse(text)) });
+  } else {
+    log(via, `GET ${what} → ${res.status}`, { down, up, tookMs, kind: 'error', note: text.slice(0, 200) });
+  }
+  return res.status;
+}
+
 // ---- the four receivers ------------------------------------------------------------------
 // Each starts following feed.room from feed.lastSeq and returns { stop(), send?(body) }.
 
@@ -252,25 +279,9 @@ function startShortPoll(via, intervalMs) {
     if (inFlight) { log(via, 'tick skipped', { note: 'previous poll still running' }); return; }
     inFlight = true;
     const url = `${roomPath(feed.room)}/poll?since=${feed.lastSeq}&${clientParam()}`;
-    const t0 = performance.now();
-    count(via, 'requests');
-    const up = requestBytes('GET', url);
-    count(via, 'up', up);
     try {
-      const res = await fetch(url, { signal: controller.signal, cache: 'no-store' });
-      const text = await res.text();
-      if (stopped) return;
-      const down = responseBytes(res, text);
-      count(via, 'down', down);
-      const tookMs = performance.now() - t0;
-      if (res.status === 204) {
-        count(via, 'empty');
-        log(via, 'GET poll → 204', { down, up, tookMs, note: 'nothing new', kind: 'empty' });
-      } else if (res.status === 200) {
-        log(via, 'GET poll → 200', { down, up, tookMs, note: acceptBatch(via, JSON.parse(text)) });
-      } else {
-        log(via, `GET poll → ${res.status}`, { down, up, tookMs, kind: 'error', note: text.slice(0, 200) });
-      }
+      const status = await pollOnce(via, 'poll', url, controller.signal, 'nothing new');
+      if (status == null) return;
       setStatus(mode.fallback ? 'fallback' : 'live', mode.fallback ? 'short poll (fallback)' : `short poll every ${intervalMs / 1000} s`);
     } catch (e) {
       if (!stopped) { log(via, 'GET poll failed', { kind: 'error', note: String(e) }); setStatus('error', 'poll failed'); }
@@ -288,27 +299,11 @@ function startLongPoll(via) {
   (async () => {
     while (!stopped) {
       const url = `${roomPath(feed.room)}/longpoll?since=${feed.lastSeq}&${clientParam()}&timeout_ms=${LONG_POLL_TIMEOUT_MS}`;
-      const t0 = performance.now();
-      count(via, 'requests');
-      const up = requestBytes('GET', url);
-      count(via, 'up', up);
       setStatus('live', 'long poll: request held open');
       try {
-        const res = await fetch(url, { signal: controller.signal, cache: 'no-store' });
-        const text = await res.text();
-        if (stopped) return;
-        const down = responseBytes(res, text);
-        count(via, 'down', down);
-        const tookMs = performance.now() - t0;
-        if (res.status === 204) {
-          count(via, 'empty');
-          log(via, 'GET longpoll → 204', { down, up, tookMs, note: 'timed out with nothing new', kind: 'empty' });
-        } else if (res.status === 200) {
-          log(via, 'GET longpoll → 200', { down, up, tookMs, note: acceptBatch(via, JSON.parse(text)) });
-        } else {
-          log(via, `GET longpoll → ${res.status}`, { down, up, tookMs, kind: 'error', note: text.slice(0, 200) });
-          await sleep(1000);
-        }
+        const status = await pollOnce(via, 'longpoll', url, controller.signal, 'timed out with nothing new');
+        if (status == null) return;
+        if (status !== 200 && status !== 204) await sleep(1000);
       } catch (e) {
         if (stopped) return;
         log(via, 'GET longpoll failed', { kind: 'error', note: `${e}; retrying in 1 s` });
@@ -321,12 +316,13 @@ function startLongPoll(via) {
 }
 
 function startSse(via) {
-  const url = `${roomPath(feed.room)}/sse?since=${feed.lastSeq}&${clientParam()}`;
-  let t0 = performance.now();
   let retry = null;
   let es = null;
   function open() {
-    t0 = performance.now();
+    // Built at each open: after a refusal we open a new EventSource (no Last-Event-ID), which
+    // must resume from what this page has, not from where the transport started.
+    const url = `${roomPath(feed.room)}/sse?since=${feed.lastSeq}&${clientParam()}`;
+    const t0 = performance.now();
     es = new EventSource(url);
     count(via, 'requests');
     count(via, 'up', requestBytes('GET', url));
