@@ -56,6 +56,9 @@ pub enum ApiError {
     /// No route for this method and path.
     #[error("no such endpoint: {0}")]
     NotFound(String),
+    /// The path exists, but not for this method.
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
     /// The server is stopping.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -67,6 +70,7 @@ impl ApiError {
         match self {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRooms(_) | ApiError::Publish(PublishError::TooManyRooms(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

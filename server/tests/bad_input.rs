@@ -269,8 +269,14 @@ async fn connections_past_the_limit_get_503_and_the_rest_keep_working() {
 }
 
 #[tokio::test]
-async fn unknown_paths_get_a_json_404() {
+async fn unknown_paths_get_a_json_404_and_wrong_methods_a_json_405() {
     let t = start_default().await;
     assert_refused(t.get("/api/nope").await, 404, "no such endpoint").await;
+    assert_refused(
+        t.get("/api/rooms/r/messages").await,
+        405,
+        "GET /api/rooms/r/messages",
+    )
+    .await;
     still_serving(&t).await;
 }

@@ -46,6 +46,8 @@ pub fn app(state: AppState) -> Router {
         // next line, e.g. `.merge(crate::live::routes())` returning a `Router<AppState>`.
         .merge(crate::live::routes())
         .fallback(not_found)
+        // axum's own 405 has an empty body; ours says what was asked, like every refusal.
+        .method_not_allowed_fallback(method_not_allowed)
         // Publishing reads at most this much; more is a 413 naming the limit.
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -105,6 +107,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .map(JsonBody)
             .map_err(|e| ApiError::BadJson(e.to_string()))
     }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} {}", req.method(), req.uri().path()))
 }
 
 /// The query parameters the feed endpoints read, as sent (text), so each can be checked with
