@@ -301,3 +301,125 @@ async fn bandwidth_cap_paces_a_bulk_transfer() {
     assert!(took >= Duration::from_millis(490), "too fast: {took:?}");
     assert!(took <= Duration::from_millis(1_500), "too slow: {took:?}");
 }
+
+/// CPU seconds this process has used so far (user + system), from /proc.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Fans a 256-byte message out to `clients` connections ten times a second for `seconds`, each
+/// client behind the delay proxy (or not), and returns the delays beyond the configured one-way
+/// delay (sorted) and the CPU seconds the whole process used.
+async fn fan_out(
+    clients: usize,
+    seconds: u64,
+    conditions: NetworkConditions,
+) -> (Vec<Duration>, f64) {
+    const MESSAGE: usize = 256;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = Instant::now();
+    let accept = tokio::spawn(async move {
+        let mut sockets = Vec::with_capacity(clients);
+        while sockets.len() < clients {
+            let (socket, _) = listener.accept().await.unwrap();
+            socket.set_nodelay(true).unwrap();
+            sockets.push(socket);
+        }
+        sockets
+    });
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let socket = TcpStream::connect(addr).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        let one_way = conditions.one_way_delay();
+        let mut stream: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if conditions.is_ideal() {
+            Box::new(socket)
+        } else {
+            Box::new(emulate(socket, conditions))
+        };
+        readers.spawn(async move {
+            let mut extra = Vec::new();
+            let mut message = [0u8; MESSAGE];
+            while stream.read_exact(&mut message).await.is_ok() {
+                let sent_ns = u64::from_be_bytes(message[..8].try_into().unwrap());
+                let sent = base + Duration::from_nanos(sent_ns);
+                extra.push(Instant::now().saturating_duration_since(sent + one_way));
+            }
+            extra
+        });
+    }
+    let mut sockets = accept.await.unwrap();
+    let cpu_before = process_cpu_seconds();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for _ in 0..seconds * 10 {
+        tick.tick().await;
+        let mut message = [0u8; MESSAGE];
+        let now_ns = u64::try_from((Instant::now() - base).as_nanos()).unwrap();
+        message[..8].copy_from_slice(&now_ns.to_be_bytes());
+        for socket in &mut sockets {
+            socket.write_all(&message).await.unwrap();
+        }
+    }
+    tokio::time::sleep(conditions.rtt + conditions.jitter + Duration::from_millis(200)).await;
+    let cpu = process_cpu_seconds() - cpu_before;
+    drop(sockets);
+    let mut extra = Vec::new();
+    while let Some(delays) = readers.join_next().await {
+        extra.extend(delays.unwrap());
+    }
+    extra.sort();
+    (extra, cpu)
+}
+
+/// A measurement, not a unit test: the same fan-out with and without the proxy, so what the
+/// proxy adds beyond its configured delay shows apart from the machine's own scheduling delay.
+/// Run it on a quiet machine:
+/// `cargo test --release -p loadgen --test main netem_at_scale -- --ignored --nocapture`
+/// (`NETEM_CLIENTS` sets the number of connections, default 1,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a load measurement: thousands of connections for several seconds"]
+async fn netem_at_scale_adds_little_beyond_the_configured_delay() {
+    let clients: usize = std::env::var("NETEM_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let seconds = 5;
+    let mut baseline_p50 = None;
+    for conditions in [
+        NetworkConditions::IDEAL,
+        NetworkConditions::new(Duration::from_millis(100), Duration::ZERO),
+        NetworkConditions::new(Duration::from_millis(100), Duration::from_millis(10)),
+    ] {
+        let (extra, cpu) = fan_out(clients, seconds, conditions).await;
+        assert_eq!(
+            extra.len(),
+            clients * seconds as usize * 10,
+            "lost messages"
+        );
+        let at = |q: f64| extra[((extra.len() - 1) as f64 * q) as usize];
+        println!(
+            "{clients} clients x 10 msg/s, rtt {:?} jitter {:?}: beyond one-way delay p50 {:?} p99 {:?} max {:?}; process CPU {cpu:.2} s in {seconds} s",
+            conditions.rtt,
+            conditions.jitter,
+            at(0.5),
+            at(0.99),
+            extra.last().unwrap()
+        );
+        let baseline = *baseline_p50.get_or_insert(at(0.5));
+        assert!(
+            at(0.5) <= baseline + conditions.jitter + SLACK,
+            "median {:?} beyond the delay, against {baseline:?} without the proxy",
+            at(0.5)
+        );
+    }
+}
