@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
+use server::metered::{Metered, Tally};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -31,52 +32,29 @@ pub struct ConnBytes {
     pub read: AtomicU64,
 }
 
-/// A stream that counts what crosses it into its connection's and its phase's counters.
+/// What a client socket reports to: bytes read go to its connection's and its phase's counters,
+/// bytes written to its phase's.
 #[derive(Debug)]
-pub struct Counted<S> {
-    inner: S,
+pub struct ClientTally {
     conn: Arc<ConnBytes>,
     meter: Arc<PhaseMeter>,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        if n > 0 {
-            self.conn.read.fetch_add(n, Relaxed);
-            self.meter.bytes_down.fetch_add(n, Relaxed);
-        }
-        poll
+impl Tally for ClientTally {
+    fn read(&self, n: usize) {
+        self.conn.read.fetch_add(n as u64, Relaxed);
+        self.meter.bytes_down.fetch_add(n as u64, Relaxed);
+    }
+
+    fn written(&self, n: usize) {
+        self.meter.bytes_up.fetch_add(n as u64, Relaxed);
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.meter.bytes_up.fetch_add(n as u64, Relaxed);
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+/// A stream that counts what crosses it into its connection's and its phase's counters (the
+/// server's [`Metered`] wrapper, so both ends count bytes the same way: at the socket, beneath
+/// hyper and tungstenite).
+pub type Counted<S> = Metered<S, ClientTally>;
 
 /// A client's connection: counted, and delayed when the scenario emulates a network.
 #[derive(Debug)]
@@ -109,6 +87,25 @@ impl AsyncWrite for ClientIo {
         match self.get_mut() {
             ClientIo::Direct(s) => Pin::new(s).poll_write(cx, buf),
             ClientIo::Delayed(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    // Both variants gather writes; forwarding keeps hyper from flattening its writes through us.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientIo::Direct(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientIo::Delayed(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientIo::Direct(s) => s.is_write_vectored(),
+            ClientIo::Delayed(s) => s.is_write_vectored(),
         }
     }
 
@@ -173,11 +170,13 @@ impl Connector {
         stream.set_nodelay(true)?;
         meter.connections_opened.fetch_add(1, Relaxed);
         let conn = Arc::new(ConnBytes::default());
-        let counted = Counted {
-            inner: stream,
-            conn: Arc::clone(&conn),
-            meter: Arc::clone(meter),
-        };
+        let counted = Counted::new(
+            stream,
+            ClientTally {
+                conn: Arc::clone(&conn),
+                meter: Arc::clone(meter),
+            },
+        );
         let io = if self.network.is_ideal() {
             ClientIo::Direct(counted)
         } else {

@@ -1,7 +1,8 @@
-//! One accepted TCP connection, metered: a socket wrapper that counts the bytes read and written
-//! (headers and framing included) and holds a connection slot until the socket closes. The slot
-//! and the meter travel inside the socket, so an upgraded WebSocket keeps both after hyper hands
-//! the socket over.
+//! One accepted TCP connection, metered: the [`Tally`] behind the socket's
+//! [`Metered`](crate::metered::Metered) wrapper, which counts the bytes read and written at the
+//! socket (headers and framing included), and the connection slot held until the socket closes.
+//! The slot and the meter travel inside the socket, so an upgraded WebSocket keeps both after
+//! hyper hands the socket over.
 //!
 //! Which endpoint the bytes belong to is only known once a request is routed; the router's
 //! middleware tells the [`ConnMeter`] (through a request extension). Bytes read are held back
@@ -12,15 +13,10 @@
 //! they come. Bytes written go to the endpoint being served (responses are written after their
 //! request was routed and before the next one is).
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-
+use crate::metered::Tally;
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
 use crate::wire::Transport;
 
@@ -94,74 +90,27 @@ impl ConnMeter {
     }
 }
 
-/// A TCP stream that reports its traffic to a [`ConnMeter`] and holds a connection slot.
+/// What an accepted socket reports to: its connection's [`ConnMeter`], plus the connection slot
+/// the socket holds. The slot sits here rather than in the meter because requests keep clones of
+/// the meter; the slot must be freed when the socket closes, not when the last clone drops.
 #[derive(Debug)]
-pub(crate) struct MeteredStream {
-    tcp: TcpStream,
+pub(crate) struct SocketTally {
     meter: Arc<ConnMeter>,
     _slot: TcpSlot,
 }
 
-impl MeteredStream {
-    pub(crate) fn new(tcp: TcpStream, meter: Arc<ConnMeter>, slot: TcpSlot) -> Self {
-        MeteredStream {
-            tcp,
-            meter,
-            _slot: slot,
-        }
+impl SocketTally {
+    pub(crate) fn new(meter: Arc<ConnMeter>, slot: TcpSlot) -> Self {
+        SocketTally { meter, _slot: slot }
     }
 }
 
-impl AsyncRead for MeteredStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.tcp).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.meter.read(n);
-        }
-        result
-    }
-}
-
-impl AsyncWrite for MeteredStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.tcp).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            self.meter.written(n);
-        }
-        result
+impl Tally for SocketTally {
+    fn read(&self, n: usize) {
+        self.meter.read(n);
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = result {
-            self.meter.written(n);
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    fn written(&self, n: usize) {
+        self.meter.written(n);
     }
 }

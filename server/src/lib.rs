@@ -14,6 +14,7 @@ mod conn;
 pub mod error;
 pub mod feed;
 pub mod live;
+pub mod metered;
 pub mod metrics;
 pub mod server;
 pub mod state;

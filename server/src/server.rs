@@ -28,8 +28,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
 use crate::Config;
-use crate::conn::{ConnMeter, MeteredStream};
+use crate::conn::{ConnMeter, SocketTally};
 use crate::error::ApiError;
+use crate::metered::Metered;
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
 use crate::state::AppState;
 
@@ -140,7 +141,7 @@ pub async fn serve(
 
 async fn serve_connection(tcp: TcpStream, slot: TcpSlot, router: Router, state: AppState) {
     let meter = Arc::new(ConnMeter::new(state.metrics.clone()));
-    let io = TokioIo::new(MeteredStream::new(tcp, meter.clone(), slot));
+    let io = TokioIo::new(Metered::new(tcp, SocketTally::new(meter.clone(), slot)));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(meter.clone());
         router.clone().oneshot(req)
