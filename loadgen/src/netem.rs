@@ -504,7 +504,6 @@ mod tests {
         let mut s = shaper(conditions);
         let t0 = Instant::now();
         let mut previous = t0;
-        let mut delays = Vec::new();
         for i in 0..2_000u64 {
             let arrival = t0 + Duration::from_micros(i * 100);
             let release = s.release_time(arrival, 1);
@@ -518,10 +517,20 @@ mod tests {
                 delay <= Duration::from_millis(50),
                 "chunk {i} late: {delay:?}"
             );
-            delays.push(delay);
             previous = release;
         }
-        let spread = *delays.iter().max().unwrap() - *delays.iter().min().unwrap();
+        // Chunks 0.1 ms apart mostly wait for the one ahead of them, so their delays bunch up
+        // near the largest recent jitter. Chunks further apart than the jitter are independent:
+        // 200 draws from 0..30 ms span at least 10 ms unless the jitter does nothing (the
+        // chance of a smaller span by luck is about 1e-30).
+        let mut s = shaper(conditions);
+        let sparse: Vec<Duration> = (0..200u64)
+            .map(|i| {
+                let arrival = t0 + Duration::from_millis(i * 100);
+                s.release_time(arrival, 1) - arrival
+            })
+            .collect();
+        let spread = *sparse.iter().max().unwrap() - *sparse.iter().min().unwrap();
         assert!(
             spread >= Duration::from_millis(10),
             "jitter had no effect: {spread:?}"
