@@ -4,7 +4,9 @@
 //!
 //! Modules, one concept each: [`feed`] (rooms, seqs, history, addressing, wake-ups), [`api`]
 //! (the router and one handler module per transport), [`metrics`] (counters and their
-//! Prometheus names), `conn` (the metered socket), [`server`] (bind, accept, shutdown),
+//! Prometheus names), [`metered`] (the byte-counting stream wrapper, shared with the
+//! loadgen's clients), `conn` (what a server socket's bytes are credited to, and its connection
+//! slot), [`server`] (bind, accept, shutdown), [`live`] (the classroom page and dashboard),
 //! [`wire`] (the JSON shapes shared with the loadgen).
 
 #![warn(missing_docs)]
