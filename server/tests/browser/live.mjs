@@ -19,7 +19,8 @@ if (!base || !shotDir) {
 mkdirSync(shotDir, { recursive: true });
 
 const TRANSPORTS = ['short_poll', 'long_poll', 'sse', 'websocket'];
-const WAIT = 15000; // ms: generous, the machine is shared and has two cores
+const WAIT = 30000; // ms: how long to wait for something that must happen; generous because CI
+// machines are shared and have two cores (15 s once ran out under load). Not a speed check.
 const RUN = Date.now().toString(36); // room suffix: a rerun against the same server starts clean
 
 const browser = await chromium.launch({
