@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use report::results::TraceEvent;
-use server::wire::{Message, Transport};
+use server::wire::{Message, StreamItem, Transport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +82,27 @@ pub struct PublishOrder {
     pub n: u32,
     /// When it was due.
     pub scheduled: Instant,
+}
+
+/// What the server answers a WebSocket sender's `send` on the stream: the items of a stream
+/// that are not the client's to record, handed back to the transport by
+/// [`ClientHandle::on_stream_item`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendReply {
+    /// The server accepted the send with `ref` = `reference` and gave it `seq`.
+    Ack {
+        /// The client's `ref` from the `send`.
+        reference: u64,
+        /// The sequence number the message got.
+        seq: u64,
+    },
+    /// The server refused a send (the connection stays usable).
+    Error {
+        /// What was wrong, in words.
+        error: String,
+        /// The `ref` of the refused `send`, when the server could read it.
+        reference: Option<u64>,
+    },
 }
 
 /// What every client of a phase shares: where to connect, what to measure into.
@@ -186,6 +207,39 @@ impl ClientHandle {
                 seq: message.seq,
             });
         }
+    }
+
+    /// Takes one stream item (an SSE event's `data:` or a WebSocket text frame) that arrived at
+    /// `at`: a message is counted as payload (its whole JSON) and recorded, a gap or a reset
+    /// noted. Written once so SSE and WebSocket decode and record alike; each transport keeps
+    /// only its framing. An `ack` or `error` is handed back, since only a WebSocket sender
+    /// expects one. `what` names the item in a decoding error (`"SSE data"`, `"frame"`).
+    pub fn on_stream_item(
+        &mut self,
+        json: &str,
+        at: Instant,
+        what: &str,
+    ) -> Result<Option<SendReply>, ClientError> {
+        let item: StreamItem = serde_json::from_str(json)
+            .map_err(|e| ClientError::Protocol(format!("bad {what}: {e}")))?;
+        match item {
+            StreamItem::Message(message) => {
+                self.phase
+                    .meter
+                    .payload_down
+                    .fetch_add(json.len() as u64, Relaxed);
+                self.on_message(&message, at);
+            }
+            StreamItem::Gap { missed } => self.on_gap(missed),
+            StreamItem::Reset { head } => self.on_reset(head),
+            StreamItem::Ack { reference, seq } => {
+                return Ok(Some(SendReply::Ack { reference, seq }));
+            }
+            StreamItem::Error { error, reference } => {
+                return Ok(Some(SendReply::Error { error, reference }));
+            }
+        }
+        Ok(None)
     }
 
     /// The server said `missed` messages were lost.

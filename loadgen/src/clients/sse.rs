@@ -13,7 +13,6 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::body::Incoming;
-use server::wire::StreamItem;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -113,27 +112,15 @@ pub struct SseClient {
     parser: SseParser,
 }
 
-/// Hands one event's item to the client.
+/// Hands one event's item to the client; an item only a WebSocket sender receives (`ack`,
+/// `error`) is not the wire API on SSE.
 fn take_event(me: &mut ClientHandle, event: &SseEvent, at: Instant) -> Result<(), ClientError> {
-    let item: StreamItem = serde_json::from_str(&event.data)
-        .map_err(|e| ClientError::Protocol(format!("bad SSE data: {e}")))?;
-    match item {
-        StreamItem::Message(message) => {
-            me.phase
-                .meter
-                .payload_down
-                .fetch_add(event.data.len() as u64, Relaxed);
-            me.on_message(&message, at);
-        }
-        StreamItem::Gap { missed } => me.on_gap(missed),
-        StreamItem::Reset { head } => me.on_reset(head),
-        other => {
-            return Err(ClientError::Protocol(format!(
-                "unexpected SSE item {other:?}"
-            )));
-        }
+    match me.on_stream_item(&event.data, at, "SSE data")? {
+        None => Ok(()),
+        Some(other) => Err(ClientError::Protocol(format!(
+            "unexpected SSE item {other:?}"
+        ))),
     }
-    Ok(())
 }
 
 impl TransportClient for SseClient {

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use server::wire::{ClientFrame, StreamItem};
+use server::wire::ClientFrame;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{CONNECT_TIMEOUT, head_len};
-use super::{ClientError, ClientHandle, PublishOrder, TransportClient};
+use super::{ClientError, ClientHandle, PublishOrder, SendReply, TransportClient};
 use crate::clock;
 use crate::conn::ClientIo;
 use crate::stamp::Stamp;
@@ -81,19 +81,9 @@ impl WebSocketClient {
             }
             _ => return Ok(()),
         };
-        let item: StreamItem = serde_json::from_str(text.as_str())
-            .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
-        match item {
-            StreamItem::Message(message) => {
-                me.phase
-                    .meter
-                    .payload_down
-                    .fetch_add(text.len() as u64, Relaxed);
-                me.on_message(&message, at);
-            }
-            StreamItem::Gap { missed } => me.on_gap(missed),
-            StreamItem::Reset { head } => me.on_reset(head),
-            StreamItem::Ack { reference, seq } => {
+        match me.on_stream_item(text.as_str(), at, "frame")? {
+            None => {}
+            Some(SendReply::Ack { reference, seq }) => {
                 if let Some(sent) = self.pending.remove(&reference) {
                     me.phase
                         .meter
@@ -102,7 +92,7 @@ impl WebSocketClient {
                 }
                 me.phase.publish_acked(seq);
             }
-            StreamItem::Error { error, reference } => {
+            Some(SendReply::Error { error, reference }) => {
                 if let Some(r) = reference {
                     self.pending.remove(&r);
                 }
