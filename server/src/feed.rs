@@ -8,9 +8,8 @@
 //! nothing but its cursor; when the ring evicts past the cursor the reader is told exactly how
 //! many it missed (a gap), never silently skipped. Memory is bounded by rooms × history.
 //!
-//! Why a `watch` channel for wake-ups: a reader marks the head as seen *before* reading the log,
-//! so a publish that lands after the read always flags the receiver as changed. A wake-up cannot
-//! fall between the read and the wait.
+//! Why a `watch` channel for wake-ups: see [`Follower`], the one place that reads and waits, so
+//! the transports that hold a client open (long poll, SSE, WebSocket) cannot get the order wrong.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -206,8 +205,8 @@ impl Room {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A receiver that is flagged changed on every publish. Call
-    /// `borrow_and_update()` on it *before* [`Room::read`] and wait on `changed()` after.
+    /// A receiver that is flagged changed on every publish. To follow the room, use a
+    /// [`Follower`], which reads and waits in the order that misses no wake-up.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
     }
@@ -299,6 +298,92 @@ impl Room {
             }
         }
         read
+    }
+}
+
+/// One client following a room from a cursor: reads what follows it and, when nothing does,
+/// waits for the next publish. Long poll, SSE and WebSocket all follow the room this way.
+///
+/// The no-missed-wake-up rule, kept here and nowhere else: [`Follower::read`] marks the head as
+/// seen (`borrow_and_update`) *before* it reads the log, so a publish that lands after the read
+/// (or during it) leaves the `watch` receiver flagged changed, and the next wait returns at once.
+/// Marking after the read would let such a publish be marked seen unread, and the client would
+/// sleep on a message that is already there.
+///
+/// Cancellation: the only await is the `watch` receiver's `changed()`, which is cancel-safe, and
+/// the cursor moves only in the synchronous read. So callers may `select!` [`Follower::next`] or
+/// [`Follower::changed`] against shutdown, a deadline or a ping timer and drop it when another
+/// branch wins; the next call picks up where this one stopped, with nothing lost or repeated.
+#[derive(Debug)]
+pub struct Follower {
+    /// Holding the room keeps its `watch` sender alive, so `changed()` cannot fail.
+    room: Arc<Room>,
+    head: watch::Receiver<u64>,
+    cursor: u64,
+    client: Option<String>,
+    limit: usize,
+    /// The last read found nothing for this client, so the next one waits for a publish first.
+    idle: bool,
+}
+
+impl Follower {
+    /// Follows `room` for `client` (`None`: messages for everyone) from `since`, or from the
+    /// current head when `None` ("from now on"); each read returns at most `limit` messages.
+    pub fn new(room: Arc<Room>, since: Option<u64>, client: Option<String>, limit: usize) -> Self {
+        // Subscribe before taking the head, so a publish in between is read, not missed.
+        let head = room.subscribe();
+        let cursor = since.unwrap_or_else(|| room.head());
+        Follower {
+            room,
+            head,
+            cursor,
+            client,
+            limit,
+            idle: false,
+        }
+    }
+
+    /// The last seq handled: what to resume from (a long poll's `Duplex-Next`).
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Reads what follows the cursor now, without waiting, and moves the cursor past it
+    /// (messages addressed to others move it too). Marks the head seen first: see the type's
+    /// docs.
+    pub fn read(&mut self) -> Read {
+        self.head.borrow_and_update();
+        let read = self
+            .room
+            .read(self.cursor, self.client.as_deref(), self.limit);
+        self.cursor = read.next;
+        self.idle = !read.has_news();
+        read
+    }
+
+    /// Waits until something was published after the last [`Follower::read`] (at once if it
+    /// already was). Cancel-safe.
+    pub async fn changed(&mut self) {
+        if self.head.changed().await.is_err() {
+            // Unreachable: `self.room` owns the sender. Were it gone, nothing could ever be
+            // published again, so wait for the caller's shutdown rather than spin.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The next read with something to tell the client (messages, a gap or a reset): at once
+    /// when the last read had news (a client far behind gets `limit` at a time), otherwise after
+    /// waiting for a publish addressed to it. Cancel-safe.
+    pub async fn next(&mut self) -> Read {
+        loop {
+            if self.idle {
+                self.changed().await;
+            }
+            let read = self.read();
+            if read.has_news() {
+                return read;
+            }
+        }
     }
 }
 
@@ -482,6 +567,50 @@ mod tests {
         assert!(feed.publish(&extra, req("a", "b")).is_err());
         let old = RoomName::parse("r7").unwrap();
         assert_eq!(feed.publish(&old, req("a", "b")).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn follower_waits_for_a_publish_for_it_and_loses_none_when_its_wait_is_dropped() {
+        use futures_util::FutureExt;
+        let r = Arc::new(room(10));
+        r.publish(req("a", "before")).unwrap();
+        // `None`: from now on, so the message already there is not news.
+        let mut f = Follower::new(r.clone(), None, Some("bob".into()), 10);
+        assert!(f.next().now_or_never().is_none());
+        // A wait dropped half way (as `select!` does when another branch wins) loses nothing.
+        r.publish(PublishRequest {
+            to: Some("carol".into()),
+            ..req("a", "not for bob")
+        })
+        .unwrap();
+        assert!(f.next().now_or_never().is_none());
+        assert_eq!(f.cursor(), 2);
+        r.publish(req("a", "for everyone")).unwrap();
+        let read = f
+            .next()
+            .now_or_never()
+            .expect("a publish wakes the follower");
+        let seqs: Vec<u64> = read.entries.iter().map(|e| e.seq).collect();
+        assert_eq!((seqs, f.cursor()), (vec![3], 3));
+        assert!(f.next().now_or_never().is_none());
+    }
+
+    #[test]
+    fn follower_hands_a_far_behind_client_its_backlog_limit_at_a_time() {
+        use futures_util::FutureExt;
+        let r = Arc::new(room(3));
+        for _ in 0..5 {
+            r.publish(req("a", "x")).unwrap();
+        }
+        let mut f = Follower::new(r, Some(0), None, 2);
+        let first = f.next().now_or_never().unwrap();
+        assert_eq!((first.missed, first.entries.len(), first.next), (2, 2, 4));
+        let second = f.next().now_or_never().unwrap();
+        assert_eq!(
+            (second.missed, second.entries.len(), second.next),
+            (0, 1, 5)
+        );
+        assert!(f.next().now_or_never().is_none());
     }
 
     #[test]

@@ -132,6 +132,22 @@ async fn sse_refuses_a_last_event_id_that_is_not_a_number() {
 }
 
 #[tokio::test]
+async fn polling_ignores_last_event_id_because_it_is_an_sse_header() {
+    let t = start_default().await;
+    for path in ["/api/rooms/r/poll", "/api/rooms/r/longpoll?timeout_ms=0"] {
+        let resp = t
+            .http
+            .get(t.url(path))
+            .header("Last-Event-ID", "seven")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204, "{path}");
+    }
+    still_serving(&t).await;
+}
+
+#[tokio::test]
 async fn websocket_handshake_with_bad_since_is_refused_with_400() {
     let t = start_default().await;
     let err = tokio_tungstenite::connect_async(t.ws_url("/api/rooms/r/ws?since=x"))

@@ -1,5 +1,5 @@
 //! The HTTP surface: the router ([`app`]), the request-counting middleware, and the checks every
-//! feed endpoint shares (room name, `since`, `client`, `timeout_ms`, `Last-Event-ID`), done once
+//! feed endpoint shares (room name, `since`, `client`, `timeout_ms`), done once
 //! in the [`Target`] extractor so every transport refuses bad input the same way. JSON bodies
 //! (publish, and the live page's posts) are read by one extractor, [`JsonBody`], so all of them
 //! refuse a body the same way: 413 naming `--max-body`, 400 naming the JSON problem. One
@@ -127,7 +127,8 @@ struct RawParams {
 pub struct Target {
     /// The room (created on first use).
     pub room: Arc<Room>,
-    /// `since` (or SSE's `Last-Event-ID`, which wins): `None` means "from now on".
+    /// `since`: `None` means "from now on". (SSE's `Last-Event-ID` header, which wins over it,
+    /// is SSE's own and read by its handler.)
     pub since: Option<u64>,
     /// The subscriber's client id, for addressing.
     pub client: Option<String>,
@@ -146,15 +147,7 @@ impl FromRequestParts<AppState> for Target {
         let Query(raw) = Query::<RawParams>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::BadQuery(e.body_text()))?;
-        let mut since = raw.since.as_deref().map(|s| seq("since", s)).transpose()?;
-        if let Some(id) = parts.headers.get("last-event-id") {
-            let id = id
-                .to_str()
-                .map_err(|_| ApiError::param("Last-Event-ID", "not text"))?;
-            // EventSource resends the original URL (with its `since`) on reconnect and adds
-            // the header, so the header is the newer position.
-            since = Some(seq("Last-Event-ID", id.trim())?);
-        }
+        let since = raw.since.as_deref().map(|s| seq("since", s)).transpose()?;
         if let Some(client) = &raw.client
             && !valid_client_id(client)
         {

@@ -12,7 +12,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::{Target, no_content};
 use crate::error::ApiError;
-use crate::feed::Read;
+use crate::feed::{Follower, Read};
 use crate::state::AppState;
 use crate::wire::Transport;
 
@@ -40,31 +40,18 @@ pub(super) async fn long_poll(
     let timeout = Duration::from_millis(target.timeout_ms.unwrap_or(DEFAULT_LONG_POLL_TIMEOUT_MS));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let room = &target.room;
-    // Subscribe before the first read, so a publish between the read and the wait still
-    // flags `changed`.
-    let mut head = room.subscribe();
-    let mut cursor = target.since.unwrap_or_else(|| room.head());
-    loop {
-        head.borrow_and_update();
-        let read = room.read(cursor, target.client.as_deref(), BATCH_LIMIT);
-        if read.has_news() {
-            return Ok(answer(&state, Transport::LongPoll, read));
-        }
-        // Messages addressed to others still move the cursor.
-        cursor = read.next;
-        tokio::select! {
+    let mut follower = Follower::new(target.room, target.since, target.client, BATCH_LIMIT);
+    // What is already there is answered at once, before shutdown or the deadline are looked at.
+    let mut read = follower.read();
+    if !read.has_news() {
+        read = tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => return Err(ApiError::ShuttingDown),
-            _ = &mut deadline => return Ok(no_content(cursor)),
-            changed = head.changed() => {
-                // The sender lives as long as the room, which `target` holds.
-                if changed.is_err() {
-                    return Ok(no_content(cursor));
-                }
-            }
-        }
+            _ = &mut deadline => return Ok(no_content(follower.cursor())),
+            read = follower.next() => read,
+        };
     }
+    Ok(answer(&state, Transport::LongPoll, read))
 }
 
 /// `200` with the batch, or `204` when there is nothing to say.

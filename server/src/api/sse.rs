@@ -15,15 +15,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::Target;
-use crate::feed::{Read, Room};
+use super::{Target, seq};
+use crate::error::ApiError;
+use crate::feed::{Follower, Read};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
 use crate::wire::{StreamItem, Transport};
@@ -33,16 +33,18 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 /// Messages read per chunk: bounds the chunk size (and the lock hold) for a client far behind.
 const CHUNK_LIMIT: usize = 64;
 
-pub(super) async fn sse(State(state): State<AppState>, target: Target) -> Response {
-    let room = target.room;
+pub(super) async fn sse(
+    State(state): State<AppState>,
+    target: Target,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // EventSource resends the original URL (with its `since`) on reconnect and adds the header,
+    // so the header is the newer position.
+    let since = last_event_id(&headers)?.or(target.since);
     // The position is fixed here, before the headers go out: once a client has the `200`, every
     // later publish is in its stream.
-    let cursor = target.since.unwrap_or_else(|| room.head());
     let stream = SseStream {
-        head: room.subscribe(),
-        room,
-        cursor,
-        client: target.client,
+        follower: Follower::new(target.room, since, target.client, CHUNK_LIMIT),
         ping: ping_interval(),
         shutdown: state.shutdown.clone(),
         metrics: state.metrics.clone(),
@@ -52,7 +54,7 @@ pub(super) async fn sse(State(state): State<AppState>, target: Target) -> Respon
         let chunk = s.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), s))
     });
-    (
+    Ok((
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -62,7 +64,19 @@ pub(super) async fn sse(State(state): State<AppState>, target: Target) -> Respon
         ],
         Body::from_stream(body),
     )
-        .into_response()
+        .into_response())
+}
+
+/// The `Last-Event-ID` header, checked like `since`: an `EventSource` reconnecting sends the
+/// `id:` of the last event it saw.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(id) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let id = id
+        .to_str()
+        .map_err(|_| ApiError::param("Last-Event-ID", "not text"))?;
+    seq("Last-Event-ID", id.trim()).map(Some)
 }
 
 fn ping_interval() -> Interval {
@@ -71,12 +85,9 @@ fn ping_interval() -> Interval {
     ping
 }
 
-/// One client's position in the room.
+/// One client's stream: its place in the room and its ping timer.
 struct SseStream {
-    room: Arc<Room>,
-    head: watch::Receiver<u64>,
-    cursor: u64,
-    client: Option<String>,
+    follower: Follower,
     ping: Interval,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
@@ -86,30 +97,17 @@ struct SseStream {
 impl SseStream {
     /// The next bytes to send, or `None` to end the stream (shutdown).
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        loop {
-            if self.shutdown.is_cancelled() {
-                return None;
-            }
-            self.head.borrow_and_update();
-            let read = self
-                .room
-                .read(self.cursor, self.client.as_deref(), CHUNK_LIMIT);
-            self.cursor = read.next;
-            if read.has_news() {
+        // Shutdown first; then news, which the follower reads before it waits, so a ping goes
+        // out only when there is nothing to send.
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => None,
+            read = self.follower.next() => {
                 self.metrics
                     .record_deliveries(Transport::Sse, read.entries.len() as u64);
-                return Some(encode_events(&read));
+                Some(encode_events(&read))
             }
-            tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => return None,
-                changed = self.head.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                }
-                _ = self.ping.tick() => return Some(Bytes::from_static(b": ping\n\n")),
-            }
+            _ = self.ping.tick() => Some(Bytes::from_static(b": ping\n\n")),
         }
     }
 }

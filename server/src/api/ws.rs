@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::Target;
 use crate::error::ApiError;
-use crate::feed::Room;
+use crate::feed::{Follower, Room};
 use crate::state::AppState;
 use crate::wire::{ClientFrame, PublishRequest, StreamItem, Transport};
 
@@ -59,15 +59,19 @@ pub(super) async fn websocket(
         return Err(ApiError::ShuttingDown);
     }
     let room = target.room;
-    // Fixed before the 101 goes out: every publish after the handshake reaches this client.
-    let cursor = target.since.unwrap_or_else(|| room.head());
     let client = target
         .client
         .unwrap_or_else(|| format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed)));
+    // Fixed before the 101 goes out: every publish after the handshake reaches this client.
+    let follower = Follower::new(
+        room.clone(),
+        target.since,
+        Some(client.clone()),
+        CHUNK_LIMIT,
+    );
     let max = state.config.max_body;
     let session = Session {
         room,
-        cursor,
         client,
         state,
     };
@@ -76,13 +80,12 @@ pub(super) async fn websocket(
         .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run(socket, session)))
+        .on_upgrade(move |socket| run(socket, session, follower)))
 }
 
-/// What one connection needs.
+/// What both halves of one connection need.
 struct Session {
     room: Arc<Room>,
-    cursor: u64,
     client: String,
     state: AppState,
 }
@@ -93,11 +96,11 @@ enum Reply {
     Close(u16, String),
 }
 
-async fn run(socket: WebSocket, session: Session) {
+async fn run(socket: WebSocket, session: Session, follower: Follower) {
     let _open = session.state.metrics.open(Transport::WebSocket);
     let (sink, stream) = socket.split();
     let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
-    let writer = write_loop(sink, replies_rx, &session);
+    let writer = write_loop(sink, replies_rx, follower, &session);
     let reader = read_loop(stream, replies_tx, &session);
     tokio::pin!(writer, reader);
     tokio::select! {
@@ -114,15 +117,14 @@ async fn run(socket: WebSocket, session: Session) {
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut replies: mpsc::Receiver<Reply>,
+    mut follower: Follower,
     s: &Session,
 ) {
     let shutdown = &s.state.shutdown;
-    let mut head = s.room.subscribe();
-    let mut cursor = s.cursor;
     loop {
-        head.borrow_and_update();
-        let read = s.room.read(cursor, Some(&s.client), CHUNK_LIMIT);
-        cursor = read.next;
+        // Read, then wait with `changed()` rather than `next()`: news goes out before queued
+        // replies, but while waiting a reply (an ack) is taken before a publish.
+        let read = follower.read();
         if read.has_news() {
             let mut frames = Vec::with_capacity(read.entries.len() + 2);
             if read.reset {
@@ -172,11 +174,7 @@ async fn write_loop(
                     return;
                 }
             },
-            changed = head.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+            () = follower.changed() => {}
         }
     }
     // Shutting down: say so, briefly; a client that does not read is simply dropped.
