@@ -50,7 +50,7 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
         for phase in &run.phases {
             let row = SummaryRow::from_phase(phase);
             let model = expected_for_phase(s, run, phase);
-            let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+            let ms = |v: Option<f64>| figure(v, 1);
             let per_s = |n: u64| {
                 if phase.duration_s > 0.0 {
                     n as f64 / phase.duration_s
@@ -58,19 +58,15 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
                     0.0
                 }
             };
-            let p50 = format!(
-                "{} ({})",
-                ms(row.latency_p50_ms),
-                model
-                    .as_ref()
-                    .map_or("-".to_owned(), |m| format!("{:.1}", m.latency_p50_ms))
+            let p50 = measured_and_model(
+                row.latency_p50_ms,
+                model.as_ref().map(|m| m.latency_p50_ms),
+                1,
             );
-            let rps = format!(
-                "{:.0} ({})",
-                per_s(row.requests),
-                model
-                    .as_ref()
-                    .map_or("-".to_owned(), |m| format!("{:.0}", m.requests_per_s))
+            let rps = measured_and_model(
+                Some(per_s(row.requests)),
+                model.as_ref().map(|m| m.requests_per_s),
+                0,
             );
             let empty = if row.requests > 0 {
                 format!(
@@ -118,6 +114,20 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
     writeln!(out, "wall time {:.1} s", results.wall_time_s)
 }
 
+/// A figure with `decimals` places, `-` when there is none.
+fn figure(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+/// A "measured (model)" cell, both figures with `decimals` places (`-` for a missing one).
+fn measured_and_model(measured: Option<f64>, model: Option<f64>, decimals: usize) -> String {
+    format!(
+        "{} ({})",
+        figure(measured, decimals),
+        figure(model, decimals)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +137,16 @@ mod tests {
             .join("../report/tests/fixtures")
             .join(name);
         report::read_results(path).expect("the report crate's fixture reads")
+    }
+
+    #[test]
+    fn measured_and_model_cells_round_each_figure_and_dash_missing_ones() {
+        assert_eq!(
+            measured_and_model(Some(12.345), Some(10.0), 1),
+            "12.3 (10.0)"
+        );
+        assert_eq!(measured_and_model(Some(99.6), None, 0), "100 (-)");
+        assert_eq!(measured_and_model(None, Some(0.04), 1), "- (0.0)");
     }
 
     #[test]
