@@ -11,11 +11,11 @@ use hyper::StatusCode;
 use report::results::TraceEvent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use server::wire::Message;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{Answer, HttpConn, snippet};
+use super::wire_ref::MessageRef;
 use super::{ClientError, ClientHandle};
 
 /// A batch with its messages left as raw JSON, so their exact byte length is known.
@@ -89,7 +89,7 @@ fn take_answer(me: &mut ClientHandle, answer: Answer) -> Result<(), ClientError>
             for raw in batch.messages {
                 let json = raw.get();
                 meter.payload_down.fetch_add(json.len() as u64, Relaxed);
-                let message: Message = serde_json::from_str(json)
+                let message: MessageRef<'_> = serde_json::from_str(json)
                     .map_err(|e| ClientError::Protocol(format!("bad message: {e}")))?;
                 me.on_message(&message, answer.end);
                 messages += 1;

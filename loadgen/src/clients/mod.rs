@@ -14,6 +14,7 @@ pub mod long_poll;
 pub mod short_poll;
 pub mod sse;
 pub mod websocket;
+pub mod wire_ref;
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use report::results::TraceEvent;
-use server::wire::{Message, StreamItem, Transport};
+use server::wire::Transport;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,7 @@ use crate::conn::Connector;
 use crate::ledger::{Arrival, Ledger};
 use crate::meter::PhaseMeter;
 use crate::stamp::Stamp;
+use wire_ref::{MessageRef, StreamItemRef};
 
 /// Most events kept per traced client, so a long phase cannot grow a trace without bound.
 const TRACE_LIMIT: usize = 20_000;
@@ -185,7 +187,7 @@ impl ClientHandle {
     }
 
     /// Accounts for one delivered message that arrived at `at`.
-    pub fn on_message(&mut self, message: &Message, at: Instant) {
+    pub fn on_message(&mut self, message: &MessageRef<'_>, at: Instant) {
         let meter = &self.phase.meter;
         meter.deliveries.fetch_add(1, Relaxed);
         self.since = self.since.max(message.seq);
@@ -220,22 +222,22 @@ impl ClientHandle {
         at: Instant,
         what: &str,
     ) -> Result<Option<SendReply>, ClientError> {
-        let item: StreamItem = serde_json::from_str(json)
+        let item: StreamItemRef<'_> = serde_json::from_str(json)
             .map_err(|e| ClientError::Protocol(format!("bad {what}: {e}")))?;
         match item {
-            StreamItem::Message(message) => {
+            StreamItemRef::Message(message) => {
                 self.phase
                     .meter
                     .payload_down
                     .fetch_add(json.len() as u64, Relaxed);
                 self.on_message(&message, at);
             }
-            StreamItem::Gap { missed } => self.on_gap(missed),
-            StreamItem::Reset { head } => self.on_reset(head),
-            StreamItem::Ack { reference, seq } => {
+            StreamItemRef::Gap { missed } => self.on_gap(missed),
+            StreamItemRef::Reset { head } => self.on_reset(head),
+            StreamItemRef::Ack { reference, seq } => {
                 return Ok(Some(SendReply::Ack { reference, seq }));
             }
-            StreamItem::Error { error, reference } => {
+            StreamItemRef::Error { error, reference } => {
                 return Ok(Some(SendReply::Error { error, reference }));
             }
         }

@@ -1,0 +1,166 @@
+//! Borrowed views of the wire API's items a client decodes on every delivery: [`MessageRef`]
+//! (a delivered [`Message`]'s seq and body) and [`StreamItemRef`] (a [`StreamItem`] with its
+//! message borrowed). Thousands of clients decode every message, and the owned wire types
+//! allocate four strings each time; these borrow the body from the received JSON (or decode
+//! it into an owned string when it holds JSON escapes) and skip the fields the loadgen never
+//! reads. [`server::wire`] stays the contract; the tests below decode its own serialization.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+#[cfg(doc)]
+use server::wire::{Message, StreamItem};
+
+/// What the loadgen reads of a delivered [`Message`]: where it is in the log, and the body
+/// that carries the stamp. The other fields (room, event, sender, server time) are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MessageRef<'a> {
+    /// Position in the room's log, from 1.
+    pub seq: u64,
+    /// The body as published: borrowed unless it had to be unescaped.
+    #[serde(borrow)]
+    pub body: Cow<'a, str>,
+}
+
+/// A [`StreamItem`] (an SSE `data:` value or a WebSocket text frame) with its message borrowed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamItemRef<'a> {
+    /// A delivered message.
+    Message(#[serde(borrow)] MessageRef<'a>),
+    /// `missed` messages were evicted before they could be delivered.
+    Gap {
+        /// How many were lost.
+        missed: u64,
+    },
+    /// The client's position was ahead of the log; delivery continues after `head`.
+    Reset {
+        /// The room's current head seq.
+        head: u64,
+    },
+    /// WebSocket only: the server accepted a `send` and gave it `seq`.
+    Ack {
+        /// The client's `ref` from the `send`.
+        #[serde(rename = "ref")]
+        reference: u64,
+        /// The sequence number the message got.
+        seq: u64,
+    },
+    /// WebSocket only: the last frame was refused.
+    Error {
+        /// What was wrong, in words.
+        error: String,
+        /// The `ref` of the refused `send`, when it could be read.
+        #[serde(rename = "ref", default)]
+        reference: Option<u64>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use server::wire::{Message, StreamItem};
+
+    fn message(body: &str) -> Message {
+        Message {
+            seq: 7,
+            room: "lobby".into(),
+            event: "chat".into(),
+            from: "c3".into(),
+            body: body.into(),
+            ts_us: 1_700_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn message_body_is_borrowed_when_plain_and_unescaped_otherwise() {
+        let plain = serde_json::to_string(&message("dx1 1 2 3;....")).unwrap();
+        let got: MessageRef<'_> = serde_json::from_str(&plain).unwrap();
+        assert_eq!(got.seq, 7);
+        assert!(
+            matches!(got.body, Cow::Borrowed("dx1 1 2 3;....")),
+            "{got:?}"
+        );
+
+        let tricky = "dx1 1 2 3;\"quoted\" \\ é\n\u{1F600}";
+        let escaped = serde_json::to_string(&message(tricky)).unwrap();
+        assert!(escaped.contains("\\\""), "{escaped}");
+        let got: MessageRef<'_> = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(got.body, tricky);
+    }
+
+    #[test]
+    fn every_stream_item_the_server_writes_decodes_to_the_same_meaning() {
+        let tricky = "dx1 4 5 6;\"\\\u{e9}";
+        // A message is written as the `Message` itself (already tagged `"type":"message"`, as
+        // the server's feed does), the other items as `StreamItem`s.
+        let json = serde_json::to_string(&message(tricky)).unwrap();
+        let got: StreamItemRef<'_> = serde_json::from_str(&json).unwrap();
+        let expected = StreamItemRef::Message(MessageRef {
+            seq: 7,
+            body: tricky.into(),
+        });
+        assert_eq!(got, expected, "{json}");
+        let cases = [
+            (
+                StreamItem::Gap { missed: 3 },
+                StreamItemRef::Gap { missed: 3 },
+            ),
+            (
+                StreamItem::Reset { head: 9 },
+                StreamItemRef::Reset { head: 9 },
+            ),
+            (
+                StreamItem::Ack {
+                    reference: 2,
+                    seq: 11,
+                },
+                StreamItemRef::Ack {
+                    reference: 2,
+                    seq: 11,
+                },
+            ),
+            (
+                StreamItem::Error {
+                    error: "body too long".into(),
+                    reference: Some(4),
+                },
+                StreamItemRef::Error {
+                    error: "body too long".into(),
+                    reference: Some(4),
+                },
+            ),
+            (
+                StreamItem::Error {
+                    error: "bad frame".into(),
+                    reference: None,
+                },
+                StreamItemRef::Error {
+                    error: "bad frame".into(),
+                    reference: None,
+                },
+            ),
+        ];
+        for (item, expected) in cases {
+            let json = serde_json::to_string(&item).unwrap();
+            let got: StreamItemRef<'_> = serde_json::from_str(&json).unwrap();
+            assert_eq!(got, expected, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_plain_stream_message_body_is_borrowed() {
+        let json = serde_json::to_string(&message("dx1 1 2 3;...")).unwrap();
+        let got: StreamItemRef<'_> = serde_json::from_str(&json).unwrap();
+        assert!(
+            matches!(
+                got,
+                StreamItemRef::Message(MessageRef {
+                    body: Cow::Borrowed(_),
+                    ..
+                })
+            ),
+            "{got:?}"
+        );
+    }
+}
