@@ -124,13 +124,12 @@ pub struct Batch {
     pub reset: bool,
 }
 
-/// Items of a stream (an SSE `data:` line or a WebSocket text frame) other than messages, and the
-/// frames a WebSocket client receives. SSE uses the `type` as its `event:` name for gap/reset.
+/// Items of a stream (an SSE `data:` line or a WebSocket text frame): messages, gaps and
+/// resets, plus the acks and errors a WebSocket client receives. SSE uses the `type` as its
+/// `event:` name for gap/reset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamItem {
-    /// A delivered message.
-    Message(Message),
     /// `missed` messages were evicted from history before they could be delivered.
     Gap {
         /// How many were lost.
@@ -157,6 +156,11 @@ pub enum StreamItem {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<u64>,
     },
+    /// A delivered message. `Message` writes its own `"type":"message"`, so this variant is
+    /// untagged (serde requires untagged variants last): wrapping a message in a `StreamItem`
+    /// must not write the tag twice. Reading tries the tags above first, then this.
+    #[serde(untagged)]
+    Message(Message),
 }
 
 /// A frame a WebSocket client sends.
@@ -207,6 +211,24 @@ mod tests {
             serde_json::to_string(&m).unwrap(),
             r#"{"type":"message","seq":42,"room":"lobby","event":"chat","from":"alice","body":"hi","ts_us":1}"#
         );
+    }
+
+    #[test]
+    fn a_message_as_a_stream_item_has_the_same_bytes_and_reads_back() {
+        let m = Message {
+            seq: 7,
+            room: "lobby".into(),
+            event: "chat".into(),
+            from: "bob".into(),
+            body: "hi".into(),
+            ts_us: 1,
+        };
+        let item = StreamItem::Message(m.clone());
+        let json = serde_json::to_string(&item).unwrap();
+        assert_eq!(json, serde_json::to_string(&m).unwrap());
+        assert_eq!(serde_json::from_str::<StreamItem>(&json).unwrap(), item);
+        let gap = serde_json::from_str::<StreamItem>(r#"{"type":"gap","missed":3}"#).unwrap();
+        assert_eq!(gap, StreamItem::Gap { missed: 3 });
     }
 
     #[test]
