@@ -107,6 +107,33 @@ impl Counters {
         self.deliveries += 1;
     }
 
+    /// A poll sent at `start_ms` and answered at `answer_ms` with `batch` (their publish
+    /// times): counts it, delivers the batch, and traces the deliveries and the request bar.
+    fn answer_poll(
+        &mut self,
+        events: &mut Vec<TraceEvent>,
+        start_ms: f64,
+        answer_ms: f64,
+        batch: &[f64],
+    ) {
+        let bytes = self.request(start_ms, answer_ms, batch.len() as u64);
+        for p in batch {
+            self.deliver(answer_ms, *p);
+            events.push(TraceEvent::Delivery {
+                at_ms: answer_ms,
+                published_ms: *p,
+                seq: 0,
+            });
+        }
+        events.push(TraceEvent::Request {
+            start_ms,
+            end_ms: answer_ms,
+            status: if batch.is_empty() { 204 } else { 200 },
+            messages: batch.len() as u32,
+            bytes_down: bytes,
+        });
+    }
+
     /// Counts one poll; polls before the measured window (warm-up) are not counted, as the
     /// loadgen counts only measured seconds.
     fn request(&mut self, start_ms: f64, end_ms: f64, messages: u64) -> u64 {
@@ -177,23 +204,7 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
                 while t < end_ms + 1000.0 {
                     let answer = t + 0.6 + rng.next() * 0.8;
                     let upto = published.partition_point(|p| *p < t);
-                    let batch = &published[since..upto];
-                    let bytes = c.request(t, answer, batch.len() as u64);
-                    for p in batch {
-                        c.deliver(answer, *p);
-                        events.push(TraceEvent::Delivery {
-                            at_ms: answer,
-                            published_ms: *p,
-                            seq: 0,
-                        });
-                    }
-                    events.push(TraceEvent::Request {
-                        start_ms: t,
-                        end_ms: answer,
-                        status: if batch.is_empty() { 204 } else { 200 },
-                        messages: batch.len() as u32,
-                        bytes_down: bytes,
-                    });
+                    c.answer_poll(&mut events, t, answer, &published[since..upto]);
                     since = upto;
                     t += INTERVAL_MS;
                 }
@@ -209,23 +220,7 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
                         break;
                     }
                     let upto = published.partition_point(|p| *p < answer - 0.3);
-                    let batch = &published[since..upto];
-                    let bytes = c.request(t, answer, batch.len() as u64);
-                    for p in batch {
-                        c.deliver(answer, *p);
-                        events.push(TraceEvent::Delivery {
-                            at_ms: answer,
-                            published_ms: *p,
-                            seq: 0,
-                        });
-                    }
-                    events.push(TraceEvent::Request {
-                        start_ms: t,
-                        end_ms: answer,
-                        status: if batch.is_empty() { 204 } else { 200 },
-                        messages: batch.len() as u32,
-                        bytes_down: bytes,
-                    });
+                    c.answer_poll(&mut events, t, answer, &published[since..upto]);
                     since = upto;
                     t = answer + 0.2 + rng.next() * 0.3;
                 }
