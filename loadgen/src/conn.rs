@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
-use server::metered::{Metered, Tally};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use wire::metered::{Metered, Tally};
 
 use crate::meter::PhaseMeter;
 use crate::netem::{DelayedStream, NetworkConditions, emulate};

@@ -21,10 +21,10 @@ use std::time::Duration;
 use hyper::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use server::wire::{PublishRequest, Published};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
+use wire::{PublishRequest, Published};
 
 use crate::clients::http::{HttpConn, snippet};
 use crate::clients::{ClientError, PhaseCtx, PublishOrder, Window};

@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use report::results::{ClientTrace, LoadgenCost, Phase, Second, ServerCost};
-use server::wire::Transport;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
+use wire::Transport;
 
 use crate::clients::long_poll::LongPollClient;
 use crate::clients::short_poll::ShortPollClient;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use server::wire::Transport;
+use wire::Transport;
 
 /// Smallest `chat.payload_bytes`: the loadgen's stamp must fit in the body (see `stamp.rs`).
 pub const MIN_PAYLOAD_BYTES: u64 = crate::stamp::MAX_STAMP_LEN as u64;

@@ -13,7 +13,7 @@ use loadgen::probe::Probe;
 use loadgen::runner::{PhaseSetup, run_phase};
 use loadgen::scenario::{Overrides, Scenario};
 use loadgen::target::{ServerChoice, Target, TargetError};
-use server::wire::Transport;
+use wire::Transport;
 
 fn small_scenario(extra: &str) -> Scenario {
     let text = format!(

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 pub use histogram::LatencyHistogram;
 pub use html::render_html;
 pub use results::Results;
-pub use transport::Transport;
+pub use transport::{Style, Transport};
 
 /// What can go wrong reading a results file or writing a report; every variant names the file.
 #[derive(Debug, thiserror::Error)]

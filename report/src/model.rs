@@ -85,7 +85,11 @@ impl ModelInput {
             input.lambda_per_s = phase.messages_published as f64 / phase.duration_s;
         }
         let traffic = &phase.traffic;
-        let polling = Transport::from_id(&phase.transport).is_some_and(Transport::is_polling);
+        let polling = phase
+            .transport
+            .parse::<Transport>()
+            .ok()
+            .is_some_and(Transport::is_polling);
         if polling && traffic.requests > 0 && traffic.header_down > 0 {
             input.header_bytes = traffic.header_down as f64 / traffic.requests as f64;
         }
@@ -254,7 +258,7 @@ pub fn expected(transport: Transport, input: &ModelInput) -> Expected {
 /// The model for one measured phase, with H and P taken from its measurements
 /// ([`ModelInput::measured`]); `None` for a transport the report does not know.
 pub fn expected_for_phase(scenario: &ScenarioInfo, run: &Run, phase: &Phase) -> Option<Expected> {
-    let transport = Transport::from_id(&phase.transport)?;
+    let transport = phase.transport.parse::<Transport>().ok()?;
     Some(expected(
         transport,
         &ModelInput::measured(scenario, run, phase),

@@ -1,5 +1,5 @@
 //! One accepted TCP connection, metered: the [`Tally`] behind the socket's
-//! [`Metered`](crate::metered::Metered) wrapper, which counts the bytes read and written at the
+//! [`Metered`](wire::metered::Metered) wrapper, which counts the bytes read and written at the
 //! socket (headers and framing included), and the connection slot held until the socket closes.
 //! The slot and the meter travel inside the socket, so an upgraded WebSocket keeps both after
 //! hyper hands the socket over.
@@ -16,9 +16,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::metered::Tally;
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
-use crate::wire::Transport;
+use wire::Transport;
+use wire::metered::Tally;
 
 const UNROUTED: u8 = u8::MAX;
 

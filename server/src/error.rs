@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::feed::{BadRoomName, PublishError, TooManyRooms};
-use crate::wire::ErrorBody;
+use wire::ErrorBody;
 
 /// Why a request was refused.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::wire::{Message, PublishRequest};
+use wire::{Message, PublishRequest};
 
 /// The longest room name, client id, or event name accepted.
 pub const MAX_NAME_LEN: usize = 64;

@@ -4,10 +4,10 @@
 //!
 //! Modules, one concept each: [`feed`] (rooms, seqs, history, addressing, wake-ups), [`api`]
 //! (the router and one handler module per transport), [`metrics`] (counters and their
-//! Prometheus names), [`metered`] (the byte-counting stream wrapper, shared with the
-//! loadgen's clients), `conn` (what a server socket's bytes are credited to, and its connection
-//! slot), [`server`] (bind, accept, shutdown), [`live`] (the classroom page and dashboard),
-//! [`wire`] (the JSON shapes shared with the loadgen).
+//! Prometheus names), `conn` (what a server socket's bytes are credited to, and its connection
+//! slot), [`server`] (bind, accept, shutdown), [`live`] (the classroom page and dashboard). The
+//! JSON shapes and the byte-counting socket wrapper are the `wire` crate's, shared with the
+//! loadgen.
 
 #![warn(missing_docs)]
 
@@ -16,11 +16,9 @@ mod conn;
 pub mod error;
 pub mod feed;
 pub mod live;
-pub mod metered;
 pub mod metrics;
 pub mod server;
 pub mod state;
-pub mod wire;
 
 pub use api::app;
 pub use conn::ConnMeter;

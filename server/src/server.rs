@@ -30,9 +30,9 @@ use tower::ServiceExt;
 use crate::Config;
 use crate::conn::{ConnMeter, SocketTally};
 use crate::error::ApiError;
-use crate::metered::Metered;
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
 use crate::state::AppState;
+use wire::metered::Metered;
 
 /// Pending connects the kernel may queue (tokio's default is 128; a load test opening thousands
 /// of clients at once overflows that and sees SYN retries of a second or more). Linux caps it at

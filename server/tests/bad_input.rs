@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use server::Config;
-use server::wire::{ErrorBody, StreamItem, Transport};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use wire::{ErrorBody, StreamItem, Transport};
 
 use crate::helpers::{PROMPT, TestServer, seqs, start, start_default, ws_next_reply, ws_send};
 
@@ -263,7 +263,7 @@ async fn connections_past_the_limit_get_503_and_the_rest_keep_working() {
         .feed
         .publish(
             &server::feed::RoomName::parse("full").unwrap(),
-            server::wire::PublishRequest {
+            wire::PublishRequest {
                 from: "x".into(),
                 body: "in".into(),
                 event: None,

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use server::wire::Transport;
 use server::{Config, SpawnedServer};
+use wire::Transport;
 
 /// The whole browser run: four transport pairs, XSS, seven tabs, dashboard and flash.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(240);
@@ -133,12 +133,13 @@ async fn pages_and_assets_are_served_from_the_binary() {
 #[test]
 fn live_page_colours_each_transport_as_the_report_does() {
     let css = include_str!("../assets/live.css");
-    for t in report::Transport::ALL {
-        let declaration = format!("--{}: {};", t.id(), t.colour());
+    use report::Style;
+    for t in Transport::ALL {
+        let declaration = format!("--{}: {};", t.as_str(), t.colour());
         assert!(
             css.contains(&declaration),
             "live.css should declare {declaration} (the report's colour for {})",
-            t.id()
+            t.as_str()
         );
     }
 }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
-use server::wire::{Batch, StreamItem, Transport};
 use server::{Config, SpawnedServer};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wire::{Batch, StreamItem, Transport};
 
 /// How long a test waits for something that should come promptly (generous: shared machine).
 pub const PROMPT: Duration = Duration::from_secs(5);
@@ -66,7 +66,7 @@ impl TestServer {
     pub async fn say_json(&self, room: &str, body: serde_json::Value) -> u64 {
         let resp = self.publish_json(room, body).await;
         assert_eq!(resp.status(), 201);
-        let published: server::wire::Published = resp.json().await.unwrap();
+        let published: wire::Published = resp.json().await.unwrap();
         published.seq
     }
 

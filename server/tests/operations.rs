@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use server::wire::Transport;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use wire::Transport;
 
 use crate::helpers::{PROMPT, start_default};
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::json;
 use server::Config;
-use server::wire::{Batch, StreamItem, Transport};
 use tokio::time::Instant;
+use wire::{Batch, StreamItem, Transport};
 
 use crate::helpers::{PROMPT, seqs, start, start_default, ws_next_reply, ws_send};
 

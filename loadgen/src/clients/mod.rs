@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use report::results::TraceEvent;
-use server::wire::Transport;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use wire::Transport;
 
 use crate::clock;
 use crate::conn::Connector;

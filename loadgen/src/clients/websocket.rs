@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use server::wire::ClientFrame;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
+use wire::ClientFrame;
 
 use super::http::{CONNECT_TIMEOUT, head_len};
 use super::{ClientError, ClientHandle, PublishOrder, SendReply, TransportClient};

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 #[cfg(doc)]
-use server::wire::{Message, StreamItem};
+use wire::{Message, StreamItem};
 
 /// What the loadgen reads of a delivered [`Message`]: where it is in the log, and the body
 /// that carries the stamp. The other fields (room, event, sender, server time) are ignored.
@@ -59,7 +59,7 @@ pub enum StreamItemRef<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use server::wire::{Message, StreamItem};
+    use wire::{Message, StreamItem};
 
     fn message(body: &str) -> Message {
         Message {

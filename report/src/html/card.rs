@@ -100,7 +100,11 @@ impl Measured {
         let duration = phase.duration_s.max(1e-9);
         // `requests` counts publishes too; an empty answer can only be a poll's.
         let poll_answers = t.requests.saturating_sub(phase.messages_published);
-        let polling = Transport::from_id(&phase.transport).is_some_and(Transport::is_polling);
+        let polling = phase
+            .transport
+            .parse::<Transport>()
+            .ok()
+            .is_some_and(Transport::is_polling);
         let delivered = phase.integrity.deliveries_received;
         Self {
             requests_per_s: t.requests as f64 / duration,
@@ -205,7 +209,7 @@ pub fn card(results: &Results, run: &Run) -> Card {
         // (0 in results older than that field: shown as unknown), and of those, what it was
         // holding open for this transport.
         let tcp = phase.server.tcp_connections_peak;
-        let held_open = match Transport::from_id(&phase.transport) {
+        let held_open = match phase.transport.parse::<Transport>().ok() {
             Some(Transport::Sse) => "streams",
             Some(Transport::WebSocket) => "sockets",
             _ => "requests",
@@ -312,7 +316,7 @@ fn explanation(results: &Results, run: &Run, phase: &Phase, measured: &Measured)
     } else {
         String::new()
     };
-    match Transport::from_id(&phase.transport) {
+    match phase.transport.parse::<Transport>().ok() {
         Some(Transport::ShortPoll) => format!(
             "Every client asks “anything new?” every {} whether or not anything happened. \
              {clients} clients sent {req} requests per second, and {} of the answers were empty. \

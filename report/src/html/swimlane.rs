@@ -171,7 +171,11 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
             let bar_h = 26.0;
             let mid = bar_y + bar_h / 2.0;
             let dot_y = bar_y - 10.0;
-            let streaming = Transport::from_id(&p.transport).is_some_and(|t| !t.is_polling());
+            let streaming = p
+                .transport
+                .parse::<Transport>()
+                .ok()
+                .is_some_and(|t| !t.is_polling());
             let colour = transport::colour_of(&p.transport);
             let mut bars = Vec::new();
             let mut dots = Vec::new();

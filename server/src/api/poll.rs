@@ -1,6 +1,6 @@
 //! Short and long polling: `GET .../poll` answers at once, `GET .../longpoll` waits until the
 //! room has something newer than `since` for this client or `timeout_ms` passes. Both answer with
-//! a [`Batch`](crate::wire::Batch) whose messages are the feed's shared JSON bytes spliced into
+//! a [`Batch`](wire::Batch) whose messages are the feed's shared JSON bytes spliced into
 //! the envelope, never re-serialized.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ use super::{Target, no_content};
 use crate::error::ApiError;
 use crate::feed::{Follower, Read};
 use crate::state::AppState;
-use crate::wire::Transport;
+use wire::Transport;
 
 /// At most this many messages in one batch; the client's next poll fetches the rest.
 pub const BATCH_LIMIT: usize = 1000;
@@ -71,7 +71,7 @@ fn answer(state: &AppState, transport: Transport, read: Read) -> Response {
 }
 
 /// `{"messages":[...],"next":N,"missed":K,"reset":B}` with each message's stored JSON copied
-/// in as is (the shape of [`crate::wire::Batch`]).
+/// in as is (the shape of [`wire::Batch`]).
 fn encode_batch(read: &Read) -> bytes::Bytes {
     let payload: usize = read.entries.iter().map(|e| e.text.len() + 1).sum();
     let mut out = BytesMut::with_capacity(payload + 80);
@@ -96,7 +96,7 @@ fn encode_batch(read: &Read) -> bytes::Bytes {
 mod tests {
     use super::*;
     use crate::feed::{Feed, RoomName};
-    use crate::wire::{Batch, PublishRequest};
+    use wire::{Batch, PublishRequest};
 
     #[test]
     fn encoded_batch_parses_as_the_wire_batch() {

@@ -11,7 +11,7 @@ use super::JsonBody;
 use crate::error::ApiError;
 use crate::feed::RoomName;
 use crate::state::AppState;
-use crate::wire::{PublishRequest, Published};
+use wire::{PublishRequest, Published};
 
 pub(super) async fn publish(
     State(state): State<AppState>,

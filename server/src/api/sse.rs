@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::feed::{Follower, Read};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
-use crate::wire::{StreamItem, Transport};
+use wire::{StreamItem, Transport};
 
 /// A comment line this often keeps proxies and idle timers from closing a quiet stream.
 const PING_EVERY: Duration = Duration::from_secs(15);

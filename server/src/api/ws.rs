@@ -27,7 +27,7 @@ use super::Target;
 use crate::error::ApiError;
 use crate::feed::{Follower, Room};
 use crate::state::AppState;
-use crate::wire::{ClientFrame, PublishRequest, StreamItem, Transport};
+use wire::{ClientFrame, PublishRequest, StreamItem, Transport};
 
 /// Initial read buffer per socket. tungstenite's default is 128 KiB read + 128 KiB write
 /// buffer; measured with `examples/idle_clients.rs` (5,000 idle clients, release build) that is

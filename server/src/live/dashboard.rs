@@ -21,7 +21,7 @@ use super::Live;
 use super::flash::{DelayReport, FlashRecord};
 use crate::metrics::TransportStats;
 use crate::state::AppState;
-use crate::wire::Transport;
+use wire::Transport;
 
 /// How often a dashboard stream sends a snapshot.
 pub const PERIOD: Duration = Duration::from_secs(1);

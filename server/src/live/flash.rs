@@ -22,7 +22,7 @@ use crate::api::JsonBody;
 use crate::error::ApiError;
 use crate::feed::RoomName;
 use crate::state::AppState;
-use crate::wire::{PublishRequest, Transport};
+use wire::{PublishRequest, Transport};
 
 /// Flashes remembered (the dashboard draws the latest few).
 pub const KEPT_FLASHES: usize = 20;

@@ -18,7 +18,7 @@ use super::Live;
 use crate::api::JsonBody;
 use crate::error::ApiError;
 use crate::feed::RoomName;
-use crate::wire::Transport;
+use wire::Transport;
 
 /// How long a heartbeat counts: two missed 5 s beats and a bit.
 pub const FRESH: Duration = Duration::from_secs(12);

@@ -1,8 +1,19 @@
-//! The wire API's JSON shapes, shared by the server (which writes them) and the loadgen (which
-//! reads them), so both sides agree by construction. See `../shared/design.md`, "The wire API".
+//! duplex's wire protocol, the leaf every other crate stands on: the JSON shapes the server writes
+//! and the loadgen reads, the [`Transport`] ids used in files and labels, and (feature `metered`)
+//! the byte-counting socket wrapper both sides count traffic with. Server, loadgen and report all
+//! depend on this crate and on nothing of each other's for the protocol, so the two ends agree by
+//! construction. The wire API itself is described in the README and `docs/ARCHITECTURE.md`.
 //!
 //! Requests a client sends are parsed with `deny_unknown_fields`: a misspelt key is a 400 naming
-//! it, never silently ignored. Items the server sends are tagged with `"type"`.
+//! it, never silently ignored. Items the server sends are tagged with `"type"`. How a transport is
+//! drawn (labels, colours) is the report's business, not the protocol's.
+
+#![warn(missing_docs)]
+
+#[cfg(feature = "metered")]
+pub mod metered;
+#[cfg(feature = "metered")]
+pub use metered::{Metered, Tally};
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,6 +44,11 @@ impl Transport {
         Transport::Sse,
         Transport::WebSocket,
     ];
+
+    /// Whether clients ask again and again (one HTTP request per answer).
+    pub fn is_polling(self) -> bool {
+        matches!(self, Transport::ShortPoll | Transport::LongPoll)
+    }
 
     /// The identifier used in files and labels: `short_poll`, `long_poll`, `sse`, `websocket`.
     pub fn as_str(self) -> &'static str {
