@@ -1,11 +1,12 @@
 // duplex's Socket.IO peer: a chat server that relays `chat` events, the way the Socket.IO
 // tutorials teach it, so duplex's loadgen can measure Socket.IO beside duplex and nchan.
 //
-//   node server.js [--port N] [--mode all|others|direct]
+//   node server.js [--port N] [--mode all|others|direct] [--ping-interval MS]
 //
 // Listens on 127.0.0.1:N (0, the default, picks a free port) and prints
 //   socketio listening on http://127.0.0.1:PORT
-// when ready. SIGTERM or SIGINT closes every socket and exits 0.
+// when ready (--ping-interval sets Engine.IO's pingInterval, default 25000, so a test can see
+// the server's pings without waiting 25 s). SIGTERM or SIGINT closes every socket and exits 0.
 //
 // A client connects with the handshake query `room=<room>&client=<id>` (the loadgen's ids,
 // e.g. c3). It joins the room and a private room named after its id. It emits
@@ -31,16 +32,18 @@ const ROOM = /^[A-Za-z0-9_-]{1,64}$/;
 const MODES = ["all", "others", "direct"];
 
 function parseArgs(argv) {
-  const opts = { port: 0, mode: "all" };
+  const opts = { port: 0, mode: "all", pingInterval: 25000 };
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1]];
     if (key === "--port" && /^\d+$/.test(value ?? "") && Number(value) < 65536) {
       opts.port = Number(value);
     } else if (key === "--mode" && MODES.includes(value)) {
       opts.mode = value;
+    } else if (key === "--ping-interval" && /^\d+$/.test(value ?? "") && Number(value) > 0) {
+      opts.pingInterval = Number(value);
     } else {
       console.error(
-        `server.js: bad argument ${key} ${value ?? ""} (expected --port 0..65535, --mode ${MODES.join("|")})`,
+        `server.js: bad argument ${key} ${value ?? ""} (expected --port 0..65535, --mode ${MODES.join("|")}, --ping-interval MS)`,
       );
       process.exit(2);
     }
@@ -66,6 +69,7 @@ const io = new Server(httpServer, {
   cors: undefined,
   // Room for large payloads in one polling answer under load (Socket.IO's default is 1 MB).
   maxHttpBufferSize: 1e6,
+  pingInterval: opts.pingInterval,
 });
 
 const privateRoom = (id) => `client:${id}`;
