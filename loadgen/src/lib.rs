@@ -20,6 +20,7 @@ pub mod meter;
 pub mod netem;
 pub mod peer;
 pub mod probe;
+pub mod protocol;
 pub mod publisher;
 pub mod runner;
 pub mod scenario;
@@ -103,6 +104,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         let setup = PhaseSetup {
             connector,
             authority: target.addr.to_string(),
+            protocol: Arc::new(protocol::duplex::Duplex),
             probe: Arc::clone(&probe),
             abort: abort.clone(),
             progress: options.progress,
