@@ -6,9 +6,9 @@
 # --port 0 (the default) picks a free 127.0.0.1 port (nginx itself cannot listen on port 0).
 # --buffer is nchan_message_buffer_length (messages kept per room, default 4096, as duplex's
 # history), --timeout nchan_message_timeout (default 1h). Everything nginx writes (pid, logs,
-# temp files) goes to a fresh temp dir, removed on exit. When nginx is up this prints
+# temp files) goes to a fresh temp dir, removed when nginx exits. When nginx is up this prints
 #   nchan listening on http://127.0.0.1:PORT
-# on stdout; SIGTERM or SIGINT stops nginx (and this script) cleanly.
+# on stdout; its errors go to stderr. SIGTERM stops nginx (which this script becomes).
 set -euo pipefail
 
 port=0
@@ -50,52 +50,38 @@ sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" -e "s|@BUFFER@|$buffer|g" \
 # As many open files as allowed: each subscriber is a connection.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-nginx_pid=""
-tail_pid=""
-stop() {
-  if [ -n "$tail_pid" ]; then kill "$tail_pid" 2>/dev/null || true; fi
-  if [ -n "$nginx_pid" ]; then
-    kill -QUIT "$nginx_pid" 2>/dev/null || true
-    # A graceful stop waits for open subscribers; give it a moment, then insist.
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-      kill -0 "$nginx_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -TERM "$nginx_pid" 2>/dev/null || true
-    wait "$nginx_pid" 2>/dev/null || true
-  fi
+# This script becomes nginx (exec below), so the process tree duplex measures is nginx's master
+# and worker only. Two helpers run detached from that tree (a double fork hands them to init):
+# one prints the ready line once /healthz answers, one removes the temp dir when nginx is gone.
+nginx_pid=$$
+# Whether nginx still runs: a zombie (exited, not yet reaped by duplex) counts as gone.
+alive() {
+  local state
+  state="$(cut -d' ' -f3 "/proc/$nginx_pid/stat" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+ready() {
+  for _ in $(seq 1 200); do
+    alive || exit 0
+    if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+      printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+      if timeout 1 head -n 1 <&3 | grep -q ' 200 '; then
+        echo "nchan listening on http://127.0.0.1:$port"
+        exit 0
+      fi
+      exec 3<&- 3>&-
+    fi
+    sleep 0.05
+  done
+  echo "start.sh: nginx did not answer /healthz on port $port within 10 s" >&2
+}
+cleanup() {
+  trap 'rm -rf "$prefix"; exit 0' TERM INT
+  while alive; do sleep 1; done
   rm -rf "$prefix"
 }
-trap 'stop; exit 0' TERM INT
-trap 'stop' EXIT
+( (ready) & )
+( (cleanup) </dev/null >/dev/null 2>&1 & )
 
-# -e: the startup error log, before error_log in the config takes over.
-"$nginx_bin" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" &
-nginx_pid=$!
-
-# Ready when /healthz answers; fail with nginx's own words when it exits first.
-for _ in $(seq 1 100); do
-  if ! kill -0 "$nginx_pid" 2>/dev/null; then
-    echo "start.sh: nginx exited before listening: $(tail -n 5 "$prefix/error.log" | tr '\n' ' ')" >&2
-    nginx_pid=""
-    exit 1
-  fi
-  if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-    printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-    if head -n 1 <&3 | grep -q ' 200 '; then
-      exec 3<&- 3>&-
-      echo "nchan listening on http://127.0.0.1:$port"
-      # Forward nginx's error log to stderr (the loadgen keeps its tail for messages).
-      tail -n 0 -F "$prefix/error.log" >&2 2>/dev/null &
-      tail_pid=$!
-      wait "$nginx_pid"
-      status=$?
-      nginx_pid=""
-      exit "$status"
-    fi
-    exec 3<&- 3>&-
-  fi
-  sleep 0.05
-done
-echo "start.sh: nginx did not answer /healthz on port $port within 5 s: $(tail -n 5 "$prefix/error.log" | tr '\n' ' ')" >&2
-exit 1
+# nginx's errors go to stderr (error_log stderr in the config); SIGTERM stops it at once.
+exec "$nginx_bin" -p "$prefix" -c "$prefix/nginx.conf" -e stderr
