@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use loadgen::child::ChildServer;
-use loadgen::clients::sse::SseParser;
 use loadgen::codec::engineio::{self, Packet as Eio};
 use loadgen::codec::nchan::{self, MessageId, PollCursor, Published, WsFrame};
 use loadgen::codec::socketio::{self, ChatSend, Packet as Sio};
 use loadgen::peer::{Peer, RelayMode};
+use loadgen::protocol::duplex::sse::SseParser;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
