@@ -37,7 +37,7 @@ enum Command {
     Run {
         /// The scenario file (TOML), e.g. scenarios/classroom.toml.
         scenario: PathBuf,
-        /// Output folder (default: reports/<scenario name>/).
+        /// Output folder (default: `reports/<scenario name>/`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Measure this server instead of starting one (e.g. http://127.0.0.1:8080).

@@ -1,15 +1,17 @@
 //! What theory expects of each transport: the "model" column of the report card, the dashed
-//! curves on the latency chart, and the loadgen's "measured vs model" terminal lines.
+//! curves on the latency chart, and the loadgen's "measured vs model" terminal lines. The
+//! model is evaluated once per phase, in [`crate::analysis`]; `docs/ARCHITECTURE.md` shows
+//! where it sits between the results document and the page.
 //!
-//! The models are the design's, deliberately simple so a student can redo them on paper:
+//! The models are the ones `docs/ARCHITECTURE.md` lists, deliberately simple so a student can redo them on paper:
 //! λ = messages per second into one client's feed (every client of the room receives every
 //! message, so λ = senders × rate per sender), T = short-poll interval, d = one-way network
 //! delay (rtt / 2), g = the client's re-request gap, B = 2d + g, L = long-poll timeout,
 //! H = header bytes per HTTP answer, P = bytes of one delivered message.
 //!
-//! One change to the design's formulas: duplex measures latency from the sender's *scheduled*
+//! One change to the textbook formulas: duplex measures latency from the sender's *scheduled*
 //! publish, and the sender sits behind the same emulated network as the receivers, so every
-//! message first travels d to reach the server (the publish) before the design's "+ d" of
+//! message first travels d to reach the server (the publish) before the textbook's "+ d" of
 //! delivery. The fixed part of every latency is therefore the publish trip plus the delivery
 //! trip (d + d = one round trip on a symmetric network), not d alone.
 //!
@@ -184,7 +186,7 @@ pub struct Expected {
     pub bytes_per_message: Option<f64>,
 }
 
-/// Evaluates the design's model of `transport`.
+/// Evaluates the model of `transport`.
 pub fn expected(transport: Transport, input: &ModelInput) -> Expected {
     let lambda = input.lambda_per_s;
     // Every delivery pays the publish's trip in and the delivery's trip out.
@@ -255,16 +257,6 @@ pub fn expected(transport: Transport, input: &ModelInput) -> Expected {
     }
 }
 
-/// The model for one measured phase, with H and P taken from its measurements
-/// ([`ModelInput::measured`]); `None` for a transport the report does not know.
-pub fn expected_for_phase(scenario: &ScenarioInfo, run: &Run, phase: &Phase) -> Option<Expected> {
-    let transport = phase.transport.parse::<Transport>().ok()?;
-    Some(expected(
-        transport,
-        &ModelInput::measured(scenario, run, phase),
-    ))
-}
-
 /// Bytes SSE adds around one message of `message_bytes`: `data: ` and the two line ends (8),
 /// an `id: <seq>\n` line (assuming 4-digit seqs), an `event: chat\n` line and the HTTP chunk
 /// around the event (hex length, two CRLFs).
@@ -285,23 +277,6 @@ pub fn websocket_frame_header_bytes(message_bytes: f64) -> f64 {
         4.0
     } else {
         10.0
-    }
-}
-
-/// How far a measurement may stray from its model before the report marks it: an absolute
-/// allowance (scheduling, server work, jitter) plus a relative one (sampling noise).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Tolerance {
-    /// Allowed absolute difference, in the metric's unit.
-    pub abs: f64,
-    /// Allowed difference relative to the expected value.
-    pub rel: f64,
-}
-
-impl Tolerance {
-    /// `true` when `measured` is further from `expected` than noise explains.
-    pub fn disagrees(&self, measured: f64, expected: f64) -> bool {
-        (measured - expected).abs() > self.abs + self.rel * expected.abs()
     }
 }
 
@@ -433,14 +408,5 @@ mod tests {
         assert!(close(sse.bytes_per_message.unwrap(), 135.0));
         assert!(close(websocket_frame_header_bytes(200.0), 4.0));
         assert!(close(websocket_frame_header_bytes(70_000.0), 10.0));
-    }
-
-    #[test]
-    fn tolerance_marks_only_differences_beyond_noise() {
-        let t = Tolerance { abs: 5.0, rel: 0.2 };
-        assert!(!t.disagrees(110.0, 100.0));
-        assert!(!t.disagrees(124.0, 100.0));
-        assert!(t.disagrees(126.0, 100.0));
-        assert!(t.disagrees(74.0, 100.0));
     }
 }

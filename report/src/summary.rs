@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::Figures;
 use crate::results::Phase;
 
 /// The `summary.csv` header, in column order (a documented contract: columns are only ever
@@ -79,9 +80,10 @@ pub struct SummaryRow {
 }
 
 impl SummaryRow {
-    /// The row for one measured phase.
+    /// The row for one measured phase (its latencies from [`Figures`]).
     pub fn from_phase(phase: &Phase) -> Self {
-        let ms = |q: f64| phase.latency.quantile_ms(q).map(round3);
+        let figures = Figures::of(phase);
+        let ms = |v: Option<f64>| v.map(round3);
         let i = &phase.integrity;
         let t = &phase.traffic;
         Self {
@@ -94,10 +96,10 @@ impl SummaryRow {
             missing: i.missing,
             duplicates: i.duplicates,
             out_of_order: i.out_of_order,
-            latency_p50_ms: ms(0.5),
-            latency_p90_ms: ms(0.9),
-            latency_p99_ms: ms(0.99),
-            latency_max_ms: ms(1.0),
+            latency_p50_ms: ms(figures.latency_p50_ms),
+            latency_p90_ms: ms(figures.latency_p90_ms),
+            latency_p99_ms: ms(figures.latency_p99_ms),
+            latency_max_ms: ms(figures.latency_max_ms),
             requests: t.requests,
             empty_responses: t.empty_responses,
             bytes_up: t.bytes_up,

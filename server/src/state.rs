@@ -1,16 +1,20 @@
-//! What every handler shares: the feed, the counters, the limits and the shutdown signal.
-//! Cloned per request (a handful of `Arc` bumps).
+//! What every handler shares: the feed, the counters, the limits, the live page's memory and the
+//! shutdown signal. Cloned per request (a handful of `Arc` bumps). Each field can be extracted on
+//! its own (`State<Arc<Feed>>`, ...) through the derived `FromRef`, so handlers outside `api`
+//! (the live page, the shared extractors) depend on the parts they use, not on this type.
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
+use crate::config::Config;
 use crate::feed::Feed;
+use crate::live::Live;
 use crate::metrics::Metrics;
 
 /// The server's shared state, handed to [`crate::app`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRef)]
 pub struct AppState {
     /// The rooms and their logs.
     pub feed: Arc<Feed>,
@@ -18,6 +22,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Limits from the command line.
     pub config: Arc<Config>,
+    /// What the live page remembers: presence and flashes. One per state, so two servers in one
+    /// test process never share it.
+    pub live: Arc<Live>,
     /// Cancelled when the server starts shutting down: streams end, long polls answer,
     /// WebSockets close with a reason.
     pub shutdown: CancellationToken,
@@ -30,6 +37,7 @@ impl AppState {
             feed: Arc::new(Feed::new(config.history)),
             metrics: Arc::new(Metrics::default()),
             config: Arc::new(config),
+            live: Arc::new(Live::default()),
             shutdown: CancellationToken::new(),
         }
     }

@@ -10,8 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 
-use super::{Target, no_content};
+use super::no_content;
 use crate::error::ApiError;
+use crate::extract::Target;
 use crate::feed::{Follower, Read};
 use crate::state::AppState;
 use wire::Transport;
@@ -20,8 +21,6 @@ use wire::Transport;
 pub const BATCH_LIMIT: usize = 1000;
 /// Long poll's timeout when the client names none.
 pub const DEFAULT_LONG_POLL_TIMEOUT_MS: u64 = 30_000;
-/// The longest long poll accepted.
-pub const MAX_LONG_POLL_TIMEOUT_MS: u64 = 120_000;
 
 pub(super) async fn short_poll(State(state): State<AppState>, target: Target) -> Response {
     let _open = state.metrics.open(Transport::ShortPoll);
@@ -96,6 +95,7 @@ fn encode_batch(read: &Read) -> bytes::Bytes {
 mod tests {
     use super::*;
     use crate::feed::{Feed, RoomName};
+    use futures_util::FutureExt;
     use wire::{Batch, PublishRequest};
 
     #[test]
@@ -113,6 +113,8 @@ mod tests {
                     echo: None,
                 },
             )
+            .now_or_never()
+            .unwrap()
             .unwrap();
         }
         let read = feed.room(&room).unwrap().read(0, None, 10);

@@ -1,5 +1,5 @@
 //! `POST /api/rooms/{room}/messages`: publishing over HTTP. The body goes through
-//! [`JsonBody`](super::JsonBody) (bounded by `--max-body`), so every refusal is a JSON
+//! [`JsonBody`](crate::extract::JsonBody) (bounded by `--max-body`), so every refusal is a JSON
 //! `{"error":...}` that names the problem: 413 over the limit, 400 for bad JSON or unknown fields.
 
 use axum::Json;
@@ -7,8 +7,8 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::JsonBody;
 use crate::error::ApiError;
+use crate::extract::JsonBody;
 use crate::feed::RoomName;
 use crate::state::AppState;
 use wire::{PublishRequest, Published};
@@ -20,6 +20,6 @@ pub(super) async fn publish(
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
     let Path(room) = room.map_err(|e| ApiError::param("room", e.body_text()))?;
     let room = RoomName::parse(&room)?;
-    let entry = state.feed.publish(&room, req)?;
+    let entry = state.feed.publish(&room, req).await?;
     Ok((StatusCode::CREATED, Json(Published { seq: entry.seq })))
 }

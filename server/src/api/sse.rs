@@ -4,9 +4,10 @@
 //! history moved past it. Events are written by hand rather than with axum's `Sse` type so the
 //! message JSON is the feed's shared bytes, copied once into the chunk, never re-encoded.
 //!
-//! Format, per the design: `id: <seq>` / `event: <event>` / `data: <message json>`; a gap or a
-//! reset is `event: gap|reset` with the [`StreamItem`] JSON as data and, as its `id:`, the cursor
-//! after it (so an `EventSource` reconnect resumes from there); `: ping` every 15 s.
+//! Format (README.md's wire API section; `docs/ARCHITECTURE.md` shows where it fits): `id: <seq>`
+//! / `event: <event>` / `data: <message json>`; a gap or a reset is `event: gap|reset` with the
+//! [`StreamItem`] JSON as data and, as its `id:`, the cursor after it (so an `EventSource`
+//! reconnect resumes from there); `: ping` every 15 s.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -21,8 +22,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::{Target, seq};
 use crate::error::ApiError;
+use crate::extract::{Target, seq};
 use crate::feed::{Follower, Read};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;

@@ -23,8 +23,8 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::Target;
 use crate::error::ApiError;
+use crate::extract::Target;
 use crate::feed::{Follower, Room};
 use crate::state::AppState;
 use wire::{ClientFrame, PublishRequest, StreamItem, Transport};
@@ -213,7 +213,7 @@ fn item_frame(item: &StreamItem) -> Message {
 async fn read_loop(mut stream: SplitStream<WebSocket>, replies: mpsc::Sender<Reply>, s: &Session) {
     while let Some(frame) = stream.next().await {
         let reply = match frame {
-            Ok(Message::Text(text)) => Reply::Item(handle_text(&text, s)),
+            Ok(Message::Text(text)) => Reply::Item(handle_text(&text, s).await),
             Ok(Message::Binary(_)) => Reply::Item(StreamItem::Error {
                 error: "binary frames are not accepted: send JSON in a text frame".to_owned(),
                 reference: None,
@@ -235,7 +235,7 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, replies: mpsc::Sender<Rep
 }
 
 /// Publishes a `send` frame and answers `ack`, or says what is wrong with the frame.
-fn handle_text(text: &str, s: &Session) -> StreamItem {
+async fn handle_text(text: &str, s: &Session) -> StreamItem {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => frame,
         Err(e) => {
@@ -263,7 +263,7 @@ fn handle_text(text: &str, s: &Session) -> StreamItem {
         to,
         echo,
     };
-    match s.state.feed.publish(s.room.name(), request) {
+    match s.state.feed.publish(s.room.name(), request).await {
         Ok(entry) => StreamItem::Ack {
             reference: reference.unwrap_or(0),
             seq: entry.seq,

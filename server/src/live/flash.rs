@@ -11,17 +11,16 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::{Live, now_us};
-use crate::api::JsonBody;
 use crate::error::ApiError;
-use crate::feed::RoomName;
-use crate::state::AppState;
+use crate::extract::JsonBody;
+use crate::feed::{Feed, RoomName};
 use wire::{PublishRequest, Transport};
 
 /// Flashes remembered (the dashboard draws the latest few).
@@ -179,8 +178,8 @@ pub struct FlashSent {
 
 /// `POST /live/flash`.
 pub(super) async fn send(
-    State(state): State<AppState>,
-    Extension(live): Extension<Arc<Live>>,
+    State(feed): State<Arc<Feed>>,
+    State(live): State<Arc<Live>>,
     JsonBody(req): JsonBody<FlashRequest>,
 ) -> Result<(StatusCode, Json<FlashSent>), ApiError> {
     let text = req.text.trim();
@@ -208,7 +207,7 @@ pub(super) async fn send(
     })
     .map_err(|e| ApiError::BadJson(e.to_string()))?;
     for room in &rooms {
-        state.feed.publish(
+        feed.publish(
             room,
             PublishRequest {
                 from: "teacher".into(),
@@ -217,7 +216,8 @@ pub(super) async fn send(
                 to: None,
                 echo: None,
             },
-        )?;
+        )
+        .await?;
     }
     let rooms: Vec<String> = rooms.iter().map(|r| r.as_str().to_owned()).collect();
     live.flashes.record(FlashRecord {
@@ -239,7 +239,7 @@ pub(super) async fn send(
 
 /// `POST /live/flash/report`.
 pub(super) async fn report(
-    Extension(live): Extension<Arc<Live>>,
+    State(live): State<Arc<Live>>,
     JsonBody(report): JsonBody<DelayReport>,
 ) -> Result<StatusCode, ApiError> {
     super::check_tab_and_client(&report.tab, &report.client)?;

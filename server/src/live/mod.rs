@@ -22,15 +22,18 @@ pub mod presence;
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::error::ApiError;
-use crate::feed::{now_us, valid_client_id};
-use crate::state::AppState;
+use crate::feed::{Feed, now_us, valid_client_id};
+use crate::metrics::Metrics;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
 const LIVE_JS: &str = include_str!("../../assets/live.js");
@@ -39,7 +42,7 @@ const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
 const LIVE_CSS: &str = include_str!("../../assets/live.css");
 
 /// What the live page remembers between requests: who is connected how, and the flashes.
-/// One per router, so two servers in one test process never share it.
+/// Kept in the server's state (`AppState::live`), one per server.
 #[derive(Debug, Default)]
 pub struct Live {
     /// Tabs that sent a heartbeat recently.
@@ -48,8 +51,18 @@ pub struct Live {
     pub flashes: flash::Flashes,
 }
 
-/// The live page's routes, to be merged into [`crate::app`]'s router.
-pub fn routes() -> Router<AppState> {
+/// The live page's routes, merged into [`crate::app`]'s router. Generic over the state, which
+/// only has to hand out the parts these handlers use, so this module does not depend on the
+/// state type (which holds a [`Live`]).
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Live>: FromRef<S>,
+    Arc<Feed>: FromRef<S>,
+    Arc<Metrics>: FromRef<S>,
+    Arc<Config>: FromRef<S>,
+    CancellationToken: FromRef<S>,
+{
     Router::new()
         .route("/", get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
         .route(
@@ -74,7 +87,6 @@ pub fn routes() -> Router<AppState> {
         .route("/live/flash/report", post(flash::report))
         .route("/live/stats", get(dashboard::stats))
         .route("/live/stream", get(dashboard::stream))
-        .layer(Extension(Arc::new(Live::default())))
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

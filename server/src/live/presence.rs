@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Extension;
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::Live;
-use crate::api::JsonBody;
 use crate::error::ApiError;
+use crate::extract::JsonBody;
 use crate::feed::RoomName;
 use wire::Transport;
 
@@ -140,7 +140,7 @@ impl Presence {
 
 /// `POST /live/presence`.
 pub(super) async fn report(
-    Extension(live): Extension<Arc<Live>>,
+    State(live): State<Arc<Live>>,
     JsonBody(beat): JsonBody<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
     super::check_tab_and_client(&beat.tab, &beat.client)?;
