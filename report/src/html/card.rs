@@ -3,7 +3,7 @@
 //! value, and a mark when the two differ by more than noise explains. Also the plain-language
 //! explanation of each transport, written from its own numbers.
 
-use crate::analysis::{Comparison, PhaseAnalysis, RunAnalysis};
+use crate::analysis::{Comparison, FloorSource, PhaseAnalysis, RunAnalysis};
 use crate::format;
 use crate::model;
 use crate::results::{Results, Run};
@@ -88,7 +88,7 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         cells[0].push(CardCell::compared(
             verdicts.latency_p50,
             format::ms,
-            String::new(),
+            floor_note(a),
         ));
         cells[1].push(CardCell::compared(
             verdicts.latency_p99,
@@ -206,6 +206,22 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         })
         .collect();
     Card { columns, rows }
+}
+
+/// Under a latency the model puts a server floor in: how long the server takes, and how the
+/// report knows.
+fn floor_note(a: &PhaseAnalysis) -> String {
+    if a.model.is_none() || a.transport == Some(Transport::ShortPoll) {
+        return String::new();
+    }
+    let source = match a.floor.source {
+        FloorSource::Measured => "measured before the phase",
+        FloorSource::FastestDelivery => "the run's fastest delivery; not measured",
+    };
+    format!(
+        "server time in the model: {} ({source})",
+        format::ms(a.floor.ms)
+    )
 }
 
 /// The transport's explanation for students, written around this run's numbers.
