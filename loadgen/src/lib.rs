@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod meter;
 pub mod netem;
 pub mod probe;
+pub mod protocol;
 pub mod publisher;
 pub mod runner;
 pub mod scenario;
@@ -100,6 +101,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         let setup = PhaseSetup {
             connector,
             authority: target.addr.to_string(),
+            protocol: Arc::new(protocol::duplex::Duplex),
             probe: Arc::clone(&probe),
             abort: abort.clone(),
             progress: options.progress,
