@@ -27,6 +27,7 @@ pub mod scenario;
 pub mod stamp;
 pub mod summary;
 pub mod target;
+pub mod thresholds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
