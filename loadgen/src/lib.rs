@@ -43,7 +43,7 @@ use crate::conn::Connector;
 use crate::netem::NetworkConditions;
 use crate::probe::Probe;
 use crate::runner::{PhaseSetup, run_phase};
-use crate::scenario::Scenario;
+use crate::scenario::{ProtocolChoice, Scenario};
 use crate::target::{ServerChoice, Target, TargetError};
 
 /// What `duplex run` asks for.
@@ -79,9 +79,25 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let open_files_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     let s = &options.scenario;
 
-    let mut target = Target::start(&options.server).await?;
+    // The scenario's [target] says which server when the command line did not name one.
+    let speaks = s.target.protocol;
+    let server = match (&options.server, &s.target.peer, &s.target.url) {
+        (ServerChoice::Child { .. }, Some(peer), _) => ServerChoice::Peer {
+            peer: peer.clone(),
+            dir: peer::peers_dir(),
+        },
+        (ServerChoice::Child { .. }, None, Some(url)) => ServerChoice::External(url.clone()),
+        (chosen, _, _) => chosen.clone(),
+    };
+    let mut target = Target::start_speaking(&server, speaks).await?;
     let abort = options.interrupt.child_token();
-    let probe = Probe::new(target.addr, target.child_pid(), abort.clone());
+    let probe = Probe::with_metrics(
+        target.addr,
+        target.child_pid(),
+        abort.clone(),
+        speaks == ProtocolChoice::Duplex,
+    );
+    let adapter = speaks.adapter();
     let mut probe_tasks = JoinSet::new();
     let probe_stop = CancellationToken::new();
     probe.start(&mut probe_tasks, probe_stop.clone());
@@ -105,7 +121,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         let setup = PhaseSetup {
             connector,
             authority: target.addr.to_string(),
-            protocol: Arc::new(protocol::duplex::Duplex),
+            protocol: Arc::clone(&adapter),
             probe: Arc::clone(&probe),
             abort: abort.clone(),
             progress: options.progress,
@@ -131,7 +147,12 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                 tokio::time::sleep(BETWEEN_PHASES).await;
             }
             let room = format!("{}-{run_id}-{p}-{transport}", point.room);
-            let phase = run_phase(point, transport, room, &setup).await;
+            let mut phase = run_phase(point, transport, room, &setup).await;
+            if speaks == ProtocolChoice::Nchan && phase.integrity.missing > 0 {
+                phase
+                    .warnings
+                    .push(protocol::nchan::SILENT_LOSS_WARNING.to_owned());
+            }
             run.phases.push(phase);
         }
         runs.push(run);

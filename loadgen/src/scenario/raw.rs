@@ -40,6 +40,24 @@ pub(super) struct RawScenario {
     pub long_poll: RawLongPoll,
     #[serde(default)]
     pub network: RawNetwork,
+    #[serde(default)]
+    pub target: RawTarget,
+}
+
+/// `[target]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    #[serde(default)]
+    pub peer: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub nchan_buffer: Option<i64>,
+    #[serde(default)]
+    pub socketio_websocket: Option<String>,
 }
 
 /// `[clients]`. Sweepable keys are kept as TOML values: a scalar or a list.

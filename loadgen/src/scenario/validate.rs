@@ -11,7 +11,9 @@ use wire::Transport;
 
 use super::keys::{self, Default, Key, Range, duration_text, grouped};
 use super::raw::RawScenario;
-use super::{Network, Overrides, Scenario, ScenarioError, Sweep, SweepKey};
+use super::{
+    Network, Overrides, ProtocolChoice, Scenario, ScenarioError, Sweep, SweepKey, TargetSpec,
+};
 use crate::thresholds::{self, Origin};
 
 /// What the drain must leave beyond the network's share and the poll interval: the server's
@@ -43,6 +45,7 @@ impl Validator<'_> {
             return Err(self.err(keys::DESCRIPTION.name, "must say what the scenario shows"));
         }
         let transports = self.transports(raw.transports)?;
+        let target = self.target(raw.target, &transports)?;
         let duration = self.duration(&keys::DURATION, raw.duration.as_deref())?;
         let warmup = self.duration(&keys::WARMUP, raw.warmup.as_deref())?;
         let drain = self.duration(&keys::DRAIN, raw.drain.as_deref())?;
@@ -157,6 +160,95 @@ impl Validator<'_> {
             seed,
             thresholds,
             notes,
+            target,
+        })
+    }
+
+    /// One of the key's words, or its default.
+    fn choice(&self, key: &Key, value: Option<String>) -> Result<Option<String>, ScenarioError> {
+        let Range::OneOf(words) = key.range else {
+            unreachable!("{} is a choice", key.name)
+        };
+        match value {
+            None => Ok(match key.default {
+                Default::Text(t) => Some(t.to_owned()),
+                _ => None,
+            }),
+            Some(v) if words.contains(&v.as_str()) => Ok(Some(v)),
+            Some(v) => Err(self.err(key.name, format!("must be {}, got {v:?}", key.range))),
+        }
+    }
+
+    /// `[target]`: the protocol, and a peer or a URL (not both); the transports must be the
+    /// protocol's.
+    fn target(
+        &self,
+        raw: super::raw::RawTarget,
+        transports: &[Transport],
+    ) -> Result<TargetSpec, ScenarioError> {
+        use crate::peer::{Peer, RelayMode};
+        let peer_word = self.choice(&keys::TARGET_PEER, raw.peer)?;
+        let protocol_word = self.choice(&keys::TARGET_PROTOCOL, raw.protocol)?;
+        let buffer = self.integer(&keys::TARGET_NCHAN_BUFFER, raw.nchan_buffer)? as u64;
+        let upgrade = self
+            .choice(&keys::TARGET_SOCKETIO_WEBSOCKET, raw.socketio_websocket)?
+            .as_deref()
+            == Some("upgrade");
+        if let Some(url) = &raw.url {
+            if peer_word.is_some() {
+                return Err(self.err(
+                    keys::TARGET_URL.name,
+                    "give target.url or target.peer, not both",
+                ));
+            }
+            if !url.starts_with("http://") {
+                return Err(self.err(
+                    keys::TARGET_URL.name,
+                    format!("must be http://host:port, got {url:?}"),
+                ));
+            }
+        }
+        let word = match (&peer_word, &protocol_word) {
+            (Some(p), Some(proto)) if p != proto => {
+                return Err(self.err(
+                    keys::TARGET_PROTOCOL.name,
+                    format!("the {p} peer speaks {p}, not {proto}"),
+                ));
+            }
+            (Some(p), _) => p.as_str(),
+            (None, Some(proto)) => proto.as_str(),
+            (None, None) => "duplex",
+        };
+        let protocol = match word {
+            "nchan" => ProtocolChoice::Nchan,
+            "socketio" => ProtocolChoice::SocketIo { upgrade },
+            _ => ProtocolChoice::Duplex,
+        };
+        if let Some(t) = transports
+            .iter()
+            .find(|t| !protocol.transports().contains(t))
+        {
+            let has: Vec<&str> = protocol.transports().iter().map(|t| t.as_str()).collect();
+            return Err(self.err(
+                keys::TRANSPORTS.name,
+                format!(
+                    "{} has no {t} transport (it has {}); leave {t} out of transports",
+                    protocol.id(),
+                    has.join(", ")
+                ),
+            ));
+        }
+        let peer = peer_word.map(|p| match p.as_str() {
+            "nchan" => Peer::Nchan { buffer },
+            _ => Peer::SocketIo {
+                mode: RelayMode::All,
+                ping_interval_ms: None,
+            },
+        });
+        Ok(TargetSpec {
+            protocol,
+            peer,
+            url: raw.url,
         })
     }
 
