@@ -549,77 +549,12 @@ pub const KEYS: [&Key; 24] = [
     &NETWORK_RTT,
     &NETWORK_JITTER,
     &NETWORK_BANDWIDTH,
-    &TARGET_PEER,
-    &TARGET_URL,
-    &TARGET_PROTOCOL,
-    &TARGET_NCHAN_BUFFER,
-    &TARGET_SOCKETIO_WEBSOCKET,
+    &super::target::TARGET_PEER,
+    &super::target::TARGET_URL,
+    &super::target::TARGET_PROTOCOL,
+    &super::target::TARGET_NCHAN_BUFFER,
+    &super::target::TARGET_SOCKETIO_WEBSOCKET,
 ];
-
-/// `target.peer`
-pub const TARGET_PEER: Key = Key {
-    name: "target.peer",
-    ty: Type::Choice,
-    default: Default::Described(
-        "none: duplex starts its own server (or measures `target.url` / `--target`)",
-    ),
-    range: Range::OneOf(&["nchan", "socketio"]),
-    range_note: "",
-    unit: "text",
-    sweep: false,
-    doc: "another stack from `peers/` that duplex starts (`peers/nchan/start.sh`, or `node peers/socketio/server.js` after `npm ci` there), samples from /proc like its own server, and stops; it implies `target.protocol`",
-};
-
-/// `target.url`
-pub const TARGET_URL: Key = Key {
-    name: "target.url",
-    ty: Type::Text,
-    default: Default::Described("none"),
-    range: Range::NotEmpty,
-    range_note: "",
-    unit: "text",
-    sweep: false,
-    doc: "a server someone else started, `http://host:port`, spoken to in `target.protocol`; `--target` overrides it. Not with `target.peer`",
-};
-
-/// `target.protocol`
-pub const TARGET_PROTOCOL: Key = Key {
-    name: "target.protocol",
-    ty: Type::Choice,
-    default: Default::Described("the peer's, else `\"duplex\"`"),
-    range: Range::OneOf(&["duplex", "nchan", "socketio"]),
-    range_note: "",
-    unit: "text",
-    sweep: false,
-    doc: "what the target speaks: duplex's wire API; nchan (`short_poll` is its interval polling, `long_poll`, `sse` its EventSource, `websocket`); Socket.IO (`long_poll` is Engine.IO polling, `websocket`; it has no `short_poll` or `sse`)",
-};
-
-/// `target.nchan_buffer`
-pub const TARGET_NCHAN_BUFFER: Key = Key {
-    name: "target.nchan_buffer",
-    ty: Type::Integer,
-    default: Default::Integer(4096),
-    range: Range::Integer {
-        min: 1,
-        max: 1_000_000,
-    },
-    range_note: "",
-    unit: "messages",
-    sweep: false,
-    doc: "messages the nchan peer keeps per room (`nchan_message_buffer_length`); it evicts older ones without telling anyone, so a buffer shorter than a client's backlog shows up as missing deliveries",
-};
-
-/// `target.socketio_websocket`
-pub const TARGET_SOCKETIO_WEBSOCKET: Key = Key {
-    name: "target.socketio_websocket",
-    ty: Type::Choice,
-    default: Default::Text("direct"),
-    range: Range::OneOf(&["direct", "upgrade"]),
-    range_note: "",
-    unit: "text",
-    sweep: false,
-    doc: "how a Socket.IO `websocket` client opens: a WebSocket at once (`transports: [\"websocket\"]`), or Socket.IO's default, polling first and then the upgrade probe",
-};
 
 /// The key with this dotted name.
 pub fn key(name: &str) -> Option<&'static Key> {

@@ -22,11 +22,13 @@ use wire::Transport;
 
 pub mod keys;
 mod raw;
+pub mod target;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use keys::{MAX_CLIENTS, MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
+pub use target::{ProtocolChoice, TargetSpec};
 
 use crate::thresholds::Threshold;
 
@@ -120,62 +122,6 @@ pub struct Scenario {
     pub notes: Vec<String>,
     /// The server measured (`[target]`).
     pub target: TargetSpec,
-}
-
-/// What a scenario measures: which protocol the target speaks, and either a peer duplex starts
-/// or a URL (neither: duplex starts its own server, or `--target` names one).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TargetSpec {
-    /// What the target speaks.
-    pub protocol: ProtocolChoice,
-    /// A peer from `peers/` to start.
-    pub peer: Option<crate::peer::Peer>,
-    /// A server someone else started.
-    pub url: Option<String>,
-}
-
-/// `target.protocol`, with its options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ProtocolChoice {
-    /// duplex's wire API.
-    #[default]
-    Duplex,
-    /// nginx + nchan.
-    Nchan,
-    /// Socket.IO (Engine.IO v4).
-    SocketIo {
-        /// `target.socketio_websocket = "upgrade"`.
-        upgrade: bool,
-    },
-}
-
-impl ProtocolChoice {
-    /// Its `target.protocol` word.
-    pub fn id(self) -> &'static str {
-        match self {
-            ProtocolChoice::Duplex => "duplex",
-            ProtocolChoice::Nchan => "nchan",
-            ProtocolChoice::SocketIo { .. } => "socketio",
-        }
-    }
-
-    /// The transports it has.
-    pub fn transports(self) -> &'static [Transport] {
-        match self {
-            ProtocolChoice::Duplex | ProtocolChoice::Nchan => &Transport::ALL,
-            ProtocolChoice::SocketIo { .. } => &crate::protocol::socketio::TRANSPORTS,
-        }
-    }
-
-    /// The adapter the runner speaks it with.
-    pub fn adapter(self) -> std::sync::Arc<dyn crate::protocol::TargetProtocol> {
-        use crate::protocol::{duplex::Duplex, nchan::Nchan, socketio::SocketIo};
-        match self {
-            ProtocolChoice::Duplex => std::sync::Arc::new(Duplex),
-            ProtocolChoice::Nchan => std::sync::Arc::new(Nchan),
-            ProtocolChoice::SocketIo { upgrade } => std::sync::Arc::new(SocketIo { upgrade }),
-        }
-    }
 }
 
 /// Emulated network conditions.

@@ -11,9 +11,7 @@ use wire::Transport;
 
 use super::keys::{self, Default, Key, Range, duration_text, grouped};
 use super::raw::RawScenario;
-use super::{
-    Network, Overrides, ProtocolChoice, Scenario, ScenarioError, Sweep, SweepKey, TargetSpec,
-};
+use super::{Network, Overrides, Scenario, ScenarioError, Sweep, SweepKey};
 use crate::thresholds::{self, Origin};
 
 /// What the drain must leave beyond the network's share and the poll interval: the server's
@@ -26,7 +24,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, key: &str, problem: impl Into<String>) -> ScenarioError {
+    pub(super) fn err(&self, key: &str, problem: impl Into<String>) -> ScenarioError {
         ScenarioError::Invalid {
             file: self.file.to_owned(),
             key: key.to_owned(),
@@ -164,94 +162,6 @@ impl Validator<'_> {
         })
     }
 
-    /// One of the key's words, or its default.
-    fn choice(&self, key: &Key, value: Option<String>) -> Result<Option<String>, ScenarioError> {
-        let Range::OneOf(words) = key.range else {
-            unreachable!("{} is a choice", key.name)
-        };
-        match value {
-            None => Ok(match key.default {
-                Default::Text(t) => Some(t.to_owned()),
-                _ => None,
-            }),
-            Some(v) if words.contains(&v.as_str()) => Ok(Some(v)),
-            Some(v) => Err(self.err(key.name, format!("must be {}, got {v:?}", key.range))),
-        }
-    }
-
-    /// `[target]`: the protocol, and a peer or a URL (not both); the transports must be the
-    /// protocol's.
-    fn target(
-        &self,
-        raw: super::raw::RawTarget,
-        transports: &[Transport],
-    ) -> Result<TargetSpec, ScenarioError> {
-        use crate::peer::{Peer, RelayMode};
-        let peer_word = self.choice(&keys::TARGET_PEER, raw.peer)?;
-        let protocol_word = self.choice(&keys::TARGET_PROTOCOL, raw.protocol)?;
-        let buffer = self.integer(&keys::TARGET_NCHAN_BUFFER, raw.nchan_buffer)? as u64;
-        let upgrade = self
-            .choice(&keys::TARGET_SOCKETIO_WEBSOCKET, raw.socketio_websocket)?
-            .as_deref()
-            == Some("upgrade");
-        if let Some(url) = &raw.url {
-            if peer_word.is_some() {
-                return Err(self.err(
-                    keys::TARGET_URL.name,
-                    "give target.url or target.peer, not both",
-                ));
-            }
-            if !url.starts_with("http://") {
-                return Err(self.err(
-                    keys::TARGET_URL.name,
-                    format!("must be http://host:port, got {url:?}"),
-                ));
-            }
-        }
-        let word = match (&peer_word, &protocol_word) {
-            (Some(p), Some(proto)) if p != proto => {
-                return Err(self.err(
-                    keys::TARGET_PROTOCOL.name,
-                    format!("the {p} peer speaks {p}, not {proto}"),
-                ));
-            }
-            (Some(p), _) => p.as_str(),
-            (None, Some(proto)) => proto.as_str(),
-            (None, None) => "duplex",
-        };
-        let protocol = match word {
-            "nchan" => ProtocolChoice::Nchan,
-            "socketio" => ProtocolChoice::SocketIo { upgrade },
-            _ => ProtocolChoice::Duplex,
-        };
-        if let Some(t) = transports
-            .iter()
-            .find(|t| !protocol.transports().contains(t))
-        {
-            let has: Vec<&str> = protocol.transports().iter().map(|t| t.as_str()).collect();
-            return Err(self.err(
-                keys::TRANSPORTS.name,
-                format!(
-                    "{} has no {t} transport (it has {}); leave {t} out of transports",
-                    protocol.id(),
-                    has.join(", ")
-                ),
-            ));
-        }
-        let peer = peer_word.map(|p| match p.as_str() {
-            "nchan" => Peer::Nchan { buffer },
-            _ => Peer::SocketIo {
-                mode: RelayMode::All,
-                ping_interval_ms: None,
-            },
-        });
-        Ok(TargetSpec {
-            protocol,
-            peer,
-            url: raw.url,
-        })
-    }
-
     /// The drain the slowest transport needs: a message published at the window's end
     /// travels in (rtt/2 + jitter), waits for the next short poll (up to one interval), and
     /// travels out (rtt/2 + jitter); push transports and long polls need only the trips.
@@ -357,7 +267,7 @@ impl Validator<'_> {
         }
     }
 
-    fn integer(&self, key: &Key, value: Option<i64>) -> Result<i64, ScenarioError> {
+    pub(super) fn integer(&self, key: &Key, value: Option<i64>) -> Result<i64, ScenarioError> {
         let i = match (value, key.default) {
             (Some(i), _) => i,
             (None, Default::Integer(d)) => d,
