@@ -68,6 +68,10 @@ enum Command {
         /// Measured time per transport, e.g. 10s (overrides duration).
         #[arg(long)]
         duration: Option<String>,
+        /// Measure another stack from peers/ instead of duplex: nchan or socketio (overrides
+        /// target.peer; Socket.IO has only long_poll and websocket, see --transports).
+        #[arg(long)]
+        peer: Option<String>,
     },
     /// Re-render index.html and the CSV files from a results.json, without running any load.
     Report {
@@ -128,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             transports,
             clients,
             duration,
+            peer,
         } => run_scenario(
             &scenario,
             out,
@@ -136,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 transports,
                 clients,
                 duration,
+                peer,
                 ..Default::default()
             },
         ),

@@ -200,9 +200,14 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     })
 }
 
-/// The output folder when none is given: `reports/<scenario name>/`.
+/// The output folder when none is given: `reports/<scenario name>/`, or
+/// `reports/<scenario name>-<peer>/` when it measures a peer (so one scenario run against
+/// several stacks keeps each report).
 pub fn default_out_dir(scenario: &Scenario) -> PathBuf {
-    Path::new("reports").join(&scenario.name)
+    match &scenario.target.peer {
+        Some(peer) => Path::new("reports").join(format!("{}-{}", scenario.name, peer.name())),
+        None => Path::new("reports").join(&scenario.name),
+    }
 }
 
 /// Writes `results.json`, then the report (`index.html`, `summary.csv`, ...) into `out_dir`.

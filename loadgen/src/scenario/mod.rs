@@ -214,6 +214,8 @@ pub struct Overrides {
     pub duration: Option<String>,
     /// `--seed`
     pub seed: Option<i64>,
+    /// `--peer` (replaces `target.peer`)
+    pub peer: Option<String>,
     /// `--threshold`, each `<transport>.<metric> <op> <number>`, added to the file's.
     pub thresholds: Vec<String>,
 }
@@ -226,6 +228,11 @@ impl Overrides {
             Some("duration") if self.duration.is_some() => "--duration",
             Some("clients.count") if self.clients.is_some() => "--clients",
             Some("seed") if self.seed.is_some() => "--seed",
+            Some("target.peer" | "target.url" | "target.protocol" | "transports")
+                if self.peer.is_some() =>
+            {
+                "--peer"
+            }
             _ => return error,
         };
         match error {
