@@ -68,7 +68,7 @@ enum Command {
         #[arg(long, allow_hyphen_values = true)]
         seed: Option<i64>,
         /// A check the run must pass, e.g. 'websocket.latency_p99_ms < 50' or '*.missing == 0'
-        /// (repeatable; added to the scenario's [thresholds]).
+        /// (repeatable; added to the scenario's `[thresholds]`).
         #[arg(long = "threshold", value_name = "CHECK")]
         thresholds: Vec<String>,
         /// Also fail (exit 2) when the loadgen was saturated, so its figures cannot be trusted.

@@ -21,7 +21,7 @@ use crate::meter::PhaseMeter;
 pub enum ProgressMode {
     /// Redrawn bars, for a terminal.
     Bars,
-    /// A plain line every [`LINE_EVERY`] and one when a phase ends, for logs.
+    /// A plain line every 5 seconds of a phase and one when it ends, for logs.
     Lines,
     /// Nothing (tests).
     Hidden,
@@ -40,7 +40,7 @@ impl ProgressMode {
 }
 
 /// How often [`ProgressMode::Lines`] prints, in phase seconds.
-pub const LINE_EVERY: u64 = 5;
+const LINE_EVERY: u64 = 5;
 
 /// A phase's progress, with the three calls the runner makes on an indicatif bar.
 #[derive(Debug, Clone)]
