@@ -330,6 +330,7 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
             events: trace,
         }],
         warnings: Vec::new(),
+        model_floor_ms: None,
     }
 }
 

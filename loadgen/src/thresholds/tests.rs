@@ -31,6 +31,7 @@ fn phase(transport: &str) -> Phase {
         timeseries: Vec::new(),
         traces: Vec::new(),
         warnings: Vec::new(),
+        model_floor_ms: None,
     };
     p.integrity.deliveries_expected = 100;
     p.integrity.deliveries_received = 100;
