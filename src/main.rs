@@ -1,6 +1,12 @@
 //! The `duplex` binary: thin glue that parses the command line, sets up logging and hands over
 //! to the libraries: `serve` to the server, `run` to the loadgen, `report` to the report crate.
+//!
+//! What scripts rely on lives here: `duplex run`'s exit status (0 ok, 1 error, 2 a check failed,
+//! 130 interrupted; see [`EXIT_CHECKS_FAILED`]), progress as plain lines when stderr is not a
+//! terminal, no ANSI colour in logs that are piped or when `NO_COLOR` is set, and an error
+//! printed with each cause once.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,6 +56,12 @@ enum Command {
         allow_host: Vec<String>,
     },
     /// Run a scenario: simulate its clients on each transport, measure, write the report.
+    #[command(
+        after_help = "Exit status: 0 the run completed and every check passed; 1 an error \
+        (bad scenario or flag, server not started, run cut short); 2 a check failed (a missing, \
+        duplicated or out-of-order delivery, a threshold, or --strict and a saturated loadgen); \
+        130 interrupted."
+    )]
     Run {
         /// The scenario file (TOML), e.g. scenarios/classroom.toml.
         scenario: PathBuf,
@@ -68,6 +80,16 @@ enum Command {
         /// Measured time per transport, e.g. 10s (overrides duration).
         #[arg(long)]
         duration: Option<String>,
+        /// The seed for the run's random choices (overrides seed; recorded in results.json).
+        #[arg(long, allow_hyphen_values = true)]
+        seed: Option<i64>,
+        /// A check the run must pass, e.g. 'websocket.latency_p99_ms < 50' or '*.missing == 0'
+        /// (repeatable; added to the scenario's `[thresholds]`).
+        #[arg(long = "threshold", value_name = "CHECK")]
+        thresholds: Vec<String>,
+        /// Also fail (exit 2) when the loadgen was saturated, so its figures cannot be trusted.
+        #[arg(long)]
+        strict: bool,
     },
     /// Re-render index.html and the CSV files from a results.json, without running any load.
     Report {
@@ -79,6 +101,12 @@ enum Command {
     },
 }
 
+/// `duplex run`: the run completed but a check failed (integrity, a threshold, `--strict`).
+/// Distinct from 1, an error, so CI can tell "the numbers are bad" from "it did not run".
+const EXIT_CHECKS_FAILED: u8 = 2;
+/// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -87,14 +115,39 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // tracing colours by default even into a pipe; a log file should hold plain text.
+        .with_ansi(colour_on_stderr())
         .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set to anything (no-color.org).
+fn colour_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The error and its causes, each said once: many error types put their source's text in
+/// their own message too, so `{:#}` would print it twice ("cannot read x: No such file...:
+/// No such file...").
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -128,6 +181,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             transports,
             clients,
             duration,
+            seed,
+            thresholds,
+            strict,
         } => run_scenario(
             &scenario,
             out,
@@ -136,8 +192,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 transports,
                 clients,
                 duration,
-                ..Default::default()
+                seed,
+                thresholds,
             },
+            strict,
         ),
         Command::Report { results, out } => {
             let parsed = report::read_results(&results)?;
@@ -156,15 +214,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `duplex run`: validate the scenario (before any load), run it against a child server or
-/// `--target`, write results.json and the report, print the summary. Ctrl-C stops cleanly and
-/// still writes what was measured; exit status is non-zero for an incomplete run.
+/// `--target`, write results.json and the report, print the summary and the checks. Ctrl-C
+/// stops cleanly and still writes what was measured. Exit status: see [`EXIT_CHECKS_FAILED`].
 fn run_scenario(
     path: &std::path::Path,
     out: Option<PathBuf>,
     target: Option<String>,
     overrides: loadgen::scenario::Overrides,
+    strict: bool,
 ) -> anyhow::Result<ExitCode> {
     let scenario = loadgen::scenario::Scenario::load(path, &overrides)?;
+    for note in &scenario.notes {
+        eprintln!("note: {note}");
+    }
+    let thresholds = scenario.thresholds.clone();
     let out = out.unwrap_or_else(|| loadgen::default_out_dir(&scenario));
     let server = match target {
         Some(url) => loadgen::target::ServerChoice::External(url),
@@ -191,7 +254,7 @@ fn run_scenario(
         let results = loadgen::run(loadgen::RunOptions {
             scenario,
             server,
-            progress: true,
+            progress: loadgen::ProgressMode::for_stderr(),
             interrupt: interrupt.clone(),
         })
         .await;
@@ -207,14 +270,24 @@ fn run_scenario(
     for path in written {
         println!("wrote {}", path.display());
     }
-    Ok(if interrupt.is_cancelled() {
-        ExitCode::from(130)
-    } else if !results.complete {
+    if interrupt.is_cancelled() {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    let verdict = loadgen::thresholds::evaluate(&results, &thresholds, strict);
+    loadgen::thresholds::write_table(&verdict, &mut std::io::stdout().lock())?;
+    Ok(if !results.complete {
         eprintln!(
             "error: the run is incomplete: {}",
             results.warnings.join("; ")
         );
         ExitCode::FAILURE
+    } else if !verdict.passed() {
+        eprintln!(
+            "error: {} of {} checks failed (exit status {EXIT_CHECKS_FAILED})",
+            verdict.failures(),
+            verdict.checks.len()
+        );
+        ExitCode::from(EXIT_CHECKS_FAILED)
     } else {
         ExitCode::SUCCESS
     })
@@ -295,4 +368,40 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose message repeats its source's, as `ScenarioError::Read` and
+    /// `ReportError::Read` do.
+    #[derive(Debug)]
+    struct Unreadable {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Unreadable {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "scenarios/x.toml: cannot read: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Unreadable {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn an_error_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(Unreadable { source: io }).context("loading the scenario");
+        assert_eq!(
+            error_text(&e),
+            "loading the scenario: scenarios/x.toml: cannot read: No such file or directory"
+        );
+        // `{:#}` says the cause twice; that is what this replaces.
+        assert_eq!(format!("{e:#}").matches("No such file").count(), 2);
+    }
 }
