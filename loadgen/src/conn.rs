@@ -43,11 +43,11 @@ pub struct ClientTally {
 impl Tally for ClientTally {
     fn read(&self, n: usize) {
         self.conn.read.fetch_add(n as u64, Relaxed);
-        self.meter.bytes_down.fetch_add(n as u64, Relaxed);
+        self.meter.traffic.bytes_down.fetch_add(n as u64, Relaxed);
     }
 
     fn written(&self, n: usize) {
-        self.meter.bytes_up.fetch_add(n as u64, Relaxed);
+        self.meter.traffic.bytes_up.fetch_add(n as u64, Relaxed);
     }
 }
 
@@ -168,7 +168,7 @@ impl Connector {
         // Chat frames are small; Nagle would add up to 40 ms to a poll that hyper writes in two
         // pieces.
         stream.set_nodelay(true)?;
-        meter.connections_opened.fetch_add(1, Relaxed);
+        meter.traffic.connections_opened.fetch_add(1, Relaxed);
         let conn = Arc::new(ConnBytes::default());
         let counted = Counted::new(
             stream,

@@ -9,20 +9,25 @@
 
 #![warn(missing_docs)]
 
+pub mod child;
 pub mod clients;
 pub mod clock;
+pub mod codec;
 pub mod conn;
 pub mod environment;
 pub mod ledger;
 pub mod meter;
 pub mod netem;
+pub mod peer;
 pub mod probe;
+pub mod protocol;
 pub mod publisher;
 pub mod runner;
 pub mod scenario;
 pub mod stamp;
 pub mod summary;
 pub mod target;
+pub mod thresholds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,6 +105,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         let setup = PhaseSetup {
             connector,
             authority: target.addr.to_string(),
+            protocol: Arc::new(protocol::duplex::Duplex),
             probe: Arc::clone(&probe),
             abort: abort.clone(),
             progress: options.progress,

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use report::LatencyHistogram;
+use report::results::Traffic;
 
 /// Shards per histogram: enough that 2 cores' worth of clients rarely wait on one another.
 const SHARDS: usize = 16;
@@ -60,28 +61,12 @@ impl ShardedHistogram {
 /// Everything the clients of one phase record.
 #[derive(Debug, Default)]
 pub struct PhaseMeter {
-    /// HTTP requests sent, or WebSocket frames sent.
-    pub requests: AtomicU64,
-    /// 204 answers.
-    pub empty_responses: AtomicU64,
-    /// TCP connections opened.
-    pub connections_opened: AtomicU64,
-    /// Failed connects, requests and protocol errors.
-    pub errors: AtomicU64,
-    /// Bytes the clients wrote.
-    pub bytes_up: AtomicU64,
-    /// Bytes the clients read.
-    pub bytes_down: AtomicU64,
-    /// Of `bytes_down`: message JSON.
-    pub payload_down: AtomicU64,
-    /// Of `bytes_down`: HTTP status lines and headers of non-empty answers.
-    pub header_down: AtomicU64,
-    /// Of `bytes_down`: whole 204 answers.
-    pub empty_down: AtomicU64,
+    /// The traffic counters, declared once with the results document's [`Traffic`]. Its
+    /// `framing_down` stays 0 here (framing is what is left over, worked out by
+    /// [`TrafficSnapshot::since`]); its `peak_in_flight` is the highest `in_flight` seen.
+    pub traffic: Traffic<AtomicU64>,
     /// Requests in flight now (a gauge).
     pub in_flight: AtomicI64,
-    /// Highest `in_flight` seen.
-    pub peak_in_flight: AtomicU64,
     /// Message arrivals, duplicates included.
     pub deliveries: AtomicU64,
     /// First arrivals of a stamped message at a client (what integrity calls received).
@@ -103,9 +88,11 @@ pub struct PhaseMeter {
 impl PhaseMeter {
     /// Marks a request as started; pair with [`PhaseMeter::request_finished`].
     pub fn request_started(&self) {
-        self.requests.fetch_add(1, Relaxed);
+        self.traffic.requests.fetch_add(1, Relaxed);
         let now = self.in_flight.fetch_add(1, Relaxed) + 1;
-        self.peak_in_flight.fetch_max(now.max(0) as u64, Relaxed);
+        self.traffic
+            .peak_in_flight
+            .fetch_max(now.max(0) as u64, Relaxed);
     }
 
     /// Marks a request as answered (or abandoned).
@@ -115,75 +102,63 @@ impl PhaseMeter {
 
     /// Counts one error.
     pub fn error(&self) {
-        self.errors.fetch_add(1, Relaxed);
+        self.traffic.errors.fetch_add(1, Relaxed);
+    }
+
+    /// Starts a new peak of requests in flight from those in flight now (at a window's start).
+    pub fn restart_peak_in_flight(&self) {
+        self.traffic
+            .peak_in_flight
+            .store(self.in_flight.load(Relaxed).max(0) as u64, Relaxed);
     }
 
     /// The traffic counters now.
     pub fn snapshot(&self) -> TrafficSnapshot {
-        TrafficSnapshot {
-            requests: self.requests.load(Relaxed),
-            empty_responses: self.empty_responses.load(Relaxed),
-            connections_opened: self.connections_opened.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            bytes_up: self.bytes_up.load(Relaxed),
-            bytes_down: self.bytes_down.load(Relaxed),
-            payload_down: self.payload_down.load(Relaxed),
-            header_down: self.header_down.load(Relaxed),
-            empty_down: self.empty_down.load(Relaxed),
-        }
+        TrafficSnapshot(self.traffic.map(|c| c.load(Relaxed)))
     }
 }
 
 /// The traffic counters at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TrafficSnapshot {
-    /// See [`PhaseMeter::requests`].
-    pub requests: u64,
-    /// See [`PhaseMeter::empty_responses`].
-    pub empty_responses: u64,
-    /// See [`PhaseMeter::connections_opened`].
-    pub connections_opened: u64,
-    /// See [`PhaseMeter::errors`].
-    pub errors: u64,
-    /// See [`PhaseMeter::bytes_up`].
-    pub bytes_up: u64,
-    /// See [`PhaseMeter::bytes_down`].
-    pub bytes_down: u64,
-    /// See [`PhaseMeter::payload_down`].
-    pub payload_down: u64,
-    /// See [`PhaseMeter::header_down`].
-    pub header_down: u64,
-    /// See [`PhaseMeter::empty_down`].
-    pub empty_down: u64,
-}
+pub struct TrafficSnapshot(pub Traffic);
 
 impl TrafficSnapshot {
-    /// What happened between `earlier` and `self`, as the results document's [`Traffic`];
-    /// framing is what is left of `bytes_down` after payload, headers and empty answers.
-    ///
-    /// [`Traffic`]: report::results::Traffic
-    pub fn since(
-        &self,
-        earlier: &TrafficSnapshot,
-        peak_in_flight: u64,
-    ) -> report::results::Traffic {
-        let d = |a: u64, b: u64| a.saturating_sub(b);
-        let bytes_down = d(self.bytes_down, earlier.bytes_down);
-        let payload_down = d(self.payload_down, earlier.payload_down);
-        let header_down = d(self.header_down, earlier.header_down);
-        let empty_down = d(self.empty_down, earlier.empty_down);
-        report::results::Traffic {
-            requests: d(self.requests, earlier.requests),
-            empty_responses: d(self.empty_responses, earlier.empty_responses),
-            connections_opened: d(self.connections_opened, earlier.connections_opened),
-            errors: d(self.errors, earlier.errors),
-            bytes_up: d(self.bytes_up, earlier.bytes_up),
-            bytes_down,
-            payload_down,
-            header_down,
-            framing_down: bytes_down.saturating_sub(payload_down + header_down + empty_down),
-            empty_down,
-            peak_in_flight,
-        }
+    /// What happened between `earlier` and `self`, as the results document's [`Traffic`]: each
+    /// counter's difference, except the peak of requests in flight, which is `self`'s (a peak
+    /// since [`PhaseMeter::restart_peak_in_flight`]), and framing, which is what is left of
+    /// `bytes_down` after payload, headers and empty answers.
+    pub fn since(&self, earlier: &TrafficSnapshot) -> Traffic {
+        let mut t = self.0.zip(&earlier.0, |a, b| a.saturating_sub(*b));
+        t.peak_in_flight = self.0.peak_in_flight;
+        t.framing_down = t
+            .bytes_down
+            .saturating_sub(t.payload_down + t.header_down + t.empty_down);
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_subtracts_counters_keeps_the_peak_and_derives_framing() {
+        let meter = PhaseMeter::default();
+        meter.request_started();
+        meter.traffic.bytes_down.fetch_add(100, Relaxed);
+        let before = meter.snapshot();
+        meter.restart_peak_in_flight();
+        meter.request_started();
+        meter.request_finished();
+        meter.traffic.bytes_down.fetch_add(50, Relaxed);
+        meter.traffic.payload_down.fetch_add(20, Relaxed);
+        meter.traffic.header_down.fetch_add(10, Relaxed);
+        meter.traffic.empty_down.fetch_add(5, Relaxed);
+        let t = meter.snapshot().since(&before);
+        assert_eq!(t.requests, 1);
+        assert_eq!(t.bytes_down, 50);
+        assert_eq!(t.framing_down, 15);
+        // One request was in flight at the window's start and a second joined it.
+        assert_eq!(t.peak_in_flight, 2);
     }
 }

@@ -10,23 +10,22 @@
 //! model's `e^(-λT)` empty share describes. The room's stream (all senders together) is then
 //! Poisson with `λ = senders × rate`, which is what the report's models assume.
 //!
-//! HTTP transports publish with `POST .../messages` on a keep-alive connection of their own (a
-//! browser would use a second connection too); a WebSocket sender hands its orders to its own
-//! client, which sends them over its socket and matches the acks.
+//! HTTP transports publish with the target protocol's request (duplex: `POST .../messages`) on
+//! a keep-alive connection of their own (a browser would use a second connection too); a
+//! WebSocket sender hands its orders to its own client, which sends them over its socket and
+//! matches the acks.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use hyper::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use wire::{PublishRequest, Published};
 
-use crate::clients::http::{HttpConn, snippet};
+use crate::clients::http::HttpConn;
 use crate::clients::{ClientError, PhaseCtx, PublishOrder, Window};
 use crate::clock;
 use crate::stamp::Stamp;
@@ -131,7 +130,7 @@ pub async fn run_sender(
     }
 }
 
-/// One `POST .../messages`, reopening the connection when needed.
+/// One HTTP publish in the target protocol's shape, reopening the connection when needed.
 async fn publish_http(
     phase: &PhaseCtx,
     conn: &mut Option<HttpConn>,
@@ -147,30 +146,21 @@ async fn publish_http(
         n: order.n,
         scheduled_ns: clock::ns_at(order.scheduled.into_std()),
     };
-    let body = PublishRequest {
-        from: format!("c{sender}"),
-        body: stamp.encode(phase.payload_bytes),
-        event: None,
-        to: None,
-        echo: None,
-    };
-    let json = serde_json::to_string(&body).expect("a publish request serializes");
-    let request = HttpConn::request(phase, "POST", &phase.room_path("messages"), Some(json));
+    let body = stamp.encode(phase.payload_bytes);
+    let request = phase
+        .protocol
+        .publish_request(phase, &format!("c{sender}"), body);
     let answer = c.exchange(phase, request, PUBLISH_TIMEOUT).await?;
     let meter = &phase.meter;
     meter
         .request_rtt
         .record_us(sender, (answer.end - answer.start).as_micros() as u64);
-    if answer.status != StatusCode::CREATED {
-        return Err(ClientError::Status {
-            status: answer.status.as_u16(),
-            body: snippet(&answer.body),
-        });
-    }
-    meter.header_down.fetch_add(answer.head_len, Relaxed);
-    let published: Published = serde_json::from_slice(&answer.body)
-        .map_err(|e| ClientError::Protocol(format!("bad publish answer: {e}")))?;
-    phase.publish_acked(published.seq);
+    let seq = phase.protocol.published_seq(&answer)?;
+    meter
+        .traffic
+        .header_down
+        .fetch_add(answer.head_len, Relaxed);
+    phase.publish_acked(seq);
     Ok(())
 }
 

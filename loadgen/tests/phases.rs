@@ -10,6 +10,7 @@ use loadgen::CancellationToken;
 use loadgen::conn::Connector;
 use loadgen::netem::NetworkConditions;
 use loadgen::probe::Probe;
+use loadgen::protocol::duplex::Duplex;
 use loadgen::runner::{PhaseSetup, run_phase};
 use loadgen::scenario::{Overrides, Scenario};
 use loadgen::target::{ServerChoice, Target, TargetError};
@@ -33,6 +34,7 @@ async fn every_transport_delivers_every_message_exactly_once() {
     let setup = PhaseSetup {
         connector: Arc::new(Connector::new(srv.addr, NetworkConditions::IDEAL)),
         authority: srv.addr.to_string(),
+        protocol: Arc::new(Duplex),
         probe,
         abort,
         progress: false,
@@ -84,6 +86,7 @@ async fn every_transport_survives_an_emulated_network() {
             NetworkConditions::new(Duration::from_millis(40), Duration::ZERO),
         )),
         authority: srv.addr.to_string(),
+        protocol: Arc::new(Duplex),
         probe: Probe::new(srv.addr, None, abort.clone()),
         abort,
         progress: false,

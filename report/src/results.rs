@@ -70,6 +70,10 @@ pub struct ScenarioInfo {
     pub network: NetworkInfo,
     /// The swept key and its values, when the scenario sweeps one.
     pub sweep: Option<SweepInfo>,
+    /// The seed every random choice of the run was drawn from (`seed` in the scenario);
+    /// absent in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// Network conditions applied by the loadgen's delay proxy.
@@ -175,6 +179,12 @@ pub struct Phase {
     pub traces: Vec<ClientTrace>,
     /// Validity warnings for this phase (loadgen saturated, clients failed to connect, ...).
     pub warnings: Vec<String>,
+    /// The server's service time on this machine, ms, measured before the phase (a few
+    /// publishes to one idle subscriber): the floor the long-poll, SSE and WebSocket models add
+    /// to the network's trips. Absent in results written before it was measured; the report
+    /// then estimates it from the run's fastest delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_floor_ms: Option<f64>,
 }
 
 /// Per-recipient delivery accounting, summed over all clients of a phase.
@@ -197,32 +207,58 @@ pub struct Integrity {
     pub resets: u64,
 }
 
-/// Request and byte counts at the clients' sockets, with the byte split the transport allows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Traffic {
+/// Declares [`Traffic`] and the walks over its counters from one list, so a counter is added in
+/// one place: the loadgen's meter holds a `Traffic<AtomicU64>`, reads it into a `Traffic<u64>`
+/// and subtracts two of those with [`Traffic::map`] and [`Traffic::zip`], and no other file
+/// names the counters one by one.
+macro_rules! traffic_counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Request and byte counts at the clients' sockets, with the byte split the transport
+        /// allows. `C` is the cell: `u64` in the results document, an atomic in the loadgen.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct Traffic<C = u64> {
+            $($(#[$doc])* pub $name: C,)*
+        }
+
+        impl<C> Traffic<C> {
+            /// Every counter through `f`, e.g. loading atomics into numbers.
+            pub fn map<D>(&self, mut f: impl FnMut(&C) -> D) -> Traffic<D> {
+                Traffic { $($name: f(&self.$name),)* }
+            }
+
+            /// Every counter of `self` and `other`, pairwise, through `f`.
+            pub fn zip<D, E>(&self, other: &Traffic<D>, mut f: impl FnMut(&C, &D) -> E) -> Traffic<E> {
+                Traffic { $($name: f(&self.$name, &other.$name),)* }
+            }
+        }
+    };
+}
+
+traffic_counters! {
     /// HTTP requests sent (polls and publishes) or WebSocket frames sent.
-    pub requests: u64,
+    requests,
     /// Poll answers with nothing in them (204).
-    pub empty_responses: u64,
+    empty_responses,
     /// TCP connections opened.
-    pub connections_opened: u64,
+    connections_opened,
     /// Failed requests, connects and protocol errors.
-    pub errors: u64,
+    errors,
     /// Bytes written by the clients.
-    pub bytes_up: u64,
+    bytes_up,
     /// Bytes read by the clients.
-    pub bytes_down: u64,
+    bytes_down,
     /// Of `bytes_down`: message bodies' JSON as delivered (the useful part).
-    pub payload_down: u64,
+    payload_down,
     /// Of `bytes_down`: HTTP status lines and headers.
-    pub header_down: u64,
+    header_down,
     /// Of `bytes_down`: everything else around payloads (chunk sizes, SSE `id:`/`event:` lines,
-    /// WebSocket frame headers, batch JSON around messages, pings).
-    pub framing_down: u64,
+    /// WebSocket frame headers, batch JSON around messages, pings). Derived (what is left of
+    /// `bytes_down`), never counted directly.
+    framing_down,
     /// Of `bytes_down`: whole answers that carried nothing (204s incl. headers).
-    pub empty_down: u64,
-    /// Largest number of requests in flight at once.
-    pub peak_in_flight: u64,
+    empty_down,
+    /// Largest number of requests in flight at once (a gauge's peak, not a sum).
+    peak_in_flight,
 }
 
 /// Server CPU and memory for the measured window.

@@ -1,20 +1,17 @@
-//! The simulated chat clients: one implementation per transport behind one small interface,
-//! [`TransportClient`] (connect, then run one connection until it stops or breaks), so the
-//! runner, with its connect retries and reconnect loop, is written once (`runner.rs`). What
-//! every client shares lives in [`ClientHandle`]: its identity, its [`Ledger`], its optional
-//! trace, and the arithmetic of a delivery (latency against the stamp's scheduled time,
-//! integrity, counters), so no transport can count a delivery differently from another.
+//! What every simulated chat client has, whatever protocol its target speaks: one small
+//! interface per connection, [`TransportClient`] (connect, then run one connection until it
+//! stops or breaks), whose life (connect retries, reconnects) is written once in [`life`]; and
+//! [`ClientHandle`], the client's identity, its [`Ledger`], its optional trace and the arithmetic
+//! of a delivery (latency against the stamp's scheduled time, integrity, counters), so no
+//! transport and no protocol can count a delivery differently from another. The implementations
+//! for each transport belong to a target protocol (`crate::protocol`); [`http`] is the counted
+//! HTTP/1.1 connection they share.
 //!
-//! Every client subscribes to the phase's fresh room from `since=0` and, after a failure,
-//! reconnects from the last seq it saw, as a real client would.
+//! Every client subscribes to the phase's fresh room from the start of its log and, after a
+//! failure, reconnects from the last seq it saw, as a real client would.
 
-pub mod batch;
 pub mod http;
-pub mod long_poll;
-pub mod short_poll;
-pub mod sse;
-pub mod websocket;
-pub mod wire_ref;
+pub mod life;
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,8 +28,8 @@ use crate::clock;
 use crate::conn::Connector;
 use crate::ledger::{Arrival, Ledger};
 use crate::meter::PhaseMeter;
+use crate::protocol::TargetProtocol;
 use crate::stamp::Stamp;
-use wire_ref::{MessageRef, StreamItemRef};
 
 /// Most events kept per traced client, so a long phase cannot grow a trace without bound.
 const TRACE_LIMIT: usize = 20_000;
@@ -86,27 +83,6 @@ pub struct PublishOrder {
     pub scheduled: Instant,
 }
 
-/// What the server answers a WebSocket sender's `send` on the stream: the items of a stream
-/// that are not the client's to record, handed back to the transport by
-/// [`ClientHandle::on_stream_item`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendReply {
-    /// The server accepted the send with `ref` = `reference` and gave it `seq`.
-    Ack {
-        /// The client's `ref` from the `send`.
-        reference: u64,
-        /// The sequence number the message got.
-        seq: u64,
-    },
-    /// The server refused a send (the connection stays usable).
-    Error {
-        /// What was wrong, in words.
-        error: String,
-        /// The `ref` of the refused `send`, when the server could read it.
-        reference: Option<u64>,
-    },
-}
-
 /// What every client of a phase shares: where to connect, what to measure into.
 #[derive(Debug)]
 pub struct PhaseCtx {
@@ -116,6 +92,8 @@ pub struct PhaseCtx {
     pub authority: String,
     /// This phase's room.
     pub room: String,
+    /// The protocol the target speaks: which client each transport uses, how to publish.
+    pub protocol: Arc<dyn TargetProtocol>,
     /// Opens counted connections.
     pub connector: Arc<Connector>,
     /// Counters and histograms.
@@ -133,11 +111,6 @@ pub struct PhaseCtx {
 }
 
 impl PhaseCtx {
-    /// A path under this phase's room, e.g. `poll?since=3`.
-    pub fn room_path(&self, rest: &str) -> String {
-        format!("/api/rooms/{}/{rest}", self.room)
-    }
-
     /// Records a publish the server acknowledged with `seq`.
     pub fn publish_acked(&self, seq: u64) {
         self.meter.published.fetch_add(1, Relaxed);
@@ -186,13 +159,15 @@ impl ClientHandle {
         }
     }
 
-    /// Accounts for one delivered message that arrived at `at`.
-    pub fn on_message(&mut self, message: &MessageRef<'_>, at: Instant) {
+    /// Accounts for one delivered message that arrived at `at`: its position `seq` in the
+    /// room's log and its `body` as published (which carries the loadgen's stamp). Every
+    /// protocol hands its deliveries in here.
+    pub fn on_message(&mut self, seq: u64, body: &str, at: Instant) {
         let meter = &self.phase.meter;
         meter.deliveries.fetch_add(1, Relaxed);
-        self.since = self.since.max(message.seq);
-        let arrival = self.ledger.record(message.seq);
-        let stamp = Stamp::parse(&message.body);
+        self.since = self.since.max(seq);
+        let arrival = self.ledger.record(seq);
+        let stamp = Stamp::parse(body);
         if let (Arrival::First, Some(stamp)) = (arrival, stamp) {
             meter.distinct_deliveries.fetch_add(1, Relaxed);
             let latency_ns = clock::ns_at(at.into_std()).saturating_sub(stamp.scheduled_ns);
@@ -206,42 +181,9 @@ impl ClientHandle {
             self.trace_event(TraceEvent::Delivery {
                 at_ms,
                 published_ms,
-                seq: message.seq,
+                seq,
             });
         }
-    }
-
-    /// Takes one stream item (an SSE event's `data:` or a WebSocket text frame) that arrived at
-    /// `at`: a message is counted as payload (its whole JSON) and recorded, a gap or a reset
-    /// noted. Written once so SSE and WebSocket decode and record alike; each transport keeps
-    /// only its framing. An `ack` or `error` is handed back, since only a WebSocket sender
-    /// expects one. `what` names the item in a decoding error (`"SSE data"`, `"frame"`).
-    pub fn on_stream_item(
-        &mut self,
-        json: &str,
-        at: Instant,
-        what: &str,
-    ) -> Result<Option<SendReply>, ClientError> {
-        let item: StreamItemRef<'_> = serde_json::from_str(json)
-            .map_err(|e| ClientError::Protocol(format!("bad {what}: {e}")))?;
-        match item {
-            StreamItemRef::Message(message) => {
-                self.phase
-                    .meter
-                    .payload_down
-                    .fetch_add(json.len() as u64, Relaxed);
-                self.on_message(&message, at);
-            }
-            StreamItemRef::Gap { missed } => self.on_gap(missed),
-            StreamItemRef::Reset { head } => self.on_reset(head),
-            StreamItemRef::Ack { reference, seq } => {
-                return Ok(Some(SendReply::Ack { reference, seq }));
-            }
-            StreamItemRef::Error { error, reference } => {
-                return Ok(Some(SendReply::Error { error, reference }));
-            }
-        }
-        Ok(None)
     }
 
     /// The server said `missed` messages were lost.

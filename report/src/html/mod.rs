@@ -7,12 +7,13 @@
 mod axis;
 mod bytes;
 mod card;
-mod format;
 mod line;
 mod swimlane;
 
 use askama::Template;
 
+use crate::analysis::{Analysis, RunAnalysis};
+use crate::format;
 use crate::results::{Results, Run};
 use crate::transport;
 
@@ -65,7 +66,9 @@ fn page(results: &Results) -> IndexPage {
         rtt_ms: scenario.network.rtt_ms,
         phases: Vec::new(),
     };
-    let run = headline.unwrap_or(&empty_run);
+    let analysis = Analysis::of(results);
+    let empty_analysis = RunAnalysis::of(results, &empty_run);
+    let analysed = analysis.headline().unwrap_or(&empty_analysis);
     let headline_note = match (&scenario.sweep, headline) {
         (Some(sweep), Some(run)) if results.runs.len() > 1 => Some(format!(
             "This scenario swept {} over {} values. Sections 1–5 show the last run ({} = {}), \
@@ -81,38 +84,35 @@ fn page(results: &Results) -> IndexPage {
         )),
         _ => None,
     };
-    let legend = headline
-        .map(|run| {
-            run.phases
-                .iter()
-                .map(|p| LegendEntry {
-                    label: transport::label_of(&p.transport),
-                    colour: transport::colour_of(&p.transport),
-                })
-                .collect()
+    let legend = analysed
+        .phases
+        .iter()
+        .map(|a| LegendEntry {
+            label: a.label(),
+            colour: a.colour(),
         })
-        .unwrap_or_default();
+        .collect();
     IndexPage {
         title: format!("duplex report: {}", scenario.name),
         scenario_name: scenario.name.clone(),
         description: scenario.description.clone(),
         headline_note,
         legend,
-        card: card::card(results, run),
-        cdf: line::latency_cdf(results, run),
-        bytes: bytes::bytes_per_message(results, run),
-        swimlane: swimlane::swimlane(results, run),
+        card: card::card(results, analysed),
+        cdf: line::latency_cdf(analysed),
+        bytes: bytes::bytes_per_message(analysed),
+        swimlane: swimlane::swimlane(results, analysed),
         per_second: [
             PerSecond::Requests,
             PerSecond::Deliveries,
             PerSecond::InFlight,
         ]
         .into_iter()
-        .map(|what| line::per_second(run, what))
+        .map(|what| line::per_second(analysed, what))
         .collect(),
         sweep: Cost::ALL
             .into_iter()
-            .filter_map(|cost| line::sweep_cost(results, cost))
+            .filter_map(|cost| line::sweep_cost(&analysis, cost))
             .collect(),
         scenario_facts: scenario_facts(results),
         environment_facts: environment_facts(results),

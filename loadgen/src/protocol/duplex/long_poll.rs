@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{open, poll_once};
-use super::http::HttpConn;
-use super::{ClientError, ClientHandle, TransportClient};
+use super::room_path;
+use crate::clients::http::HttpConn;
+use crate::clients::{ClientError, ClientHandle, TransportClient};
 
 /// Extra time beyond the hold timeout before a long poll counts as failed.
 const GRACE: Duration = Duration::from_secs(10);
@@ -34,12 +35,15 @@ impl TransportClient for LongPollClient {
     ) -> Result<(), ClientError> {
         let timeout = me.phase.long_poll_timeout;
         while !stop.is_cancelled() {
-            let path = me.phase.room_path(&format!(
-                "longpoll?since={}&client={}&timeout_ms={}",
-                me.since,
-                me.id,
-                timeout.as_millis()
-            ));
+            let path = room_path(
+                &me.phase,
+                &format!(
+                    "longpoll?since={}&client={}&timeout_ms={}",
+                    me.since,
+                    me.id,
+                    timeout.as_millis()
+                ),
+            );
             poll_once(&mut self.conn, me, path, timeout + GRACE, stop).await?;
         }
         Ok(())

@@ -14,9 +14,9 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::http::{Answer, HttpConn, snippet};
 use super::wire_ref::MessageRef;
-use super::{ClientError, ClientHandle};
+use crate::clients::http::{Answer, HttpConn, snippet};
+use crate::clients::{ClientError, ClientHandle};
 
 /// A batch with its messages left as raw JSON, so their exact byte length is known.
 #[derive(Debug, Deserialize)]
@@ -73,11 +73,17 @@ fn take_answer(me: &mut ClientHandle, answer: Answer) -> Result<(), ClientError>
     let mut messages = 0u32;
     match answer.status {
         StatusCode::NO_CONTENT => {
-            meter.empty_responses.fetch_add(1, Relaxed);
-            meter.empty_down.fetch_add(answer.bytes_down, Relaxed);
+            meter.traffic.empty_responses.fetch_add(1, Relaxed);
+            meter
+                .traffic
+                .empty_down
+                .fetch_add(answer.bytes_down, Relaxed);
         }
         StatusCode::OK => {
-            meter.header_down.fetch_add(answer.head_len, Relaxed);
+            meter
+                .traffic
+                .header_down
+                .fetch_add(answer.head_len, Relaxed);
             let batch: RawBatch<'_> = serde_json::from_slice(&answer.body)
                 .map_err(|e| ClientError::Protocol(format!("bad batch: {e}")))?;
             if batch.missed > 0 {
@@ -88,10 +94,13 @@ fn take_answer(me: &mut ClientHandle, answer: Answer) -> Result<(), ClientError>
             }
             for raw in batch.messages {
                 let json = raw.get();
-                meter.payload_down.fetch_add(json.len() as u64, Relaxed);
+                meter
+                    .traffic
+                    .payload_down
+                    .fetch_add(json.len() as u64, Relaxed);
                 let message: MessageRef<'_> = serde_json::from_str(json)
                     .map_err(|e| ClientError::Protocol(format!("bad message: {e}")))?;
-                me.on_message(&message, answer.end);
+                me.on_message(message.seq, &message.body, answer.end);
                 messages += 1;
             }
         }

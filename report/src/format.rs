@@ -1,4 +1,5 @@
 //! Numbers as a reader wants them on a projector: few digits, a unit, thousands separated.
+//! Shared by the page and the loadgen's terminal summary, so both print a figure the same way.
 
 /// A latency: `0.42 ms`, `4.2 ms`, `420 ms`, `1.23 s`.
 pub fn ms(v: f64) -> String {

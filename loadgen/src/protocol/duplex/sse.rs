@@ -16,8 +16,10 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::http::{HttpConn, snippet};
-use super::{ClientError, ClientHandle, TransportClient};
+use super::room_path;
+use super::stream::take_stream_item;
+use crate::clients::http::{HttpConn, snippet};
+use crate::clients::{ClientError, ClientHandle, TransportClient};
 
 /// How long the subscription's response head may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,7 +117,7 @@ pub struct SseClient {
 /// Hands one event's item to the client; an item only a WebSocket sender receives (`ack`,
 /// `error`) is not the wire API on SSE.
 fn take_event(me: &mut ClientHandle, event: &SseEvent, at: Instant) -> Result<(), ClientError> {
-    match me.on_stream_item(&event.data, at, "SSE data")? {
+    match take_stream_item(me, &event.data, at, "SSE data")? {
         None => Ok(()),
         Some(other) => Err(ClientError::Protocol(format!(
             "unexpected SSE item {other:?}"
@@ -129,9 +131,10 @@ impl TransportClient for SseClient {
     async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
         let start = Instant::now();
         let mut conn = HttpConn::open(&me.phase).await?;
-        let path = me
-            .phase
-            .room_path(&format!("sse?since={}&client={}", me.since, me.id));
+        let path = room_path(
+            &me.phase,
+            &format!("sse?since={}&client={}", me.since, me.id),
+        );
         let mut request = HttpConn::request(&me.phase, "GET", &path, None);
         let headers = request.headers_mut();
         headers.insert(
@@ -152,7 +155,11 @@ impl TransportClient for SseClient {
                 body: body.map(|b| snippet(&b)).unwrap_or_default(),
             });
         }
-        me.phase.meter.header_down.fetch_add(head_len, Relaxed);
+        me.phase
+            .meter
+            .traffic
+            .header_down
+            .fetch_add(head_len, Relaxed);
         me.connected(start);
         Ok(Self {
             _conn: conn,

@@ -20,8 +20,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use wire::ClientFrame;
 
-use super::http::{CONNECT_TIMEOUT, head_len};
-use super::{ClientError, ClientHandle, PublishOrder, SendReply, TransportClient};
+use super::room_path;
+use super::stream::{SendReply, take_stream_item};
+use crate::clients::http::{CONNECT_TIMEOUT, head_len};
+use crate::clients::{ClientError, ClientHandle, PublishOrder, TransportClient};
 use crate::clock;
 use crate::conn::ClientIo;
 use crate::stamp::Stamp;
@@ -64,7 +66,7 @@ impl WebSocketClient {
         };
         let text = serde_json::to_string(&frame).expect("a frame serializes");
         self.pending.insert(self.next_ref, Instant::now());
-        me.phase.meter.requests.fetch_add(1, Relaxed);
+        me.phase.meter.traffic.requests.fetch_add(1, Relaxed);
         self.socket.send(WsMessage::text(text)).await?;
         Ok(())
     }
@@ -81,7 +83,7 @@ impl WebSocketClient {
             }
             _ => return Ok(()),
         };
-        match me.on_stream_item(text.as_str(), at, "frame")? {
+        match take_stream_item(me, text.as_str(), at, "frame")? {
             None => {}
             Some(SendReply::Ack { reference, seq }) => {
                 if let Some(sent) = self.pending.remove(&reference) {
@@ -112,7 +114,7 @@ impl TransportClient for WebSocketClient {
         let url = format!(
             "ws://{}{}",
             phase.authority,
-            phase.room_path(&format!("ws?since={}&client={}", me.since, me.id))
+            room_path(phase, &format!("ws?since={}&client={}", me.since, me.id))
         );
         let request = url
             .as_str()
@@ -131,6 +133,7 @@ impl TransportClient for WebSocketClient {
         let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
         phase
             .meter
+            .traffic
             .header_down
             .fetch_add(head_len(&response), Relaxed);
         me.connected(start);

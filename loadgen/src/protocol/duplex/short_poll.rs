@@ -9,8 +9,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{open, poll_once};
-use super::http::HttpConn;
-use super::{ClientError, ClientHandle, TransportClient};
+use super::room_path;
+use crate::clients::http::HttpConn;
+use crate::clients::{ClientError, ClientHandle, TransportClient};
 
 /// How long one poll may take before it counts as failed.
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,9 +44,10 @@ impl TransportClient for ShortPollClient {
                 _ = stop.cancelled() => return Ok(()),
                 _ = self.ticks.tick() => {}
             }
-            let path = me
-                .phase
-                .room_path(&format!("poll?since={}&client={}", me.since, me.id));
+            let path = room_path(
+                &me.phase,
+                &format!("poll?since={}&client={}", me.since, me.id),
+            );
             poll_once(&mut self.conn, me, path, POLL_TIMEOUT, stop).await?;
         }
     }
