@@ -325,8 +325,10 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 
 /// `duplex serve`: bind, announce the address on stdout (one line, which `duplex run` reads
 /// when it starts the server as a child), serve until Ctrl-C or SIGTERM.
-fn serve(listen: &str, config: server::Config) -> anyhow::Result<ExitCode> {
+fn serve(listen: &str, mut config: server::Config) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
+    let token = server::live::new_token();
+    config.teacher_token = Some(token.clone());
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
@@ -336,6 +338,9 @@ fn serve(listen: &str, config: server::Config) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr()?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "duplex listening on http://{local}")?;
+        // The second line, never the first (`duplex run` reads the first): the teacher's URL.
+        // On 0.0.0.0 the students' address is the laptop's own; the token works with any host.
+        writeln!(stdout, "teacher: http://{local}/dashboard?token={token}")?;
         stdout.flush()?;
         drop(stdout);
         server::run(listener, config, shutdown_signal()).await?;

@@ -6,4 +6,5 @@ mod browser;
 mod hardening;
 mod helpers;
 mod operations;
+mod time_limits;
 mod transports;
