@@ -4,7 +4,10 @@
 
 mod browser;
 mod csv_files;
+mod findings;
 mod helpers;
 mod page;
+mod page_text;
+mod print;
 mod reading;
 mod verdicts;
