@@ -65,6 +65,7 @@ fn scenario(clients: u64, sweep: Option<SweepInfo>) -> ScenarioInfo {
         long_poll_timeout_ms: TIMEOUT_MS,
         network: NetworkInfo::default(),
         sweep,
+        seed: None,
     }
 }
 

@@ -70,6 +70,10 @@ pub struct ScenarioInfo {
     pub network: NetworkInfo,
     /// The swept key and its values, when the scenario sweeps one.
     pub sweep: Option<SweepInfo>,
+    /// The seed every random choice of the run was drawn from (`seed` in the scenario);
+    /// absent in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// Network conditions applied by the loadgen's delay proxy.
