@@ -316,14 +316,7 @@ fn sweep(analysis: &Analysis) -> Option<Finding> {
     let value = |r: &RunAnalysis| {
         r.run.sweep_value.map_or_else(
             || "—".into(),
-            |v| {
-                let v = if v.fract() == 0.0 && v.abs() < 1e15 {
-                    format::count(v as u64)
-                } else {
-                    format::real(v)
-                };
-                format!("{v} {}", sweep.unit)
-            },
+            |v| format!("{} {}", format::value(v), sweep.unit),
         )
     };
     let growth: Vec<String> = last

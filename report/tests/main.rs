@@ -3,6 +3,7 @@
 //! checks the page, the CSV files and, in a real headless Chromium, that the page loads clean.
 
 mod browser;
+mod compare;
 mod csv_files;
 mod findings;
 mod helpers;
