@@ -101,6 +101,7 @@ pub fn findings(analysis: &Analysis) -> Vec<Finding> {
                 .into(),
         ));
     }
+    out.extend(saturated(run));
     out.extend(lost(run));
     out.extend(requests(run, published == 0));
     if published > 0 {
@@ -110,6 +111,32 @@ pub fn findings(analysis: &Analysis) -> Vec<Finding> {
     }
     out.extend(sweep(analysis));
     out
+}
+
+/// A saturated load generator makes every latency the machine's, not the transports'.
+fn saturated(run: &RunAnalysis) -> Option<Finding> {
+    let busy: Vec<&PhaseAnalysis> = run
+        .phases
+        .iter()
+        .filter(|a| a.phase.loadgen.saturated)
+        .collect();
+    let worst = busy
+        .iter()
+        .map(|a| a.phase.loadgen.timer_lag_max_ms)
+        .fold(0.0, f64::max);
+    (!busy.is_empty()).then(|| {
+        Finding::new(
+            "about",
+            format!(
+                "The load generator was saturated during {} of {} phases (its timers fired up to \
+                 {} late): the machine was too busy, so latencies and rates there describe it, \
+                 not the transports. Re-run on a quieter machine or with fewer clients.",
+                busy.len(),
+                run.phases.len(),
+                format::ms(worst)
+            ),
+        )
+    })
 }
 
 /// Lost or duplicated messages come first: they are worse than slow ones.
@@ -244,13 +271,23 @@ fn bytes(run: &RunAnalysis) -> Option<Finding> {
             ),
         ));
     }
+    let ratio = per(most) / per(least);
+    let how_much = if ratio < 1.15 {
+        "about the bytes of".to_string()
+    } else {
+        format!("{} the bytes of", times(ratio))
+    };
+    // Why, when the dearest polls and the cheapest keeps a stream open.
+    let why = if most.is_polling() && least.transport.is_some() && !least.is_polling() {
+        ": headers on every answer against a few bytes of framing on an open stream"
+    } else {
+        ""
+    };
     Some(Finding::new(
         "bytes",
         format!(
-            "Per delivered message, {} read {} the bytes of {} ({}{} against {}{}): headers on \
-             every answer against a few bytes of framing on an open stream.",
+            "Per delivered message, {} read {how_much} {} ({}{} against {}{}){why}.",
             in_sentence(most),
-            times(per(most) / per(least)),
             in_sentence(least),
             format::bytes(per(most)),
             up(most),
@@ -282,20 +319,45 @@ fn latency(run: &RunAnalysis) -> Option<Finding> {
     } else {
         format!("{} to {}", format::ms(fastest), format::ms(slowest))
     };
-    let trips = "the network's two trips (sender to server, server to reader) plus the server's \
-                 own time";
+    // The explanation holds only where the model holds: a median the model's band does not
+    // cover is stated against the model instead.
+    let pushes_agree = pushes.iter().all(|a| !a.verdicts.latency_p50.differs);
+    // A floor estimated from the fastest delivery moves up with a saturated machine, so
+    // agreement with the model proves nothing there.
+    let saturated = run.phases.iter().any(|a| a.phase.loadgen.saturated);
+    let trips = if saturated {
+        "on a machine too busy to measure them (see the validity warnings)".to_string()
+    } else if pushes_agree {
+        "the network's two trips (sender to server, server to reader) plus the server's own time"
+            .to_string()
+    } else {
+        "far more than the network and the server explain (see the model in the card)".into()
+    };
+    let waited = |short: &PhaseAnalysis| -> Option<String> {
+        let interval = format::ms(run.run.short_poll_interval_ms);
+        let median = format::ms(p50(short)?);
+        Some(if short.verdicts.latency_p50.differs {
+            format!(
+                "A short-polled message took a median {median}, not the half interval of a \
+                 {interval} poll the model expects ({})",
+                short
+                    .verdicts
+                    .latency_p50
+                    .expected
+                    .map_or_else(|| "—".into(), format::ms)
+            )
+        } else {
+            format!(
+                "A short-polled message waited for the next poll: median {median}, about half \
+                 the {interval} interval"
+            )
+        })
+    };
     let text = match (short, pushes.is_empty()) {
-        (Some(short), true) => format!(
-            "A short-polled message waited for the next poll: median {}, about half the {} \
-             interval.",
-            format::ms(p50(short)?),
-            format::ms(run.run.short_poll_interval_ms)
-        ),
+        (Some(short), true) => format!("{}.", waited(short)?),
         (Some(short), false) => format!(
-            "A short-polled message waited for the next poll: median {}, about half the {} \
-             interval; the others delivered in {range} (median), {trips}.",
-            format::ms(p50(short)?),
-            format::ms(run.run.short_poll_interval_ms)
+            "{}; the others delivered in {range} (median), {trips}.",
+            waited(short)?
         ),
         (None, false) => format!(
             "Messages arrived in {range} (median): {trips}; none of these transports waits for \

@@ -227,3 +227,29 @@ fn the_recommendation_follows_whether_clients_send_and_quotes_the_run() {
         "{section}"
     );
 }
+
+#[test]
+fn a_saturated_run_says_whose_latency_it_is_and_does_not_explain_it_away() {
+    let mut results = fixture("results.json");
+    for phase in &mut results.runs[0].phases {
+        phase.loadgen.saturated = true;
+        phase.loadgen.timer_lag_max_ms = 3400.0;
+        // Deliveries seconds late, as on an overloaded machine.
+        phase.latency = LatencyHistogram::new();
+        for i in 0..400 {
+            phase.latency.record_us(6_000_000 + i * 1000);
+        }
+    }
+    let found = texts(&results);
+    let text = joined(&found);
+    assert!(found[0].text.starts_with("The load generator was saturated during 4 of 4 phases (its timers fired up to 3.40 s late)"), "{text}");
+    assert!(
+        text.contains("not the half interval of a 500 ms poll the model expects (250 ms)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("on a machine too busy to measure them"),
+        "{text}"
+    );
+    assert!(!text.contains("about half"), "{text}");
+}

@@ -130,3 +130,21 @@ fn a_sweeps_scenario_facts_describe_the_run_the_card_shows() {
         "{about}"
     );
 }
+
+#[test]
+fn the_header_states_what_this_run_did_whatever_the_description_says() {
+    let mut results = fixture("results.json");
+    // As after `duplex run --clients 7 --duration 3s`: the description still quotes the file.
+    results.scenario.clients = 7;
+    results.runs[0].clients = 7;
+    results.scenario.duration_s = 3.0;
+    let (_, html) = render(&results, "this_run");
+    assert!(
+        html.contains(
+            "This run: 7 clients per transport, 2 of them sending 1 msg/s each, 3 s measured \
+             per transport, on loopback."
+        ),
+        "{}",
+        &html[..3000]
+    );
+}

@@ -33,6 +33,9 @@ struct IndexPage {
     description: String,
     /// "Sections 1–5 show ..." when the results hold several runs.
     headline_note: Option<String>,
+    /// What this run actually did, under the scenario's own description (which quotes the
+    /// scenario file and goes stale when `--clients` or `--duration` override it).
+    this_run: String,
     /// The findings the page opens with.
     findings: Vec<Finding>,
     /// Which transport suits the scenario, when something was measured.
@@ -162,6 +165,7 @@ fn page(results: &Results) -> IndexPage {
         scenario_name: scenario.name.clone(),
         description: scenario.description.clone(),
         headline_note,
+        this_run: this_run(results, headline),
         findings: findings::findings(&analysis),
         recommendation,
         sections,
@@ -183,6 +187,27 @@ fn page(results: &Results) -> IndexPage {
         environment_facts: environment_facts(results),
         warnings: warnings(results),
     }
+}
+
+/// One line with the figures the run the page shows actually used.
+fn this_run(results: &Results, headline: Option<&Run>) -> String {
+    let s = &results.scenario;
+    let clients = headline.map_or(s.clients, |r| r.clients);
+    let rate = headline.map_or(s.rate_per_sender, |r| r.rate_per_sender);
+    let rtt = headline.map_or(s.network.rtt_ms, |r| r.rtt_ms);
+    format!(
+        "This run: {} clients per transport, {} of them sending {} msg/s each, {} s measured \
+         per transport{}.",
+        format::count(clients),
+        format::count(s.senders),
+        format::value(rate),
+        format::value(s.duration_s),
+        if rtt > 0.0 {
+            format!(", {} round trip", format::ms(rtt))
+        } else {
+            ", on loopback".into()
+        }
+    )
 }
 
 /// The scenario as the run the page shows ran it: for a sweep, the swept keys take that
