@@ -1,5 +1,6 @@
 //! The `duplex` binary: thin glue that parses the command line, sets up logging and hands over
-//! to the libraries: `serve` to the server, `run` to the loadgen, `report` to the report crate.
+//! to the libraries: `serve` to the server, `run` to the loadgen, `report` and `compare` to the
+//! report crate.
 //!
 //! What scripts rely on lives here: `duplex run`'s exit status (0 ok, 1 error, 2 a check failed,
 //! 130 interrupted; see [`EXIT_CHECKS_FAILED`]), progress as plain lines when stderr is not a
@@ -90,6 +91,17 @@ enum Command {
         /// Also fail (exit 2) when the loadgen was saturated, so its figures cannot be trusted.
         #[arg(long)]
         strict: bool,
+    },
+    /// Compare two results files: per transport and figure, the ratio and whether the
+    /// difference is beyond the noise the runs show; writes compare.html with --out.
+    Compare {
+        /// The run to compare against (e.g. an earlier results.json).
+        base: PathBuf,
+        /// The run to compare.
+        new: PathBuf,
+        /// Folder for compare.html (no page without it).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Re-render index.html and the CSV files from a results.json, without running any load.
     Report {
@@ -197,6 +209,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             strict,
         ),
+        Command::Compare { base, new, out } => {
+            let comparison = report::compare::compare(
+                &report::read_results(&base)?,
+                &report::read_results(&new)?,
+            );
+            report::compare::write_table(&comparison, &mut std::io::stdout().lock())?;
+            if let Some(out) = out {
+                let page = report::compare::write_page(&comparison, &out)?;
+                println!("wrote {}", page.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { results, out } => {
             let parsed = report::read_results(&results)?;
             // Default: beside the results file, where `duplex run` put the report.
