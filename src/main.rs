@@ -81,6 +81,10 @@ enum Command {
         /// Measured time per transport, e.g. 10s (overrides duration).
         #[arg(long)]
         duration: Option<String>,
+        /// Measure another stack from peers/ instead of duplex: nchan or socketio (overrides
+        /// target.peer; Socket.IO has only long_poll and websocket, see --transports).
+        #[arg(long)]
+        peer: Option<String>,
         /// The seed for the run's random choices (overrides seed; recorded in results.json).
         #[arg(long, allow_hyphen_values = true)]
         seed: Option<i64>,
@@ -196,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             thresholds,
             strict,
+            peer,
         } => run_scenario(
             &scenario,
             out,
@@ -206,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration,
                 seed,
                 thresholds,
+                peer,
             },
             strict,
         ),

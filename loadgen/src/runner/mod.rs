@@ -130,6 +130,7 @@ pub async fn run_phase(
         short_poll_interval: s.short_poll_interval,
         long_poll_timeout: s.long_poll_timeout,
         payload_bytes: s.payload_bytes,
+        senders: s.senders as usize,
         published: Default::default(),
     });
     let bar = progress_bar(setup, transport, s.warmup + s.duration + s.drain);
