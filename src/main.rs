@@ -29,9 +29,25 @@ enum Command {
         /// Largest request body accepted, bytes.
         #[arg(long, default_value_t = 65536)]
         max_body: usize,
-        /// Refuse connections beyond this many with 503 (default: no limit).
+        /// Refuse connections beyond this many with 503 (default: the open-file limit less a
+        /// reserve, so accepting never runs out of descriptors).
         #[arg(long)]
         max_connections: Option<usize>,
+        /// Bytes of message history kept for all rooms together; past it the oldest messages
+        /// are evicted and readers behind them get a gap. Accepts K/M/G suffixes (KiB, MiB, GiB).
+        #[arg(long, default_value = "256M", value_parser = parse_bytes)]
+        memory_budget: usize,
+        /// Connections one address off this machine may hold open (loopback is exempt).
+        #[arg(long, default_value_t = 256)]
+        max_connections_per_address: usize,
+        /// Another origin allowed to post and open WebSockets (repeatable), e.g.
+        /// http://teacher.local:8080. The server's own origin is always allowed.
+        #[arg(long)]
+        allow_origin: Vec<String>,
+        /// A host name accepted in the Host header besides IP literals and localhost
+        /// (repeatable), e.g. the laptop's name on the classroom network.
+        #[arg(long)]
+        allow_host: Vec<String>,
     },
     /// Run a scenario: simulate its clients on each transport, measure, write the report.
     Run {
@@ -88,12 +104,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             history,
             max_body,
             max_connections,
+            memory_budget,
+            max_connections_per_address,
+            allow_origin,
+            allow_host,
         } => serve(
             &listen,
             server::Config {
                 history,
                 max_body,
                 max_connections,
+                memory_budget,
+                max_connections_per_address,
+                allow_origins: allow_origin,
+                allow_hosts: allow_host,
+                ..server::Config::default()
             },
         ),
         Command::Run {
@@ -192,6 +217,36 @@ fn run_scenario(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A byte count: a whole number with an optional K, M or G suffix (powers of 1024).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: usize = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected bytes such as 268435456, 256M or 1G"
+            ));
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?}: expected bytes such as 268435456, 256M or 1G"))
 }
 
 /// `duplex serve`: bind, announce the address on stdout (one line, which `duplex run` reads

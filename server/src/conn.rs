@@ -22,6 +22,11 @@ use wire::metered::Tally;
 
 const UNROUTED: u8 = u8::MAX;
 
+/// The address a request came from, put in every request's extensions by the accept loop (absent
+/// when a router is driven without a socket, as in `oneshot` tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// Per-connection byte attribution, shared between the socket and the requests it carries.
 #[derive(Debug)]
 pub struct ConnMeter {

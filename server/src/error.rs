@@ -71,6 +71,10 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRooms(TooManyRooms::PerAddress(_))
+            | ApiError::Publish(PublishError::TooManyRooms(TooManyRooms::PerAddress(_))) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::TooManyRooms(_) | ApiError::Publish(PublishError::TooManyRooms(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

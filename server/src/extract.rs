@@ -5,6 +5,7 @@
 //! They ask the state only for what they need ([`Config`], [`Feed`]) through axum's `FromRef`,
 //! so `api` and `live` both use them without depending on each other or on the state type.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -15,8 +16,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::Config;
+use crate::conn::Peer;
 use crate::error::ApiError;
-use crate::feed::{Feed, Room, RoomName, valid_client_id};
+use crate::feed::{Cursor, Feed, Room, RoomName, valid_client_id};
 
 /// The longest long poll accepted.
 pub const MAX_LONG_POLL_TIMEOUT_MS: u64 = 120_000;
@@ -64,15 +66,31 @@ struct RawParams {
 /// A feed request's room and position, checked.
 #[derive(Debug)]
 pub struct Target {
-    /// The room (created on first use).
-    pub room: Arc<Room>,
+    /// The room asked for; [`Target::find`] and [`Target::open`] look it up.
+    pub name: RoomName,
     /// `since`: `None` means "from now on". (SSE's `Last-Event-ID` header, which wins over it,
     /// is SSE's own and read by its handler.)
-    pub since: Option<u64>,
+    pub since: Option<Cursor>,
     /// The subscriber's client id, for addressing.
     pub client: Option<String>,
     /// Long poll's `timeout_ms`, checked against its range.
     pub timeout_ms: Option<u64>,
+    /// The client's address, which a room it creates is counted against.
+    pub peer: Option<IpAddr>,
+    feed: Arc<Feed>,
+}
+
+impl Target {
+    /// The room if it exists: reading creates nothing.
+    pub fn find(&self) -> Option<Arc<Room>> {
+        self.feed.find(&self.name)
+    }
+
+    /// The room, created for a subscriber that waits in it (long poll, SSE, WebSocket); it
+    /// expires once nobody follows it and it has had no message for a while.
+    pub fn open(&self) -> Result<Arc<Room>, ApiError> {
+        Ok(self.feed.room(&self.name, self.peer)?)
+    }
 }
 
 impl<S> FromRequestParts<S> for Target
@@ -86,11 +104,16 @@ where
         let Path(room) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::param("room", e.body_text()))?;
-        let room = RoomName::parse(&room)?;
+        let name = RoomName::parse(&room)?;
+        check_percent_encoding(parts.uri.query().unwrap_or(""))?;
         let Query(raw) = Query::<RawParams>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::BadQuery(e.body_text()))?;
-        let since = raw.since.as_deref().map(|s| seq("since", s)).transpose()?;
+        let since = raw
+            .since
+            .as_deref()
+            .map(|s| cursor("since", s))
+            .transpose()?;
         if let Some(client) = &raw.client
             && !valid_client_id(client)
         {
@@ -115,12 +138,65 @@ where
             })
             .transpose()?;
         Ok(Target {
-            room: Arc::<Feed>::from_ref(state).room(&room)?,
+            name,
             since,
             client: raw.client,
             timeout_ms,
+            peer: parts.extensions.get::<Peer>().map(|p| p.0.ip()),
+            feed: Arc::<Feed>::from_ref(state),
         })
     }
+}
+
+/// Parses a cursor (`N` or `<epoch>-N`), or says which parameter is not one.
+pub fn cursor(name: &'static str, text: &str) -> Result<Cursor, ApiError> {
+    Cursor::parse(text).ok_or_else(|| {
+        ApiError::param(
+            name,
+            format!("expected a seq (a whole number >= 0) or <epoch>-<seq>, got {text:?}"),
+        )
+    })
+}
+
+/// Refuses a query string whose `%xx` escapes are broken or decode to something that is not
+/// UTF-8 (`client=%ff%fe`), which the query parser would otherwise turn into U+FFFD silently.
+fn check_percent_encoding(query: &str) -> Result<(), ApiError> {
+    for pair in query.split('&') {
+        let bytes = pair.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' => {
+                    let hex = bytes
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    let Some(byte) = hex else {
+                        return Err(ApiError::BadQuery(format!(
+                            "broken percent-encoding in {pair:?}"
+                        )));
+                    };
+                    decoded.push(byte);
+                    i += 3;
+                }
+                b'+' => {
+                    decoded.push(b' ');
+                    i += 1;
+                }
+                b => {
+                    decoded.push(b);
+                    i += 1;
+                }
+            }
+        }
+        if std::str::from_utf8(&decoded).is_err() {
+            return Err(ApiError::BadQuery(format!(
+                "{pair:?} does not decode to UTF-8 text"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a non-negative whole number, or says which parameter is not one.

@@ -27,7 +27,7 @@ pub mod server;
 pub mod state;
 
 pub use config::Config;
-pub use conn::ConnMeter;
+pub use conn::{ConnMeter, Peer};
 pub use router::app;
 pub use server::{SpawnedServer, bind, run, serve, spawn};
 pub use state::AppState;

@@ -294,6 +294,15 @@ impl Metrics {
         );
         header(w, "duplex_rooms", "gauge", "Rooms that exist.");
         let _ = writeln!(w, "duplex_rooms {}", feed.room_count());
+        if let Some(bytes) = feed.bytes_kept() {
+            header(
+                w,
+                "duplex_history_bytes",
+                "gauge",
+                "Bytes of message history kept, all rooms (bounded by --memory-budget).",
+            );
+            let _ = writeln!(w, "duplex_history_bytes {bytes}");
+        }
         if let Some(p) = ProcessStats::read() {
             header(
                 w,

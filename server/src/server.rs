@@ -28,7 +28,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
 use crate::Config;
-use crate::conn::{ConnMeter, SocketTally};
+use crate::conn::{ConnMeter, Peer, SocketTally};
 use crate::error::ApiError;
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
 use crate::state::AppState;
@@ -40,6 +40,8 @@ use wire::metered::Metered;
 pub const BACKLOG: u32 = 8192;
 /// After shutdown starts, connections still open after this long are dropped.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(1500);
+/// The longest wait between two passes that expire idle rooms.
+const ROOM_SWEEP: Duration = Duration::from_secs(60);
 /// A refused (503) connection gets this long to send its request and read the answer.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -82,17 +84,28 @@ pub async fn serve(
     let cancel = state.shutdown.clone();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
+    // Idle rooms also expire when the table is full; this pass gives their memory back sooner.
+    let sweep_every = (state.config.room_idle / 2).clamp(Duration::from_millis(50), ROOM_SWEEP);
+    let mut sweep = tokio::time::interval(sweep_every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             biased;
             _ = &mut shutdown => break,
             _ = cancel.cancelled() => break,
+            _ = sweep.tick() => {
+                let expired = state.feed.expire_idle();
+                if expired > 0 {
+                    tracing::debug!(expired, "idle rooms expired");
+                }
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         // Reap finished connection tasks so the set stays the size of what is open.
         while connections.try_join_next().is_some() {}
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Typically EMFILE: out of file descriptors. Back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -116,7 +129,13 @@ pub async fn serve(
         }
         // The slot is taken here, not in the task, so the next accept sees it.
         let slot = state.metrics.tcp_slot();
-        connections.spawn(serve_connection(tcp, slot, router.clone(), state.clone()));
+        connections.spawn(serve_connection(
+            tcp,
+            Peer(peer),
+            slot,
+            router.clone(),
+            state.clone(),
+        ));
     }
     cancel.cancel();
     drop(listener);
@@ -139,11 +158,18 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(tcp: TcpStream, slot: TcpSlot, router: Router, state: AppState) {
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: Peer,
+    slot: TcpSlot,
+    router: Router,
+    state: AppState,
+) {
     let meter = Arc::new(ConnMeter::new(state.metrics.clone()));
     let io = TokioIo::new(Metered::new(tcp, SocketTally::new(meter.clone(), slot)));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(meter.clone());
+        req.extensions_mut().insert(peer);
         router.clone().oneshot(req)
     });
     let mut builder = http1::Builder::new();

@@ -9,7 +9,7 @@ use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::feed::Feed;
+use crate::feed::{Feed, MAX_ROOMS, MemoryStore, RoomRules};
 use crate::live::Live;
 use crate::metrics::Metrics;
 
@@ -34,7 +34,14 @@ impl AppState {
     /// Fresh state for `config`, with its own shutdown token.
     pub fn new(config: Config) -> Self {
         AppState {
-            feed: Arc::new(Feed::new(config.history)),
+            feed: Arc::new(Feed::with_store(
+                Box::new(MemoryStore::new(config.history, config.memory_budget)),
+                RoomRules {
+                    max_rooms: MAX_ROOMS,
+                    per_address: config.rooms_per_address,
+                    idle: config.room_idle,
+                },
+            )),
             metrics: Arc::new(Metrics::default()),
             config: Arc::new(config),
             live: Arc::new(Live::default()),

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod browser;
+mod hardening;
 mod helpers;
 mod operations;
 mod transports;

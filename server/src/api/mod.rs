@@ -8,10 +8,11 @@ mod sse;
 mod ws;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::feed::Epoch;
 use crate::state::AppState;
 
 pub use crate::extract::MAX_LONG_POLL_TIMEOUT_MS;
@@ -28,7 +29,15 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `204 No Content`, with the cursor to send next time in `Duplex-Next` (useful after a
-/// `since`-less poll, which has no batch to carry `next`).
-fn no_content(next: u64) -> Response {
-    (StatusCode::NO_CONTENT, [("duplex-next", next.to_string())]).into_response()
+/// `since`-less poll, which has no batch to carry `next`) and its epoch in `Duplex-Epoch` (none
+/// for a room that does not exist yet: seq 0 is the same place in every epoch).
+fn no_content(next: u64, epoch: Option<Epoch>) -> Response {
+    let mut response =
+        (StatusCode::NO_CONTENT, [("duplex-next", next.to_string())]).into_response();
+    if let Some(epoch) = epoch
+        && let Ok(value) = HeaderValue::from_str(&epoch.to_string())
+    {
+        response.headers_mut().insert("duplex-epoch", value);
+    }
+    response
 }

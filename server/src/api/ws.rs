@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::extract::Target;
-use crate::feed::{Follower, Room};
+use crate::feed::{Follower, Limit, Room};
 use crate::state::AppState;
 use wire::{ClientFrame, PublishRequest, StreamItem, Transport};
 
@@ -37,9 +37,12 @@ pub const WS_READ_BUFFER: usize = 4 * 1024;
 /// Frames are gathered up to this many bytes before a write, so a burst goes out in few
 /// syscalls; the buffer is only allocated once something is sent.
 pub const WS_WRITE_BUFFER: usize = 8 * 1024;
-/// Messages read from the room per batch of frames (bounds the write buffer for a client that
-/// is far behind).
-const CHUNK_LIMIT: usize = 64;
+/// Read from the room per batch of frames (bounds the write buffer for a client that is far
+/// behind).
+const CHUNK_LIMIT: Limit = Limit {
+    messages: 64,
+    bytes: 256 * 1024,
+};
 /// Acks and errors waiting for the writer; when full the reader stops reading the socket.
 const REPLY_QUEUE: usize = 8;
 /// How long a closing socket may take to send its close frame.
@@ -58,7 +61,8 @@ pub(super) async fn websocket(
     if state.shutdown.is_cancelled() {
         return Err(ApiError::ShuttingDown);
     }
-    let room = target.room;
+    let room = target.open()?;
+    let peer = target.peer;
     let client = target
         .client
         .unwrap_or_else(|| format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed)));
@@ -73,6 +77,7 @@ pub(super) async fn websocket(
     let session = Session {
         room,
         client,
+        peer,
         state,
     };
     Ok(upgrade
@@ -87,6 +92,7 @@ pub(super) async fn websocket(
 struct Session {
     room: Arc<Room>,
     client: String,
+    peer: Option<std::net::IpAddr>,
     state: AppState,
 }
 
@@ -263,7 +269,7 @@ async fn handle_text(text: &str, s: &Session) -> StreamItem {
         to,
         echo,
     };
-    match s.state.feed.publish(s.room.name(), request).await {
+    match s.state.feed.publish(s.room.name(), s.peer, request).await {
         Ok(entry) => StreamItem::Ack {
             reference: reference.unwrap_or(0),
             seq: entry.seq,

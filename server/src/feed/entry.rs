@@ -43,10 +43,16 @@ impl RoomName {
     }
 }
 
-/// A new room was asked for when the room table is full.
+/// A new room was asked for and could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("too many rooms: the limit is {0}")]
-pub struct TooManyRooms(pub usize);
+pub enum TooManyRooms {
+    /// The room table is full of rooms in use.
+    #[error("too many rooms: the limit is {0}")]
+    Total(usize),
+    /// The address asking has created its share of the rooms that exist.
+    #[error("too many rooms created from this address: the limit is {0}")]
+    PerAddress(usize),
+}
 
 /// A publish that the feed refuses (before it gets a seq).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +61,9 @@ pub enum PublishError {
     /// so a newline in it would forge SSE fields).
     #[error("bad event name {0:?}: use 1 to 64 printable characters")]
     BadEvent(String),
+    /// `event` names one the server keeps for itself (the teacher's `flash`).
+    #[error("the event name {0:?} is reserved for the server")]
+    ReservedEvent(String),
     /// The room does not exist and no more can be created.
     #[error(transparent)]
     TooManyRooms(#[from] TooManyRooms),
@@ -68,10 +77,80 @@ pub enum PublishError {
     },
 }
 
-/// Checks a client id (`from`, `to`, `client=`): at most 64 characters, none of them control
-/// characters.
+/// Checks a client id (`from`, `to`, `client=`): at most 64 characters, none of them control or
+/// format characters.
 pub fn valid_client_id(id: &str) -> bool {
-    id.len() <= MAX_NAME_LEN && !id.chars().any(char::is_control)
+    id.len() <= MAX_NAME_LEN && !id.chars().any(is_hidden)
+}
+
+/// Control characters and the invisible format characters (Unicode category Cf: bidi overrides
+/// and isolates such as U+202E, zero-width joiners and spaces, the BOM, soft hyphen, tags), which
+/// let a name look like another (`alice` and `ecila` shown reversed) or forge a line.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
+/// Which incarnation of a room's log a seq belongs to. A log gets a new epoch when it starts
+/// empty (each server start, a room created again after it expired; with a shared store, each
+/// loss of the store), so a cursor from an older incarnation is recognised even once the new log
+/// has grown past its seq. Written as lowercase hex in cursors (`<epoch>-<seq>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Epoch(pub u64);
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// A position a client sends back: `since=N` (read as the room's current epoch) or
+/// `since=<epoch>-N`, as the server hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The epoch the seq belongs to; `None` for a bare seq.
+    pub epoch: Option<Epoch>,
+    /// The last seq the client handled.
+    pub seq: u64,
+}
+
+impl Cursor {
+    /// Parses `N` or `<hex epoch>-N`; `None` when it is neither.
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (epoch, seq) = match text.split_once('-') {
+            Some((epoch, seq)) => {
+                let ok = !epoch.is_empty()
+                    && epoch.len() <= 16
+                    && epoch.bytes().all(|b| b.is_ascii_hexdigit());
+                if !ok {
+                    return None;
+                }
+                (Some(Epoch(u64::from_str_radix(epoch, 16).ok()?)), seq)
+            }
+            None => (None, text),
+        };
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Cursor {
+            epoch,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+/// How much one read may return: at most `messages` messages and, past the first message,
+/// at most `bytes` of message JSON, so no answer (a poll's batch, an SSE chunk, a burst of
+/// frames) holds more than that in memory however far behind its client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Most messages.
+    pub messages: usize,
+    /// Most bytes of message JSON (the first message always fits).
+    pub bytes: usize,
 }
 
 /// The server's wall clock, Unix microseconds: a message's `ts_us`, and the clock the live page
@@ -104,7 +183,7 @@ impl Draft {
     /// Checks a publish request (event name, `from`, `to`) and stamps its receive time.
     pub fn check(req: PublishRequest) -> Result<Self, PublishError> {
         let event = req.event.unwrap_or_else(|| "chat".to_owned());
-        if event.is_empty() || event.len() > MAX_NAME_LEN || event.chars().any(char::is_control) {
+        if event.is_empty() || event.len() > MAX_NAME_LEN || event.chars().any(is_hidden) {
             return Err(PublishError::BadEvent(event));
         }
         if !valid_client_id(&req.from) {
@@ -199,8 +278,11 @@ pub struct Read {
     pub next: u64,
     /// How many seqs after the cursor were already evicted from history.
     pub missed: u64,
-    /// The cursor was ahead of the log (the server restarted); `next` is the head.
+    /// The cursor was ahead of the log or from another epoch (the server restarted, the room
+    /// was created again); `next` is the head.
     pub reset: bool,
+    /// The log's epoch, which `next` belongs to.
+    pub epoch: Option<Epoch>,
 }
 
 impl Read {
@@ -219,6 +301,36 @@ mod tests {
         assert!(RoomName::parse("lobby-1_A").is_ok());
         for bad in ["", "a b", "a/b", "é", &"x".repeat(65)] {
             assert!(RoomName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cursors_are_a_seq_or_an_epoch_and_a_seq() {
+        assert_eq!(
+            Cursor::parse("42"),
+            Some(Cursor {
+                epoch: None,
+                seq: 42
+            })
+        );
+        assert_eq!(
+            Cursor::parse("1f-7"),
+            Some(Cursor {
+                epoch: Some(Epoch(0x1f)),
+                seq: 7
+            })
+        );
+        for bad in ["", "-1", "x-1", "1f-", "1f-x", "+1", "1 ", "1f-1-2"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_with_bidi_or_format_controls_are_refused() {
+        assert!(valid_client_id("alice"));
+        assert!(valid_client_id("Zoë 李"));
+        for bad in ["a\u{202E}b", "\u{200B}", "x\u{FEFF}", "a\u{2066}b", "a\nb"] {
+            assert!(!valid_client_id(bad), "{bad:?}");
         }
     }
 

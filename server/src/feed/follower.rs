@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::Room;
-use super::entry::Read;
+use super::entry::{Cursor, Limit, Read};
 
 /// One client following a room from a cursor: reads what follows it and, when nothing does,
 /// waits for the next publish. Long poll, SSE and WebSocket all follow the room this way.
@@ -30,18 +30,24 @@ pub struct Follower {
     head: watch::Receiver<u64>,
     cursor: u64,
     client: Option<String>,
-    limit: usize,
+    limit: Limit,
     /// The last read found nothing for this client, so the next one waits for a publish first.
     idle: bool,
 }
 
 impl Follower {
     /// Follows `room` for `client` (`None`: messages for everyone) from `since`, or from the
-    /// current head when `None` ("from now on"); each read returns at most `limit` messages.
-    pub fn new(room: Arc<Room>, since: Option<u64>, client: Option<String>, limit: usize) -> Self {
+    /// current head when `None` ("from now on"); each read returns at most `limit`. A cursor
+    /// from another epoch of the room starts with a reset (see [`Room::position`]).
+    pub fn new(
+        room: Arc<Room>,
+        since: Option<Cursor>,
+        client: Option<String>,
+        limit: Limit,
+    ) -> Self {
         // Subscribe before taking the head, so a publish in between is read, not missed.
         let head = room.subscribe();
-        let cursor = since.unwrap_or_else(|| room.head());
+        let cursor = since.map_or_else(|| room.head(), |c| room.position(c));
         Follower {
             room,
             head,
@@ -50,6 +56,11 @@ impl Follower {
             limit,
             idle: false,
         }
+    }
+
+    /// The room's epoch, which [`Follower::cursor`] belongs to.
+    pub fn epoch(&self) -> super::Epoch {
+        self.room.epoch()
     }
 
     /// The last seq handled: what to resume from (a long poll's `Duplex-Next`).
@@ -103,12 +114,19 @@ mod tests {
     use futures_util::FutureExt;
     use wire::PublishRequest;
 
+    fn limit(messages: usize) -> Limit {
+        Limit {
+            messages,
+            bytes: usize::MAX,
+        }
+    }
+
     #[test]
     fn follower_waits_for_a_publish_for_it_and_loses_none_when_its_wait_is_dropped() {
         let r = Arc::new(room(10));
         publish(&r, req("a", "before"));
         // `None`: from now on, so the message already there is not news.
-        let mut f = Follower::new(r.clone(), None, Some("bob".into()), 10);
+        let mut f = Follower::new(r.clone(), None, Some("bob".into()), limit(10));
         assert!(f.next().now_or_never().is_none());
         // A wait dropped half way (as `select!` does when another branch wins) loses nothing.
         publish(
@@ -136,7 +154,15 @@ mod tests {
         for _ in 0..5 {
             publish(&r, req("a", "x"));
         }
-        let mut f = Follower::new(r, Some(0), None, 2);
+        let mut f = Follower::new(
+            r,
+            Some(Cursor {
+                epoch: None,
+                seq: 0,
+            }),
+            None,
+            limit(2),
+        );
         let first = f.next().now_or_never().unwrap();
         assert_eq!((first.missed, first.entries.len(), first.next), (2, 2, 4));
         let second = f.next().now_or_never().unwrap();

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::entry::{Draft, Entry, PublishError, Read, RoomName};
+use super::entry::{Draft, Entry, Epoch, Limit, PublishError, Read, RoomName};
 
 /// What [`RoomLog::append`] returns: the entry with its seq, once the log has it.
 pub type Appended<'a> = Pin<Box<dyn Future<Output = Result<Arc<Entry>, PublishError>> + Send + 'a>>;
@@ -38,10 +38,15 @@ pub trait RoomLog: Debug + Send + Sync {
 
     /// What follows `since` for `client`: at most `limit` messages addressed to it, the number
     /// of seqs evicted before it could see them, or a reset when `since` is ahead of the log.
-    fn read(&self, since: u64, client: Option<&str>, limit: usize) -> Read;
+    /// A read never holds more than `limit` (messages and bytes); `next` then stops before the
+    /// rest.
+    fn read(&self, since: u64, client: Option<&str>, limit: Limit) -> Read;
 
     /// The seq of the newest message (0 when none yet).
     fn head(&self) -> u64;
+
+    /// This incarnation of the log: see [`Epoch`].
+    fn epoch(&self) -> Epoch;
 
     /// A receiver flagged changed on every append (its value is the new head).
     fn watch(&self) -> watch::Receiver<u64>;
@@ -53,5 +58,10 @@ pub trait RoomLog: Debug + Send + Sync {
 /// Where the feed gets a new room's log: one implementation per place logs are kept.
 pub trait LogStore: Debug + Send + Sync {
     /// An empty log (or, for a shared store, the existing one) for `room`.
-    fn open(&self, room: &RoomName) -> Box<dyn RoomLog>;
+    fn open(&self, room: &RoomName) -> Arc<dyn RoomLog>;
+
+    /// Bytes of history this process keeps for all rooms, when the store knows (for `/metrics`).
+    fn bytes_kept(&self) -> Option<usize> {
+        None
+    }
 }

@@ -20,8 +20,8 @@ use tokio::sync::broadcast;
 use super::{Live, now_us};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::feed::{Feed, RoomName};
-use wire::{PublishRequest, Transport};
+use crate::feed::{Draft, Feed, RoomName};
+use wire::Transport;
 
 /// Flashes remembered (the dashboard draws the latest few).
 pub const KEPT_FLASHES: usize = 20;
@@ -207,17 +207,16 @@ pub(super) async fn send(
     })
     .map_err(|e| ApiError::BadJson(e.to_string()))?;
     for room in &rooms {
-        feed.publish(
-            room,
-            PublishRequest {
-                from: "teacher".into(),
-                body: body.clone(),
-                event: Some("flash".into()),
-                to: None,
-                echo: None,
-            },
-        )
-        .await?;
+        // The server's own message: `flash` is refused to everyone else (Room::publish).
+        let draft = Draft {
+            event: "flash".into(),
+            from: "teacher".into(),
+            body: body.clone(),
+            to: None,
+            echo: true,
+            ts_us: now_us(),
+        };
+        feed.publish_draft(room, draft).await?;
     }
     let rooms: Vec<String> = rooms.iter().map(|r| r.as_str().to_owned()).collect();
     live.flashes.record(FlashRecord {
