@@ -78,9 +78,9 @@ impl ApiError {
             ApiError::TooManyRooms(_) | ApiError::Publish(PublishError::TooManyRooms(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::ShuttingDown | ApiError::TooManyConnections { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::ShuttingDown
+            | ApiError::TooManyConnections { .. }
+            | ApiError::Publish(PublishError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

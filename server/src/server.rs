@@ -66,11 +66,22 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let state = AppState::open(config).map_err(io::Error::other)?;
+    run_state(listener, state, shutdown).await
+}
+
+/// [`run`] with state already made (`duplex serve` connects to its backplane before it
+/// announces its address).
+pub async fn run_state(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    serve(listener, AppState::new(config), shutdown).await
+    serve(listener, state, shutdown).await
 }
 
 /// Serves `state` on `listener` until `shutdown` completes or `state.shutdown` is cancelled,
@@ -241,11 +252,12 @@ impl Drop for SpawnedServer {
     }
 }
 
-/// Binds `127.0.0.1:0` and serves `config` in a background task.
+/// Binds `127.0.0.1:0` and serves `config` in a background task (connected to its backplane,
+/// when it names one).
 pub async fn spawn(config: Config) -> io::Result<SpawnedServer> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(config);
+    let state = AppState::open(config).map_err(io::Error::other)?;
     let task = tokio::spawn(serve(listener, state.clone(), std::future::pending()));
     Ok(SpawnedServer {
         addr,
