@@ -142,6 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 transports,
                 clients,
                 duration,
+                ..Default::default()
             },
         ),
         Command::Report { results, out } => {

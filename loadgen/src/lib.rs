@@ -9,13 +9,16 @@
 
 #![warn(missing_docs)]
 
+pub mod child;
 pub mod clients;
 pub mod clock;
+pub mod codec;
 pub mod conn;
 pub mod environment;
 pub mod ledger;
 pub mod meter;
 pub mod netem;
+pub mod peer;
 pub mod probe;
 pub mod protocol;
 pub mod publisher;
@@ -24,6 +27,7 @@ pub mod scenario;
 pub mod stamp;
 pub mod summary;
 pub mod target;
+pub mod thresholds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

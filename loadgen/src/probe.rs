@@ -118,7 +118,7 @@ impl Probe {
         let mut last = self.last_reading.lock().unwrap_or_else(|e| e.into_inner());
         match self.child_pid {
             Some(pid) => {
-                if let Some(r) = proc_reading(pid) {
+                if let Some(r) = tree_reading(pid) {
                     *last = Some(r);
                 }
                 *last
@@ -197,7 +197,7 @@ impl Probe {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            match proc_reading(pid) {
+            match tree_reading(pid) {
                 Some(r) => {
                     *self.last_reading.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                     self.rss_peak.fetch_max(r.rss_bytes, Relaxed);
@@ -294,6 +294,44 @@ pub fn proc_reading(pid: i32) -> Option<ServerReading> {
     })
 }
 
+/// CPU seconds and RSS of process `root` and every process below it (a peer's start script
+/// may leave workers: nginx's master and its worker are measured together), counting the CPU of
+/// descendants that already exited and were reaped; `None` when `root` is gone.
+///
+/// Summing RSS counts memory shared between the processes (nginx's shared message store, the
+/// code pages) once per process that touched it, as `ps` would; for one process (duplex's own
+/// child, node) it is exactly [`proc_reading`] plus reaped children's CPU.
+pub fn tree_reading(root: i32) -> Option<ServerReading> {
+    let stat = procfs::process::Process::new(root).ok()?.stat().ok()?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return None;
+    }
+    let mut tree = vec![stat];
+    // One pass over /proc for parent links, then a walk down from the root.
+    let all: Vec<procfs::process::Stat> = procfs::process::all_processes()
+        .map(|ps| ps.filter_map(|p| p.ok()?.stat().ok()).collect())
+        .unwrap_or_default();
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i].pid;
+        tree.extend(
+            all.iter()
+                .filter(|s| s.ppid == parent && s.pid != root)
+                .cloned(),
+        );
+        i += 1;
+    }
+    let ticks = procfs::ticks_per_second() as f64;
+    let page = procfs::page_size();
+    let live = tree.iter().filter(|s| s.state != 'Z' && s.state != 'X');
+    Some(live.fold(ServerReading::default(), |r, s| ServerReading {
+        cpu_s: r.cpu_s
+            + (s.utime + s.stime) as f64 / ticks
+            + (s.cutime + s.cstime).max(0) as f64 / ticks,
+        rss_bytes: r.rss_bytes + s.rss * page,
+    }))
+}
+
 /// The loadgen's own CPU seconds so far.
 pub fn self_cpu_s() -> f64 {
     proc_reading(std::process::id() as i32).map_or(0.0, |r| r.cpu_s)
@@ -383,6 +421,24 @@ pub async fn http_get(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_reading_counts_the_children_a_script_started() {
+        // A shell that starts a busy child and waits: the shell itself spends nothing.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "timeout 2 sh -c 'while :; do :; done' & wait"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let pid = shell.id() as i32;
+        let alone = proc_reading(pid).unwrap();
+        let tree = tree_reading(pid).unwrap();
+        // The busy child ends itself (timeout), then the shell.
+        shell.wait().unwrap();
+        assert!(tree.cpu_s >= alone.cpu_s + 0.2, "{tree:?} vs {alone:?}");
+        assert!(tree.rss_bytes > alone.rss_bytes);
+        assert_eq!(tree_reading(pid), None, "a reaped root is gone");
+    }
 
     #[test]
     fn reads_connections_cpu_and_memory_from_prometheus_text() {

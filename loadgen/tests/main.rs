@@ -3,3 +3,4 @@
 mod netem;
 mod phases;
 mod scenarios_shipped;
+mod stacks;

@@ -65,6 +65,7 @@ fn scenario(clients: u64, sweep: Option<SweepInfo>) -> ScenarioInfo {
         long_poll_timeout_ms: TIMEOUT_MS,
         network: NetworkInfo::default(),
         sweep,
+        seed: None,
     }
 }
 
@@ -329,6 +330,7 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
             events: trace,
         }],
         warnings: Vec::new(),
+        model_floor_ms: None,
     }
 }
 

@@ -53,13 +53,62 @@ pub struct RunAnalysis<'a> {
 impl<'a> RunAnalysis<'a> {
     /// Analyses every phase of `run`.
     pub fn of(results: &'a Results, run: &'a Run) -> Self {
+        let estimate = Floor::estimate(run);
         Self {
             run,
             phases: run
                 .phases
                 .iter()
-                .map(|phase| PhaseAnalysis::of(results, run, phase))
+                .map(|phase| {
+                    let floor = phase.model_floor_ms.map_or(estimate, |ms| Floor {
+                        ms,
+                        source: FloorSource::Measured,
+                    });
+                    PhaseAnalysis::of(results, run, phase, floor)
+                })
                 .collect(),
+        }
+    }
+}
+
+/// Where a phase's server floor (the models' service time) came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorSource {
+    /// Measured before the phase (`Phase::model_floor_ms`).
+    Measured,
+    /// Not measured: the run's fastest delivery beyond the network's trips, an upper bound on
+    /// the server's service time (no message can beat it). A run whose every transport is slow
+    /// hides a slow server this way, which is why the loadgen measures the floor.
+    FastestDelivery,
+}
+
+/// The server's service time the long-poll, SSE and WebSocket models add, and its source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Floor {
+    /// Milliseconds.
+    pub ms: f64,
+    /// Measured, or estimated.
+    pub source: FloorSource,
+}
+
+impl Floor {
+    /// The estimate for a run whose phases did not measure the floor: the fastest delivery of
+    /// any of its transports, less the network's two trips (never below zero). One figure per
+    /// run, because it is the server's and the machine's, not a transport's.
+    pub fn estimate(run: &Run) -> Self {
+        let trips_ms = run.rtt_ms;
+        let fastest = run
+            .phases
+            .iter()
+            .filter_map(|p| p.latency.quantile_ms(0.0))
+            .fold(f64::INFINITY, f64::min);
+        Self {
+            ms: if fastest.is_finite() {
+                (fastest - trips_ms).max(0.0)
+            } else {
+                0.0
+            },
+            source: FloorSource::FastestDelivery,
         }
     }
 }
@@ -74,6 +123,8 @@ pub struct PhaseAnalysis<'a> {
     pub measured: Figures,
     /// What the model took as input (measured sizes and rate where the phase has them).
     pub model_input: ModelInput,
+    /// The server's service time in the model, and where it came from.
+    pub floor: Floor,
     /// What the model expects; `None` for an unknown transport.
     pub model: Option<Expected>,
     /// Measured against expected, figure by figure.
@@ -81,18 +132,22 @@ pub struct PhaseAnalysis<'a> {
 }
 
 impl<'a> PhaseAnalysis<'a> {
-    /// Analyses one phase of `run`.
-    pub fn of(results: &'a Results, run: &'a Run, phase: &'a Phase) -> Self {
+    /// Analyses one phase of `run`, with `floor` as the server's service time.
+    pub fn of(results: &'a Results, run: &'a Run, phase: &'a Phase, floor: Floor) -> Self {
         let transport = phase.transport.parse::<Transport>().ok();
         let measured = Figures::of(phase);
-        let model_input = ModelInput::measured(&results.scenario, run, phase);
+        let model_input = ModelInput {
+            server_floor_s: floor.ms / 1000.0,
+            ..ModelInput::measured(&results.scenario, run, phase)
+        };
         let model = transport.map(|t| model::expected(t, &model_input));
-        let verdicts = Verdicts::judge(results, phase, &measured, model.as_ref());
+        let verdicts = Verdicts::judge(results, phase, &measured, model.as_ref(), floor);
         Self {
             phase,
             transport,
             measured,
             model_input,
+            floor,
             model,
             verdicts,
         }
@@ -268,8 +323,16 @@ pub struct Comparison {
 
 impl Comparison {
     fn judge(measured: Option<f64>, expected: Option<f64>, tolerance: Tolerance) -> Self {
+        Self::judged_by(measured, expected, |m, e| tolerance.disagrees(m, e))
+    }
+
+    fn judged_by(
+        measured: Option<f64>,
+        expected: Option<f64>,
+        disagrees: impl Fn(f64, f64) -> bool,
+    ) -> Self {
         let differs = match (measured, expected) {
-            (Some(m), Some(e)) => tolerance.disagrees(m, e),
+            (Some(m), Some(e)) => disagrees(m, e),
             _ => false,
         };
         Self {
@@ -304,24 +367,42 @@ impl Verdicts {
         phase: &Phase,
         measured: &Figures,
         model: Option<&Expected>,
+        floor: Floor,
     ) -> Self {
         let jitter = results.scenario.network.jitter_ms;
-        let latency_tol = |abs_ms: f64| Tolerance {
-            abs: abs_ms + jitter,
-            rel: 0.25,
+        let latency = |q: f64, measured: Option<f64>, expected: Option<f64>| {
+            let band = model.and_then(|e| {
+                // A wait depends on each client's own poll timing, so every delivery is a
+                // sample of its own; without one, the clients of a message share its fate.
+                let independent = if e.latency.wait_share > 0.0 {
+                    phase.integrity.deliveries_received
+                } else {
+                    phase.messages_published
+                };
+                noise::latency_band_ms(&phase.latency, q, &e.latency, independent, jitter)
+            });
+            // Short polling's model leaves the floor out (see `model::expected`).
+            let floor_ms = if phase.transport == Transport::ShortPoll.as_str() {
+                0.0
+            } else {
+                floor.ms
+            };
+            Comparison::judged_by(measured, expected, |m, e| {
+                band.is_some_and(|band| noise::latency_disagrees(m, e, band, floor_ms))
+            })
         };
         let empty_expected = model.and_then(|e| e.empty_share);
         let i = &phase.integrity;
         Self {
-            latency_p50: Comparison::judge(
+            latency_p50: latency(
+                0.5,
                 measured.latency_p50_ms,
                 model.map(|e| e.latency_p50_ms),
-                latency_tol(5.0),
             ),
-            latency_p99: Comparison::judge(
+            latency_p99: latency(
+                0.99,
                 measured.latency_p99_ms,
                 model.map(|e| e.latency_p99_ms),
-                latency_tol(10.0),
             ),
             requests_per_s: Comparison::judge(
                 Some(measured.requests_per_s),

@@ -50,6 +50,10 @@ pub struct ModelInput {
     /// g: time a long-poll client needs between an answer and its next request, s (beyond the
     /// network: parsing and scheduling). Zero unless known.
     pub rerequest_gap_s: f64,
+    /// F: the server's service time, s: from a publish reaching the server to the message
+    /// leaving it for a waiting subscriber. Added to every long-poll, SSE and WebSocket
+    /// delivery (a short poll's wait for the next poll dwarfs it). Zero unless known.
+    pub server_floor_s: f64,
     /// L: long-poll hold timeout, s.
     pub long_poll_timeout_s: f64,
     /// H: status line and header bytes of one HTTP answer.
@@ -69,6 +73,7 @@ impl ModelInput {
             one_way_delay_s: run.rtt_ms / 2000.0,
             publish_delay_s: run.rtt_ms / 2000.0,
             rerequest_gap_s: 0.0,
+            server_floor_s: 0.0,
             long_poll_timeout_s: scenario.long_poll_timeout_ms / 1000.0,
             header_bytes: DEFAULT_HEADER_BYTES,
             message_bytes: scenario.payload_bytes as f64 + DEFAULT_ENVELOPE_BYTES,
@@ -189,8 +194,14 @@ pub struct Expected {
 /// Evaluates the model of `transport`.
 pub fn expected(transport: Transport, input: &ModelInput) -> Expected {
     let lambda = input.lambda_per_s;
-    // Every delivery pays the publish's trip in and the delivery's trip out.
-    let d_ms = (input.publish_delay_s + input.one_way_delay_s) * 1000.0;
+    // Every delivery pays the publish's trip in and the delivery's trip out; a message that
+    // finds its reader waiting (long poll, SSE, WebSocket) also pays the server's service time.
+    let trips_ms = (input.publish_delay_s + input.one_way_delay_s) * 1000.0;
+    let d_ms = if transport == Transport::ShortPoll {
+        trips_ms
+    } else {
+        trips_ms + input.server_floor_s * 1000.0
+    };
     let p = input.message_bytes;
     let h = input.header_bytes;
     // Answers per second a client asks for, beyond publishing.
@@ -292,6 +303,7 @@ mod tests {
             one_way_delay_s: 0.0,
             publish_delay_s: 0.0,
             rerequest_gap_s: 0.0,
+            server_floor_s: 0.0,
             long_poll_timeout_s: 25.0,
             header_bytes: 110.0,
             message_bytes: 200.0,
@@ -367,6 +379,21 @@ mod tests {
         // H × polls / λ + P = 110 × 0.731059 + 200
         assert!(close(e.bytes_per_message.unwrap(), 280.4165));
         assert!(e.empty_share.unwrap() < 1e-9);
+    }
+
+    #[test]
+    fn the_server_floor_delays_every_push_and_long_poll_delivery_but_not_the_poll_beat() {
+        let input = ModelInput {
+            server_floor_s: 0.0004,
+            ..classroom()
+        };
+        for t in [Transport::LongPoll, Transport::Sse, Transport::WebSocket] {
+            let e = expected(t, &input);
+            assert!(close(e.latency_p50_ms, 0.4), "{t}: {}", e.latency_p50_ms);
+            assert!(close(e.latency_p99_ms, 0.4), "{t}");
+        }
+        let short = expected(Transport::ShortPoll, &input);
+        assert!(close(short.latency_p50_ms, 250.0));
     }
 
     #[test]

@@ -7,3 +7,4 @@ mod csv_files;
 mod helpers;
 mod page;
 mod reading;
+mod verdicts;

@@ -251,3 +251,26 @@ fn the_card_shows_tcp_connections_held_and_what_the_server_held_open() {
     assert_eq!(short.transport, "short_poll");
     assert!(short.server.open_connections_peak < short.server.tcp_connections_peak);
 }
+
+#[test]
+fn the_card_shows_bytes_up_and_memory_growth_per_client() {
+    let results = fixture("results.json");
+    let (_, html) = render(&results, "card_up_and_memory");
+    let card = section(&html, "card");
+    assert!(card.contains("Bytes up per delivered message"), "{card}");
+    for phase in &results.runs[0].phases {
+        let up = phase.traffic.bytes_up as f64 / phase.integrity.deliveries_received as f64;
+        assert!(
+            card.contains(&format!("<span class=\"measured\">{up:.0} B</span>")),
+            "{}: {up:.0} B up per message",
+            phase.transport
+        );
+        let s = &phase.server;
+        let per_client = (s.rss_peak_bytes - s.rss_start_bytes) as f64 / phase.clients as f64;
+        assert!(
+            card.contains(&format!("{:.1} KiB more per client", per_client / 1024.0)),
+            "{}",
+            phase.transport
+        );
+    }
+}

@@ -225,6 +225,8 @@ pub async fn run_phase(
         timeseries,
         traces,
         warnings,
+        // Not measured yet: the report estimates the floor from the run's fastest delivery.
+        model_floor_ms: None,
     }
 }
 

@@ -3,7 +3,7 @@
 //! value, and a mark when the two differ by more than noise explains. Also the plain-language
 //! explanation of each transport, written from its own numbers.
 
-use crate::analysis::{Comparison, PhaseAnalysis, RunAnalysis};
+use crate::analysis::{Comparison, FloorSource, PhaseAnalysis, RunAnalysis};
 use crate::format;
 use crate::model;
 use crate::results::{Results, Run};
@@ -74,7 +74,7 @@ impl CardCell {
 /// Builds the card for one analysed run.
 pub fn card(results: &Results, run: &RunAnalysis) -> Card {
     let mut columns = Vec::new();
-    let mut cells: Vec<Vec<CardCell>> = (0..9).map(|_| Vec::new()).collect();
+    let mut cells: Vec<Vec<CardCell>> = (0..10).map(|_| Vec::new()).collect();
     for a in &run.phases {
         let phase = a.phase;
         let measured = &a.measured;
@@ -88,7 +88,7 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         cells[0].push(CardCell::compared(
             verdicts.latency_p50,
             format::ms,
-            String::new(),
+            floor_note(a),
         ));
         cells[1].push(CardCell::compared(
             verdicts.latency_p99,
@@ -111,6 +111,17 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
                 format::bytes(phase.traffic.bytes_down as f64)
             ),
         ));
+        // Bytes up: what the clients' own requests cost (headers of every poll, publishes,
+        // WebSocket frames), which a browser pays on a metered uplink too.
+        cells[4].push(CardCell::plain(
+            measured
+                .bytes_up_per_message
+                .map_or_else(|| "—".into(), format::bytes),
+            format!(
+                "{} written in all",
+                format::bytes(phase.traffic.bytes_up as f64)
+            ),
+        ));
         let empty_detail = if verdicts.empty_share.expected.is_some() {
             format!(
                 "{} of {}",
@@ -120,7 +131,7 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         } else {
             "no poll answers".into()
         };
-        cells[4].push(CardCell::compared(
+        cells[5].push(CardCell::compared(
             verdicts.empty_share,
             format::share,
             empty_detail,
@@ -135,7 +146,7 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
             Some(Transport::WebSocket) => "sockets",
             _ => "requests",
         };
-        cells[5].push(CardCell::plain(
+        cells[6].push(CardCell::plain(
             if tcp > 0 {
                 format::count(tcp)
             } else {
@@ -147,19 +158,25 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
                 format::count(phase.traffic.connections_opened)
             ),
         ));
-        cells[6].push(CardCell::plain(
+        cells[7].push(CardCell::plain(
             format!("{:.2} s", phase.server.cpu_s),
             format!("{} of one core", format::share(measured.server_core_share)),
         ));
-        cells[7].push(CardCell::plain(
+        cells[8].push(CardCell::plain(
             format::mib(phase.server.rss_peak_bytes),
             format!(
-                "{} before clients",
-                format::mib(phase.server.rss_start_bytes)
+                "{} before clients{}",
+                format::mib(phase.server.rss_start_bytes),
+                measured
+                    .server_memory_per_client_bytes
+                    .map_or_else(String::new, |b| format!(
+                        " · {:.1} KiB more per client",
+                        b / 1024.0
+                    ))
             ),
         ));
         let i = &phase.integrity;
-        cells[8].push(CardCell {
+        cells[9].push(CardCell {
             measured: format!("{} / {} / {}", i.missing, i.duplicates, i.out_of_order),
             detail: format!(
                 "{} of {} delivered",
@@ -170,7 +187,7 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
             flagged: !verdicts.integrity_ok,
         });
     }
-    let labels: [(&str, &str); 9] = [
+    let labels: [(&str, &str); 10] = [
         (
             "Latency p50",
             "scheduled publish to receipt; half the messages arrived faster",
@@ -182,6 +199,10 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
             "everything read ÷ messages delivered",
         ),
         (
+            "Bytes up per delivered message",
+            "everything the clients wrote (requests, publishes, frames) ÷ messages delivered",
+        ),
+        (
             "Empty answers",
             "poll answers that carried nothing; the model assumes messages at random times",
         ),
@@ -190,7 +211,10 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
             "at once, idle keep-alive ones included; under it: streams or requests the server was holding open, and connections clients opened",
         ),
         ("Server CPU", "during the measured seconds"),
-        ("Server memory (peak)", "resident set size"),
+        (
+            "Server memory (peak)",
+            "resident set size; growth over the phase ÷ clients under it",
+        ),
         (
             "Missing / duplicated / out of order",
             "integrity: all should be 0",
@@ -206,6 +230,22 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         })
         .collect();
     Card { columns, rows }
+}
+
+/// Under a latency the model puts a server floor in: how long the server takes, and how the
+/// report knows.
+fn floor_note(a: &PhaseAnalysis) -> String {
+    if a.model.is_none() || a.transport == Some(Transport::ShortPoll) {
+        return String::new();
+    }
+    let source = match a.floor.source {
+        FloorSource::Measured => "measured before the phase",
+        FloorSource::FastestDelivery => "the run's fastest delivery; not measured",
+    };
+    format!(
+        "server time in the model: {} ({source})",
+        format::ms(a.floor.ms)
+    )
 }
 
 /// The transport's explanation for students, written around this run's numbers.

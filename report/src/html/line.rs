@@ -137,32 +137,16 @@ pub fn latency_cdf(run: &RunAnalysis) -> LineChart {
             });
         }
         if let Some(m) = m {
-            // Sample the model across the axis in log steps, plus its corners exactly.
-            let mut ts: Vec<f64> = (0..=200)
-                .map(|i| lo * (hi / lo).powf(f64::from(i) / 200.0))
-                .collect();
-            ts.extend([m.delay_ms, m.delay_ms + m.wait_max_ms]);
-            ts.retain(|t| *t >= lo && *t <= hi);
-            ts.sort_by(f64::total_cmp);
-            let mut points = Vec::with_capacity(ts.len() + 1);
-            if m.delay_ms <= lo {
-                // Everything the model delivers below the axis start: a rise at the left edge.
-                points.push((xs.map(lo), ys.map(0.0)));
+            let points = model_points(m, &xs, &ys, lo, hi);
+            if points.len() > 1 {
+                series.push(Series {
+                    transport: p.transport.clone(),
+                    colour,
+                    path: path(&points),
+                    dashed: true,
+                    markers: Vec::new(),
+                });
             }
-            for t in ts {
-                // A step at d: draw the vertical rise explicitly.
-                if (t - m.delay_ms).abs() < 1e-12 && t > lo {
-                    points.push((xs.map(t), ys.map(0.0)));
-                }
-                points.push((xs.map(t), ys.map(m.cdf(t) * 100.0)));
-            }
-            series.push(Series {
-                transport: p.transport.clone(),
-                colour,
-                path: path(&points),
-                dashed: true,
-                markers: Vec::new(),
-            });
         }
     }
     LineChart {
@@ -173,6 +157,39 @@ pub fn latency_cdf(run: &RunAnalysis) -> LineChart {
         series,
         legend,
     }
+}
+
+/// The model's CDF in SVG coordinates, drawn only where it says something: from where it
+/// leaves 0% (or the axis start) to where it reaches 100%, never along the plot's edges. A
+/// model without a wait ("every message after d") is one vertical step at d; one that puts
+/// every message at 0 ms, which a log axis cannot show, is not drawn at all.
+fn model_points(m: &LatencyModel, xs: &Scale, ys: &Scale, lo: f64, hi: f64) -> Vec<(f64, f64)> {
+    let start = m.delay_ms;
+    let end = m.delay_ms + m.wait_max_ms;
+    if end < lo || start > hi {
+        return Vec::new();
+    }
+    if m.wait_share <= 0.0 || m.wait_max_ms <= 0.0 {
+        return vec![(xs.map(start), ys.map(0.0)), (xs.map(start), ys.map(100.0))];
+    }
+    let (from, to) = (start.max(lo), end.min(hi));
+    // Log steps between the ends, plus the ends exactly.
+    let mut ts: Vec<f64> = (0..=200)
+        .map(|i| from * (to / from).powf(f64::from(i) / 200.0))
+        .collect();
+    ts.push(to);
+    ts.sort_by(f64::total_cmp);
+    ts.dedup();
+    let mut points = Vec::with_capacity(ts.len() + 1);
+    if start >= lo {
+        // The rise at d, from 0% to the share that does not wait.
+        points.push((xs.map(start), ys.map(0.0)));
+    }
+    points.extend(
+        ts.into_iter()
+            .map(|t| (xs.map(t), ys.map(m.cdf(t) * 100.0))),
+    );
+    points
 }
 
 /// What a per-second chart plots.
