@@ -55,6 +55,10 @@ enum Command {
         /// (repeatable), e.g. the laptop's name on the classroom network.
         #[arg(long)]
         allow_host: Vec<String>,
+        /// Keep rooms' logs in this Redis (redis://HOST:PORT), shared with every duplex node
+        /// pointed at it: clients on any node see the same messages with the same seqs.
+        #[arg(long, value_name = "URL")]
+        backplane: Option<String>,
     },
     /// Run a scenario: simulate its clients on each transport, measure, write the report.
     #[command(
@@ -177,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_connections_per_address,
             allow_origin,
             allow_host,
+            backplane,
         } => serve(
             &listen,
             server::Config {
@@ -187,6 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_connections_per_address,
                 allow_origins: allow_origin,
                 allow_hosts: allow_host,
+                backplane,
                 ..server::Config::default()
             },
         ),
@@ -365,6 +371,8 @@ fn serve(listen: &str, mut config: server::Config) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
         let listener = server::bind(addr).with_context(|| format!("binding {addr}"))?;
+        // Before the address is announced: whoever waits for it gets a node that can serve.
+        let state = server::AppState::open(server::server::raise_descriptor_limit(config))?;
         let local = listener.local_addr()?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "duplex listening on http://{local}")?;
@@ -373,7 +381,7 @@ fn serve(listen: &str, mut config: server::Config) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "teacher: http://{local}/dashboard?token={token}")?;
         stdout.flush()?;
         drop(stdout);
-        server::run(listener, config, shutdown_signal()).await?;
+        server::run_state(listener, state, shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     // Tasks still running after the shutdown deadline are dropped, not waited for.

@@ -128,7 +128,7 @@ async fn an_http_sender_never_waits_behind_its_own_earlier_publish() {
         protocol: Arc::new(Duplex),
         probe: Probe::new(srv.addr, None, abort.clone()),
         abort,
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
     };
     let phase = run_phase(&s, Transport::Sse, "pool".to_owned(), &setup).await;

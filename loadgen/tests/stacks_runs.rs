@@ -50,7 +50,7 @@ async fn phases(
         protocol: s.target.protocol.adapter(),
         probe: Probe::with_metrics(target.addr, target.child_pid(), abort.clone(), false),
         abort,
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
     };
     let mut out = Vec::new();

@@ -102,7 +102,8 @@ impl ApiError {
             }
             ApiError::ShuttingDown
             | ApiError::TooManyConnections { .. }
-            | ApiError::TooManyFromAddress { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::TooManyFromAddress { .. }
+            | ApiError::Publish(PublishError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ForeignOrigin(_) | ApiError::NotTeacher => StatusCode::FORBIDDEN,

@@ -115,9 +115,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// The room if it exists: reading creates nothing.
+    /// The room if it exists (here, or in the backplane): reading creates nothing.
     pub fn find(&self) -> Option<Arc<Room>> {
-        self.feed.find(&self.name)
+        self.feed.find_for(&self.name, self.peer)
     }
 
     /// The room, created for a subscriber that waits in it (long poll, SSE, WebSocket); it

@@ -31,5 +31,5 @@ pub mod state;
 pub use config::Config;
 pub use conn::{ConnMeter, Peer};
 pub use router::app;
-pub use server::{SpawnedServer, bind, run, serve, spawn};
+pub use server::{SpawnedServer, bind, run, run_state, serve, spawn};
 pub use state::AppState;

@@ -64,20 +64,35 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serves the feed on `listener` with fresh state until `shutdown` completes. Also raises this
-/// process's soft open-file limit to its hard limit (often 1024 -> far more), since every client
-/// holds a descriptor, and, when `max_connections` is not set, sets it to that limit less
-/// [`DESCRIPTOR_RESERVE`].
+/// Serves the feed on `listener` with fresh state until `shutdown` completes, after
+/// [`raise_descriptor_limit`].
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let mut config = config;
+    let state = AppState::open(raise_descriptor_limit(config)).map_err(io::Error::other)?;
+    serve(listener, state, shutdown).await
+}
+
+/// [`run`] with state already made (`duplex serve` connects to its backplane before it
+/// announces its address); make that state from a config passed through
+/// [`raise_descriptor_limit`].
+pub async fn run_state(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve(listener, state, shutdown).await
+}
+
+/// Raises this process's soft open-file limit to its hard limit (often 1024 -> far more), since
+/// every client holds a descriptor, and, when `max_connections` is not set, sets it to that limit
+/// less [`DESCRIPTOR_RESERVE`], so accepting never fails for want of a descriptor.
+pub fn raise_descriptor_limit(mut config: Config) -> Config {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => {
             tracing::debug!(limit, "open-file limit");
-            // Accepting must never fail for want of a descriptor: below the limit, refuse.
             if config.max_connections.is_none() {
                 let max = limit.saturating_sub(DESCRIPTOR_RESERVE).max(16);
                 config.max_connections = Some(usize::try_from(max).unwrap_or(usize::MAX));
@@ -85,7 +100,7 @@ pub async fn run(
         }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    serve(listener, AppState::new(config), shutdown).await
+    config
 }
 
 /// Serves `state` on `listener` until `shutdown` completes or `state.shutdown` is cancelled,
@@ -338,11 +353,12 @@ impl Drop for SpawnedServer {
     }
 }
 
-/// Binds `127.0.0.1:0` and serves `config` in a background task.
+/// Binds `127.0.0.1:0` and serves `config` in a background task (connected to its backplane,
+/// when it names one).
 pub async fn spawn(config: Config) -> io::Result<SpawnedServer> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(config);
+    let state = AppState::open(config).map_err(io::Error::other)?;
     let task = tokio::spawn(serve(listener, state.clone(), std::future::pending()));
     Ok(SpawnedServer {
         addr,
