@@ -51,8 +51,8 @@ pub fn crossover(analysis: &Analysis) -> Option<LineChart> {
         return None;
     }
     let (lo, hi) = (
-        axis::decade_below(lo / 50.0, 1e-4),
-        axis::decade_above(hi * 50.0),
+        axis::decade_below(lo / 10.0, 1e-3),
+        axis::decade_above(hi * 10.0),
     );
 
     let curves: Vec<Curve> = headline
@@ -90,17 +90,16 @@ pub fn crossover(analysis: &Analysis) -> Option<LineChart> {
     let (legend, legend_bottom) = legend_rows(entries, LEFT, 34.0);
     let f = Plot::below_legend(480.0, legend_bottom);
     let xs = Scale::log(lo, hi, f.x0, f.x1);
-    let ys = Scale::log(
-        axis::decade_below(y_lo, 1e-3),
-        axis::decade_above(y_hi * 1.01),
-        f.y1,
-        f.y0,
-    );
+    // Requests below one per 1,000 s per client are immaterial; below that the axis stops.
+    let y_bottom = axis::decade_below(y_lo, 1e-3);
+    let ys = Scale::log(y_bottom, axis::decade_above(y_hi * 1.01), f.y1, f.y0);
     let mut series: Vec<Series> = curves
         .into_iter()
         .map(|(id, colour, points)| {
+            // Points below the axis' start are left out, not drawn along its edge.
             let at: Vec<(f64, f64)> = points
                 .iter()
+                .filter(|(_, r)| *r >= y_bottom)
                 .map(|(l, r)| (xs.map(*l), ys.map(*r)))
                 .collect();
             Series {
