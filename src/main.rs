@@ -48,7 +48,7 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         max_connections_per_address: usize,
         /// Another origin allowed to post and open WebSockets (repeatable), e.g.
-        /// http://teacher.local:8080. The server's own origin is always allowed.
+        /// `http://teacher.local:8080`. The server's own origin is always allowed.
         #[arg(long)]
         allow_origin: Vec<String>,
         /// A host name accepted in the Host header besides IP literals and localhost
