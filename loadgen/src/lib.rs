@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use runner::ProgressMode;
 pub use tokio_util::sync::CancellationToken;
 
 use report::Results;
@@ -53,8 +54,8 @@ pub struct RunOptions {
     pub scenario: Scenario,
     /// Which server to measure.
     pub server: ServerChoice,
-    /// Draw progress bars on stderr.
-    pub progress: bool,
+    /// How to show progress on stderr: bars on a terminal, plain lines in a log.
+    pub progress: ProgressMode,
     /// Cancelled on Ctrl-C: the run stops cleanly and returns what it measured.
     pub interrupt: CancellationToken,
 }

@@ -448,16 +448,17 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = shell.id() as i32;
-        // The machine may be busy: wait (bounded) until the child has had some CPU.
-        let mut readings = (proc_reading(pid).unwrap(), tree_reading(pid).unwrap());
-        for _ in 0..40 {
+        // The child's CPU shows once it has run a little; on a loaded machine that may take a
+        // while, so wait for it (bounded by the child's own 2 s) instead of a fixed sleep.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let (alone, tree) = loop {
             std::thread::sleep(Duration::from_millis(50));
-            readings = (proc_reading(pid).unwrap(), tree_reading(pid).unwrap());
-            if readings.1.cpu_s >= readings.0.cpu_s + 0.05 {
-                break;
+            let alone = proc_reading(pid).unwrap();
+            let tree = tree_reading(pid).unwrap();
+            if tree.cpu_s >= alone.cpu_s + 0.05 || std::time::Instant::now() > deadline {
+                break (alone, tree);
             }
-        }
-        let (alone, tree) = readings;
+        };
         // The busy child ends itself (timeout), then the shell.
         shell.wait().unwrap();
         assert!(tree.cpu_s >= alone.cpu_s + 0.05, "{tree:?} vs {alone:?}");

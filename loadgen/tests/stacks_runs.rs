@@ -51,7 +51,7 @@ async fn phases(
         protocol: s.target.adapter(),
         probe: Probe::with_metrics(target.addr, target.child_pid(), abort.clone(), false),
         abort,
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
     };
     let mut out = Vec::new();

@@ -39,6 +39,9 @@ pub struct Config {
     pub allow_hosts: Vec<String>,
     /// The teacher's token (dashboard, flash); `None`: a random one per start.
     pub teacher_token: Option<String>,
+    /// Keep rooms' logs in this Redis (`--backplane redis://HOST:PORT`), shared with every node
+    /// pointed at it; `None`: in this process's memory.
+    pub backplane: Option<String>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             allow_origins: Vec::new(),
             allow_hosts: Vec::new(),
             teacher_token: None,
+            backplane: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::feed::{Feed, MAX_ROOMS, MemoryStore, RoomRules};
+use crate::feed::{BackplaneError, Feed, LogStore, MAX_ROOMS, MemoryStore, RedisStore, RoomRules};
 use crate::live::Live;
 use crate::metrics::Metrics;
 
@@ -31,11 +31,27 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Fresh state for `config`, with its own shutdown token.
+    /// Fresh state for `config`, with its own shutdown token, rooms' logs in this process's
+    /// memory (whatever `config.backplane` says: see [`AppState::open`]).
     pub fn new(config: Config) -> Self {
+        let store = MemoryStore::new(config.history, config.memory_budget);
+        AppState::with_store(config, Box::new(store))
+    }
+
+    /// Fresh state for `config`: rooms' logs in the Redis that `config.backplane` names
+    /// (connected to here), else in memory. Call inside a tokio runtime.
+    pub fn open(config: Config) -> Result<Self, BackplaneError> {
+        let store: Box<dyn LogStore> = match &config.backplane {
+            Some(url) => Box::new(RedisStore::connect(url, config.history)?),
+            None => Box::new(MemoryStore::new(config.history, config.memory_budget)),
+        };
+        Ok(AppState::with_store(config, store))
+    }
+
+    fn with_store(config: Config, store: Box<dyn LogStore>) -> Self {
         AppState {
             feed: Arc::new(Feed::with_store(
-                Box::new(MemoryStore::new(config.history, config.memory_budget)),
+                store,
                 RoomRules {
                     max_rooms: MAX_ROOMS,
                     per_address: config.rooms_per_address,
@@ -43,8 +59,8 @@ impl AppState {
                 },
             )),
             metrics: Arc::new(Metrics::default()),
+            live: Arc::new(Live::new(config.teacher_token.clone())),
             config: Arc::new(config),
-            live: Arc::new(Live::default()),
             shutdown: CancellationToken::new(),
         }
     }

@@ -64,6 +64,9 @@ pub enum PublishError {
     /// `event` names one the server keeps for itself (the teacher's `flash`).
     #[error("the event name {0:?} is reserved for the server")]
     ReservedEvent(String),
+    /// The log's store (the Redis backplane) did not take the message; it has no seq.
+    #[error("the backplane did not take the message: {0}")]
+    Unavailable(String),
     /// The room does not exist and no more can be created.
     #[error(transparent)]
     TooManyRooms(#[from] TooManyRooms),

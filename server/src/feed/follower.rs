@@ -29,6 +29,9 @@ pub struct Follower {
     room: Arc<Room>,
     head: watch::Receiver<u64>,
     cursor: u64,
+    /// The epoch `cursor` belongs to. A log in a shared store can begin a new epoch while a
+    /// client follows it (the store lost its data); the cursor then means nothing there.
+    epoch: super::Epoch,
     client: Option<String>,
     limit: Limit,
     /// The last read found nothing for this client, so the next one waits for a publish first.
@@ -47,11 +50,13 @@ impl Follower {
     ) -> Self {
         // Subscribe before taking the head, so a publish in between is read, not missed.
         let head = room.subscribe();
+        let epoch = room.epoch();
         let cursor = since.map_or_else(|| room.head(), |c| room.position(c));
         Follower {
             room,
             head,
             cursor,
+            epoch,
             client,
             limit,
             idle: false,
@@ -60,7 +65,7 @@ impl Follower {
 
     /// The room's epoch, which [`Follower::cursor`] belongs to.
     pub fn epoch(&self) -> super::Epoch {
-        self.room.epoch()
+        self.epoch
     }
 
     /// The last seq handled: what to resume from (a long poll's `Duplex-Next`).
@@ -73,9 +78,19 @@ impl Follower {
     /// docs.
     pub fn read(&mut self) -> Read {
         self.head.borrow_and_update();
-        let read = self
-            .room
-            .read(self.cursor, self.client.as_deref(), self.limit);
+        let client = self.client.as_deref();
+        let mut read = self.room.read(self.cursor, client, self.limit);
+        if let Some(epoch) = read.epoch
+            && epoch != self.epoch
+        {
+            // The log began a new epoch since the cursor was taken. The read's epoch comes with
+            // its entries, so this cannot be raced: read again from past every head, which
+            // answers a reset at the new head (0 means "nothing seen" in any epoch: kept).
+            if self.cursor > 0 {
+                read = self.room.read(u64::MAX, client, self.limit);
+            }
+            self.epoch = epoch;
+        }
         self.cursor = read.next;
         self.idle = !read.has_news();
         read

@@ -60,6 +60,12 @@ pub trait LogStore: Debug + Send + Sync {
     /// An empty log (or, for a shared store, the existing one) for `room`.
     fn open(&self, room: &RoomName) -> Arc<dyn RoomLog>;
 
+    /// Whether logs live outside this process (a backplane), so a room this node never opened
+    /// may still hold messages: reading it must open it rather than answer "empty".
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Bytes of history this process keeps for all rooms, when the store knows (for `/metrics`).
     fn bytes_kept(&self) -> Option<usize> {
         None

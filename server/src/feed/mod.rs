@@ -6,13 +6,15 @@
 //!
 //! One concept per submodule: `entry` (names, the encoded-once [`Entry`], the [`Read`] answer),
 //! `log` (the [`RoomLog`] seam and the [`LogStore`] that opens a room's log), `memory` (today's
-//! in-memory ring, [`MemoryLog`]), `follower` (reading and waiting, with the no-missed-wake-up
+//! in-memory ring, [`MemoryLog`]), `redis` (logs in Redis streams shared by several nodes,
+//! [`RedisLog`]), `follower` (reading and waiting, with the no-missed-wake-up
 //! rule). How a publish reaches each transport is told in `docs/ARCHITECTURE.md`.
 
 mod entry;
 mod follower;
 mod log;
 mod memory;
+mod redis;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 
 use wire::PublishRequest;
 
+pub use self::redis::{BackplaneError, RedisLog, RedisStore};
 pub use entry::{
     BadRoomName, Cursor, Draft, Entry, Epoch, Limit, MAX_NAME_LEN, PublishError, Read, RoomName,
     TooManyRooms, is_hidden, now_us, valid_client_id,
@@ -194,6 +197,17 @@ impl Feed {
     /// The room called `name` if it exists; reading a room creates nothing.
     pub fn find(&self, name: &RoomName) -> Option<Arc<Room>> {
         self.lock().rooms.get(name.as_str()).cloned()
+    }
+
+    /// The room called `name` for a reader at `reader`: as [`Feed::find`], except that with a
+    /// shared store (a backplane) a room this node has not opened yet may exist there, so it is
+    /// opened (on behalf of `reader`) and read like any other.
+    pub fn find_for(&self, name: &RoomName, reader: Option<IpAddr>) -> Option<Arc<Room>> {
+        match self.find(name) {
+            Some(room) => Some(room),
+            None if self.store.is_shared() => self.room(name, reader).ok(),
+            None => None,
+        }
     }
 
     /// The room called `name`, created empty (on behalf of `creator`) if it does not exist yet.
