@@ -9,13 +9,16 @@
 
 #![warn(missing_docs)]
 
+pub mod child;
 pub mod clients;
 pub mod clock;
+pub mod codec;
 pub mod conn;
 pub mod environment;
 pub mod ledger;
 pub mod meter;
 pub mod netem;
+pub mod peer;
 pub mod probe;
 pub mod protocol;
 pub mod publisher;
@@ -24,11 +27,13 @@ pub mod scenario;
 pub mod stamp;
 pub mod summary;
 pub mod target;
+pub mod thresholds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use runner::ProgressMode;
 pub use tokio_util::sync::CancellationToken;
 
 use report::Results;
@@ -39,7 +44,7 @@ use crate::conn::Connector;
 use crate::netem::NetworkConditions;
 use crate::probe::Probe;
 use crate::runner::{PhaseSetup, run_phase};
-use crate::scenario::Scenario;
+use crate::scenario::{ProtocolChoice, Scenario};
 use crate::target::{ServerChoice, Target, TargetError};
 
 /// What `duplex run` asks for.
@@ -49,8 +54,8 @@ pub struct RunOptions {
     pub scenario: Scenario,
     /// Which server to measure.
     pub server: ServerChoice,
-    /// Draw progress bars on stderr.
-    pub progress: bool,
+    /// How to show progress on stderr: bars on a terminal, plain lines in a log.
+    pub progress: ProgressMode,
     /// Cancelled on Ctrl-C: the run stops cleanly and returns what it measured.
     pub interrupt: CancellationToken,
 }
@@ -75,9 +80,18 @@ struct Watched {
 }
 
 impl Watched {
-    async fn start(choice: &ServerChoice, abort: &CancellationToken) -> Result<Self, TargetError> {
-        let target = Target::start(choice).await?;
-        let probe = Probe::new(target.addr, target.child_pid(), abort.clone());
+    async fn start(
+        choice: &ServerChoice,
+        speaks: ProtocolChoice,
+        abort: &CancellationToken,
+    ) -> Result<Self, TargetError> {
+        let target = Target::start_speaking(choice, speaks).await?;
+        let probe = Probe::with_metrics(
+            target.addr,
+            target.child_pid(),
+            abort.clone(),
+            speaks == ProtocolChoice::Duplex,
+        );
         let mut tasks = JoinSet::new();
         let stop = CancellationToken::new();
         probe.start(&mut tasks, stop.clone());
@@ -111,7 +125,7 @@ impl Watched {
 /// incomplete (with a warning saying why) when interrupted or when the server died; fails
 /// before any load when the server cannot be started or reached.
 ///
-/// When duplex starts the server itself, every phase gets a fresh child, so each transport's
+/// When duplex starts its own server (not a peer), every phase gets a fresh child, so each transport's
 /// CPU and memory start from the same empty server instead of from what the phases before it
 /// left behind (memory the allocator keeps, rooms in history). A `--target` server is shared
 /// by every phase (fresh rooms keep them apart).
@@ -120,12 +134,23 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let started_at = environment::rfc3339(SystemTime::now());
     let open_files_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     let s = &options.scenario;
-    let fresh_per_phase = matches!(options.server, ServerChoice::Child { .. });
 
+    // The scenario's [target] says which server when the command line did not name one.
+    let speaks = s.target.protocol;
+    let chosen = match (&options.server, &s.target.peer, &s.target.url) {
+        (ServerChoice::Child { .. }, Some(peer), _) => ServerChoice::Peer {
+            peer: peer.clone(),
+            dir: peer::peers_dir(),
+        },
+        (ServerChoice::Child { .. }, None, Some(url)) => ServerChoice::External(url.clone()),
+        (chosen, _, _) => chosen.clone(),
+    };
+    let fresh_per_phase = matches!(chosen, ServerChoice::Child { .. });
     let abort = options.interrupt.child_token();
     // Started before any load, so a server that cannot start fails the run at once.
-    let mut server = Some(Watched::start(&options.server, &abort).await?);
-    let server_is_child = fresh_per_phase;
+    let mut server = Some(Watched::start(&chosen, speaks, &abort).await?);
+    let server_is_child = server.as_ref().is_some_and(|w| w.probe.server_is_child());
+    let adapter = speaks.adapter();
     let mut described = String::new();
     let mut failure = None;
 
@@ -158,7 +183,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
             }
             let watched = match server.take() {
                 Some(w) => w,
-                None => match Watched::start(&options.server, &abort).await {
+                None => match Watched::start(&chosen, speaks, &abort).await {
                     Ok(w) => w,
                     Err(e) => {
                         failure = Some(format!("the server for the {transport} phase: {e}"));
@@ -180,7 +205,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
             let setup = PhaseSetup {
                 connector,
                 authority: watched.target.addr.to_string(),
-                protocol: Arc::new(protocol::duplex::Duplex),
+                protocol: Arc::clone(&adapter),
                 probe: Arc::clone(&watched.probe),
                 abort: abort.clone(),
                 progress: options.progress,
@@ -190,7 +215,12 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                 },
             };
             let room = format!("{}-{run_id}-{p}-{transport}", point.room);
-            let phase = run_phase(point, transport, room, &setup).await;
+            let mut phase = run_phase(point, transport, room, &setup).await;
+            if speaks == ProtocolChoice::Nchan && phase.integrity.missing > 0 {
+                phase
+                    .warnings
+                    .push(protocol::nchan::SILENT_LOSS_WARNING.to_owned());
+            }
             run.phases.push(phase);
             if fresh_per_phase {
                 failure = failure.or(watched.end().await);
@@ -244,9 +274,14 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     })
 }
 
-/// The output folder when none is given: `reports/<scenario name>/`.
+/// The output folder when none is given: `reports/<scenario name>/`, or
+/// `reports/<scenario name>-<peer>/` when it measures a peer (so one scenario run against
+/// several stacks keeps each report).
 pub fn default_out_dir(scenario: &Scenario) -> PathBuf {
-    Path::new("reports").join(&scenario.name)
+    match &scenario.target.peer {
+        Some(peer) => Path::new("reports").join(format!("{}-{}", scenario.name, peer.name())),
+        None => Path::new("reports").join(&scenario.name),
+    }
 }
 
 /// Writes `results.json`, then the report (`index.html`, `summary.csv`, ...) into `out_dir`.

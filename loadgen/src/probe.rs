@@ -56,13 +56,28 @@ pub struct Probe {
     failure: Mutex<Option<String>>,
     /// Cancelled when the server is gone (the run's abort token).
     abort: CancellationToken,
+    /// Whether the server has duplex's `/metrics` (other stacks do not; a peer's liveness and
+    /// cost come from /proc alone).
+    has_metrics: bool,
 }
 
 impl Probe {
     /// A probe for the server at `server` (`child_pid` when duplex started it); `abort` is
     /// cancelled when the server fails.
     pub fn new(server: SocketAddr, child_pid: Option<u32>, abort: CancellationToken) -> Arc<Self> {
+        Probe::with_metrics(server, child_pid, abort, true)
+    }
+
+    /// Like [`Probe::new`], for a server that may have no `/metrics` (`has_metrics` false:
+    /// it is never scraped).
+    pub fn with_metrics(
+        server: SocketAddr,
+        child_pid: Option<u32>,
+        abort: CancellationToken,
+        has_metrics: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            has_metrics,
             child_pid: child_pid.map(|p| p as i32),
             server,
             authority: server.to_string(),
@@ -118,7 +133,7 @@ impl Probe {
         let mut last = self.last_reading.lock().unwrap_or_else(|e| e.into_inner());
         match self.child_pid {
             Some(pid) => {
-                if let Some(r) = proc_reading(pid) {
+                if let Some(r) = tree_reading(pid) {
                     *last = Some(r);
                 }
                 *last
@@ -130,7 +145,7 @@ impl Probe {
     /// Like [`Probe::server_reading`], but a server that is not our child is scraped right
     /// now, so a window's CPU is not off by up to a second of scrape age.
     pub async fn server_reading_now(&self) -> Option<ServerReading> {
-        if self.child_pid.is_some() {
+        if self.child_pid.is_some() || !self.has_metrics {
             return self.server_reading();
         }
         let scraped = http_get(
@@ -197,7 +212,7 @@ impl Probe {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            match proc_reading(pid) {
+            match tree_reading(pid) {
                 Some(r) => {
                     *self.last_reading.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                     self.rss_peak.fetch_max(r.rss_bytes, Relaxed);
@@ -211,6 +226,9 @@ impl Probe {
     }
 
     async fn scrape_metrics(&self, stop: CancellationToken) {
+        if !self.has_metrics {
+            return;
+        }
         let mut ticks = interval(Duration::from_secs(1));
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut failures = 0;
@@ -292,6 +310,44 @@ pub fn proc_reading(pid: i32) -> Option<ServerReading> {
         cpu_s: (stat.utime + stat.stime) as f64 / ticks,
         rss_bytes: stat.rss * procfs::page_size(),
     })
+}
+
+/// CPU seconds and RSS of process `root` and every process below it (a peer's start script
+/// may leave workers: nginx's master and its worker are measured together), counting the CPU of
+/// descendants that already exited and were reaped; `None` when `root` is gone.
+///
+/// Summing RSS counts memory shared between the processes (nginx's shared message store, the
+/// code pages) once per process that touched it, as `ps` would; for one process (duplex's own
+/// child, node) it is exactly [`proc_reading`] plus reaped children's CPU.
+pub fn tree_reading(root: i32) -> Option<ServerReading> {
+    let stat = procfs::process::Process::new(root).ok()?.stat().ok()?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return None;
+    }
+    let mut tree = vec![stat];
+    // One pass over /proc for parent links, then a walk down from the root.
+    let all: Vec<procfs::process::Stat> = procfs::process::all_processes()
+        .map(|ps| ps.filter_map(|p| p.ok()?.stat().ok()).collect())
+        .unwrap_or_default();
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i].pid;
+        tree.extend(
+            all.iter()
+                .filter(|s| s.ppid == parent && s.pid != root)
+                .cloned(),
+        );
+        i += 1;
+    }
+    let ticks = procfs::ticks_per_second() as f64;
+    let page = procfs::page_size();
+    let live = tree.iter().filter(|s| s.state != 'Z' && s.state != 'X');
+    Some(live.fold(ServerReading::default(), |r, s| ServerReading {
+        cpu_s: r.cpu_s
+            + (s.utime + s.stime) as f64 / ticks
+            + (s.cutime + s.cstime).max(0) as f64 / ticks,
+        rss_bytes: r.rss_bytes + s.rss * page,
+    }))
 }
 
 /// The loadgen's own CPU seconds so far.
@@ -383,6 +439,32 @@ pub async fn http_get(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_reading_counts_the_children_a_script_started() {
+        // A shell that starts a busy child and waits: the shell itself spends nothing.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "timeout 3 sh -c 'while :; do :; done' & wait"])
+            .spawn()
+            .unwrap();
+        let pid = shell.id() as i32;
+        // The child's CPU shows once it has run a little; on a loaded machine that may take a
+        // while, so wait for it (bounded by the child's own 2 s) instead of a fixed sleep.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let (alone, tree) = loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let alone = proc_reading(pid).unwrap();
+            let tree = tree_reading(pid).unwrap();
+            if tree.cpu_s >= alone.cpu_s + 0.05 || std::time::Instant::now() > deadline {
+                break (alone, tree);
+            }
+        };
+        // The busy child ends itself (timeout), then the shell.
+        shell.wait().unwrap();
+        assert!(tree.cpu_s >= alone.cpu_s + 0.05, "{tree:?} vs {alone:?}");
+        assert!(tree.rss_bytes > alone.rss_bytes);
+        assert_eq!(tree_reading(pid), None, "a reaped root is gone");
+    }
 
     #[test]
     fn reads_connections_cpu_and_memory_from_prometheus_text() {

@@ -230,7 +230,7 @@ async fn publish_http(
     meter
         .request_rtt
         .record_us(sender, (answer.end - answer.start).as_micros() as u64);
-    let seq = phase.protocol.published_seq(&answer)?;
+    let seq = phase.protocol.published_seq(phase, &answer, &stamp)?;
     meter
         .traffic
         .header_down

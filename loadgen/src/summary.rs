@@ -1,11 +1,13 @@
 //! The terminal summary printed at the end of `duplex run`: one row per transport (per sweep
 //! value), the same figures as `summary.csv` (from the report crate's [`SummaryRow`]) condensed
 //! to fit a terminal, with the model's expectation next to the measured latency p50 and
-//! requests per second. Writes to any `io::Write`, so tests render into a `Vec<u8>`.
+//! requests per second. Every figure comes from the report crate's one analysis per phase
+//! ([`Analysis`]), the one the report card reads, so the two cannot disagree. Writes to any
+//! `io::Write`, so tests render into a `Vec<u8>`.
 
 use std::io::{self, Write};
 
-use report::model::expected_for_phase;
+use report::Analysis;
 use report::results::Results;
 use report::summary::SummaryRow;
 
@@ -26,7 +28,8 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
             "  [INCOMPLETE]"
         }
     )?;
-    for run in &results.runs {
+    for analysed in &Analysis::of(results).runs {
+        let run = analysed.run;
         if let (Some(v), Some(sweep)) = (run.sweep_value, &s.sweep) {
             writeln!(out, "\n{} = {v} {}", sweep.key, sweep.unit)?;
         }
@@ -47,43 +50,27 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
             "dup",
             "errors"
         )?;
-        for phase in &run.phases {
+        for analysis in &analysed.phases {
+            let phase = analysis.phase;
             let row = SummaryRow::from_phase(phase);
-            let model = expected_for_phase(s, run, phase);
+            let measured = &analysis.measured;
+            let verdicts = &analysis.verdicts;
             let ms = |v: Option<f64>| figure(v, 1);
-            let per_s = |n: u64| {
-                if phase.duration_s > 0.0 {
-                    n as f64 / phase.duration_s
-                } else {
-                    0.0
-                }
-            };
             let p50 = measured_and_model(
-                row.latency_p50_ms,
-                model.as_ref().map(|m| m.latency_p50_ms),
+                verdicts.latency_p50.measured,
+                verdicts.latency_p50.expected,
                 1,
             );
             let rps = measured_and_model(
-                Some(per_s(row.requests)),
-                model.as_ref().map(|m| m.requests_per_s),
+                verdicts.requests_per_s.measured,
+                verdicts.requests_per_s.expected,
                 0,
             );
-            let empty = if row.requests > 0 {
-                format!(
-                    "{:.0}%",
-                    100.0 * row.empty_responses as f64 / row.requests as f64
-                )
-            } else {
-                "-".to_owned()
-            };
-            let per_msg = if row.deliveries_received > 0 {
-                format!(
-                    "{:.0}",
-                    row.bytes_down as f64 / row.deliveries_received as f64
-                )
-            } else {
-                "-".to_owned()
-            };
+            // The card's figure, printed the card's way (a share of poll answers).
+            let empty = measured
+                .empty_share
+                .map_or("-".to_owned(), report::format::share);
+            let per_msg = figure(measured.bytes_down_per_message, 0);
             writeln!(
                 out,
                 "{:<10} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8.2} {:>8.1} {:>8} {:>5} {:>6}",
@@ -164,6 +151,48 @@ mod tests {
             assert!(row.contains(" ("), "{row}");
         }
         assert!(text.contains("wall time"));
+    }
+
+    /// The figures in the report card's row `metric`, one per transport column, in order.
+    fn card_row(html: &str, metric: &str) -> Vec<String> {
+        let card = &html[html.find("<section id=\"card\">").expect("a card")..];
+        let row = &card[card
+            .find(&format!("<th class=\"metric\">{metric}"))
+            .unwrap_or_else(|| panic!("no card row {metric}"))..];
+        let row = &row[..row.find("</tr>").expect("row ends")];
+        row.split("<span class=\"measured\">")
+            .skip(1)
+            .map(|cell| cell[..cell.find("</span>").unwrap()].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_terminal_and_the_report_card_give_the_same_empty_share_for_every_transport() {
+        let results = fixture("results.json");
+        let html = report::render_html(&results).unwrap();
+        let card = card_row(&html, "Empty answers");
+        let mut out = Vec::new();
+        print_summary(&results, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let phases = &results.runs[0].phases;
+        assert_eq!(card.len(), phases.len());
+        // Split on whitespace, "empty" is the 9th cell: transport, connected, p50, (model),
+        // p99, max, req/s, (model), empty.
+        for (phase, card_share) in phases.iter().zip(&card) {
+            let row = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{} ", phase.transport)))
+                .unwrap();
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            let terminal_share = cells[8];
+            let card_share = if card_share == "—" { "-" } else { card_share };
+            assert_eq!(terminal_share, card_share, "{}: {row}", phase.transport);
+        }
+        // The fixture's short polls come back empty often enough to tell the two definitions
+        // (share of poll answers, share of all requests) apart.
+        let short = &phases[0];
+        let all_requests = short.traffic.empty_responses as f64 / short.traffic.requests as f64;
+        assert_ne!(report::format::share(all_requests), card[0]);
     }
 
     #[test]

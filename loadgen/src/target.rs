@@ -1,25 +1,25 @@
-//! The server a run measures: either a `duplex serve` child that this run starts on an
-//! ephemeral port (so its CPU and memory are measured apart from the loadgen's) and stops at the
-//! end, or a `--target` URL given by the user, checked with `/healthz` before any load.
+//! The server a run measures: a `duplex serve` child that this run starts on an ephemeral port
+//! (so its CPU and memory are measured apart from the loadgen's) and stops at the end; a peer
+//! from `peers/` (nchan, Socket.IO) started and stopped the same way; or a URL given by the
+//! user (`--target`, `target.url`), checked before any load with one request its protocol
+//! must answer in its own way.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+pub use crate::child::ChildServer;
+use crate::codec::CodecError;
+use crate::peer::Peer;
 use crate::probe::http_get;
+use crate::scenario::ProtocolChoice;
 
 /// How long a child server may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a `--target` server may take to answer `/healthz`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
-/// Lines of the child's stderr kept for error messages.
-const STDERR_LINES: usize = 20;
 
 /// Which server to measure.
 #[derive(Debug, Clone)]
@@ -33,6 +33,13 @@ pub enum ServerChoice {
     },
     /// Measure this server, e.g. `http://127.0.0.1:8080`.
     External(String),
+    /// Start this peer from `peers/` (`dir`).
+    Peer {
+        /// Which peer, with its settings.
+        peer: Peer,
+        /// The `peers/` folder.
+        dir: PathBuf,
+    },
 }
 
 /// The server could not be started or reached.
@@ -64,13 +71,6 @@ pub enum TargetError {
     },
 }
 
-/// A child server: its process and the tail of its stderr.
-#[derive(Debug)]
-pub struct ChildServer {
-    child: Child,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
-}
-
 /// The server under measurement.
 #[derive(Debug)]
 pub struct Target {
@@ -80,72 +80,118 @@ pub struct Target {
     pub url: String,
     /// The child, when we started it.
     pub child: Option<ChildServer>,
+    /// The peer's name when the child is a peer from `peers/` (`nchan`, `socketio`).
+    pub peer: Option<&'static str>,
 }
 
 impl Target {
-    /// Starts or checks the server.
+    /// Starts or checks a server that speaks duplex's wire API.
     pub async fn start(choice: &ServerChoice) -> Result<Target, TargetError> {
+        Target::start_speaking(choice, ProtocolChoice::Duplex).await
+    }
+
+    /// Starts the server (duplex's child, or a peer), or checks that the one at a URL speaks
+    /// `speaks`: one request that the protocol must answer in its own way, or an error of one
+    /// sentence saying what was expected and what came back.
+    pub async fn start_speaking(
+        choice: &ServerChoice,
+        speaks: ProtocolChoice,
+    ) -> Result<Target, TargetError> {
         match choice {
             ServerChoice::Child {
                 exe,
                 max_connections,
             } => start_child(exe, *max_connections).await,
+            ServerChoice::Peer { peer, dir } => {
+                let fail = |why: String| TargetError::Start {
+                    exe: format!("the {} peer in {}", peer.name(), dir.display()),
+                    why,
+                };
+                let (child, url) = peer.start(dir).await.map_err(fail)?;
+                let addr = resolve(&url).await.map_err(|e| fail(e.to_string()))?;
+                Ok(Target {
+                    addr,
+                    url,
+                    child: Some(child),
+                    peer: Some(peer.name()),
+                })
+            }
             ServerChoice::External(url) => {
                 let addr = resolve(url).await?;
-                match http_get(addr, &addr.to_string(), "/healthz", HEALTH_TIMEOUT).await {
-                    Ok((200, _)) => Ok(Target {
-                        addr,
-                        url: url.trim_end_matches('/').to_owned(),
-                        child: None,
-                    }),
-                    Ok((status, body)) => Err(TargetError::Unreachable {
-                        url: url.clone(),
-                        why: format!("/healthz answered {status} {}", body.trim()),
-                    }),
-                    Err(why) => Err(TargetError::Unreachable {
-                        url: url.clone(),
-                        why,
-                    }),
+                let unreachable = |why: String| TargetError::Unreachable {
+                    url: url.clone(),
+                    why,
+                };
+                let (path, expected) = match speaks {
+                    // /metrics, not /healthz: other stacks answer /healthz too (the peers do).
+                    ProtocolChoice::Duplex => (
+                        "/metrics",
+                        "duplex's Prometheus text with duplex_messages_published_total",
+                    ),
+                    ProtocolChoice::Nchan => (
+                        "/sub/poll/duplex-probe",
+                        "an nchan interval-poll answer (304, or 200 with an Etag)",
+                    ),
+                    ProtocolChoice::SocketIo { .. } => (
+                        "/socket.io/?EIO=4&transport=polling",
+                        "an Engine.IO v4 open packet 0{\"sid\":...}",
+                    ),
+                };
+                let (status, body) = http_get(addr, &addr.to_string(), path, HEALTH_TIMEOUT)
+                    .await
+                    .map_err(unreachable)?;
+                let speaks_it = match speaks {
+                    ProtocolChoice::Duplex => {
+                        status == 200 && body.contains("duplex_messages_published_total")
+                    }
+                    ProtocolChoice::Nchan => status == 304 || status == 200,
+                    ProtocolChoice::SocketIo { .. } => {
+                        status == 200 && body.starts_with("0{\"sid\"")
+                    }
+                };
+                if !speaks_it {
+                    let got = CodecError::new("", body.trim()).got;
+                    return Err(unreachable(format!(
+                        "GET {path} should get {expected}, but it answered {status} {got:?}; \
+                         is target.protocol = \"{}\" right?",
+                        speaks.id()
+                    )));
                 }
+                Ok(Target {
+                    addr,
+                    url: url.trim_end_matches('/').to_owned(),
+                    child: None,
+                    peer: None,
+                })
             }
         }
     }
 
     /// The child's pid, when we started it.
     pub fn child_pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(|c| c.child.id())
+        self.child.as_ref().and_then(ChildServer::pid)
     }
 
     /// How the results document names the server.
     pub fn describe(&self) -> String {
         match self.child_pid() {
-            Some(pid) => format!("embedded child pid {pid} at {}", self.url),
+            Some(pid) => match self.peer {
+                Some(name) => format!("{name} peer, child pid {pid} at {}", self.url),
+                None => format!("embedded child pid {pid} at {}", self.url),
+            },
             None => self.url.clone(),
         }
     }
 
     /// The child's exit status if it has exited, with its last stderr lines.
     pub fn child_exit(&mut self) -> Option<String> {
-        let child = self.child.as_mut()?;
-        let status = child.child.try_wait().ok()??;
-        let tail: Vec<String> = child
-            .stderr_tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        Some(format!(
-            "exited with {status}; its last output: {}",
-            tail.join(" | ")
-        ))
+        self.child.as_mut()?.exit()
     }
 
     /// Stops the child (if any) and waits for it.
     pub async fn stop(mut self) {
         if let Some(child) = self.child.as_mut() {
-            let _ = child.child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.child.wait()).await;
+            child.stop().await;
         }
     }
 }
@@ -160,78 +206,15 @@ async fn start_child(exe: &PathBuf, max_connections: Option<usize>) -> Result<Ta
     if let Some(n) = max_connections {
         command.args(["--max-connections", &n.to_string()]);
     }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Its own process group: the terminal's Ctrl-C is for the loadgen, which then stops
-        // the server itself after writing what it measured.
-        .process_group(0);
-    let mut child = command.spawn().map_err(|e| fail(e.to_string()))?;
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-
-    // Keep the child's stderr drained (a full pipe would block it) and its tail for messages.
-    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-    let tail = Arc::clone(&stderr_tail);
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-            if t.len() == STDERR_LINES {
-                t.pop_front();
-            }
-            t.push_back(line);
-        }
-    });
-
-    let mut lines = BufReader::new(stdout).lines();
-    let found = tokio::time::timeout(START_TIMEOUT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(url) = line.trim().strip_prefix("duplex listening on ") {
-                return Some(url.trim().to_owned());
-            }
-        }
-        None
-    })
-    .await;
-    let tail_text = || {
-        stderr_tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
-    let url = match found {
-        Ok(Some(url)) => url,
-        Ok(None) => {
-            // Its stdout closed; it is exiting (or, oddly, lives on without stdout: bounded).
-            let status = match tokio::time::timeout(START_TIMEOUT, child.wait()).await {
-                Ok(Ok(s)) => s.to_string(),
-                _ => "still running".to_owned(),
-            };
-            return Err(fail(format!(
-                "it exited ({status}) before listening: {}",
-                tail_text()
-            )));
-        }
-        Err(_) => {
-            return Err(fail(format!(
-                "it did not say where it listens within {START_TIMEOUT:?}: {}",
-                tail_text()
-            )));
-        }
-    };
-    // Keep stdout drained too.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, url) = ChildServer::start(command, "duplex listening on", START_TIMEOUT)
+        .await
+        .map_err(fail)?;
     let addr = resolve(&url).await.map_err(|e| fail(e.to_string()))?;
     Ok(Target {
         addr,
         url,
-        child: Some(ChildServer { child, stderr_tail }),
+        child: Some(child),
+        peer: None,
     })
 }
 

@@ -3,3 +3,5 @@
 mod netem;
 mod phases;
 mod scenarios_shipped;
+mod stacks;
+mod stacks_runs;

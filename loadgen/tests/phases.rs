@@ -37,7 +37,7 @@ async fn every_transport_delivers_every_message_exactly_once() {
         protocol: Arc::new(Duplex),
         probe,
         abort,
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
     };
     for transport in Transport::ALL {
@@ -89,7 +89,7 @@ async fn every_transport_survives_an_emulated_network() {
         protocol: Arc::new(Duplex),
         probe: Probe::new(srv.addr, None, abort.clone()),
         abort,
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
     };
     for transport in [Transport::LongPoll, Transport::WebSocket] {
@@ -128,7 +128,7 @@ async fn an_http_sender_never_waits_behind_its_own_earlier_publish() {
         protocol: Arc::new(Duplex),
         probe: Probe::new(srv.addr, None, abort.clone()),
         abort,
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
     };
     let phase = run_phase(&s, Transport::Sse, "pool".to_owned(), &setup).await;
@@ -174,7 +174,7 @@ async fn a_server_dying_mid_run_ends_the_run_within_seconds_and_keeps_what_was_m
     let run = tokio::spawn(loadgen::run(loadgen::RunOptions {
         scenario: s,
         server: ServerChoice::External(url),
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         interrupt: CancellationToken::new(),
     }));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -215,7 +215,7 @@ async fn a_sweep_runs_every_value_and_records_them_all() {
     let results = loadgen::run(loadgen::RunOptions {
         scenario: s,
         server: ServerChoice::External(srv.url()),
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         interrupt: CancellationToken::new(),
     })
     .await

@@ -1,8 +1,9 @@
 //! Writes the report's test fixtures: `results.json` (one run, all four transports, a trace
 //! each) and `sweep.json` (three runs sweeping `clients.count`). The numbers are SYNTHETIC: a
-//! tiny deterministic simulation of the design's models (short polls on a timer with random
-//! phase, long polls re-asked at once, pushes after a fraction of a millisecond), so the report
-//! can be rendered and tested without running any load. Real runs come from `duplex run`.
+//! tiny deterministic simulation of the report's models (`report::model`, described in
+//! `docs/ARCHITECTURE.md`): short polls on a timer with random phase, long polls re-asked at
+//! once, pushes after a fraction of a millisecond. So the report can be rendered and tested
+//! without running any load. Real runs come from `duplex run`.
 //!
 //! `cargo run -p report --example synthetic_results -- report/tests/fixtures`
 
@@ -64,11 +65,12 @@ fn scenario(clients: u64, sweep: Option<SweepInfo>) -> ScenarioInfo {
         long_poll_timeout_ms: TIMEOUT_MS,
         network: NetworkInfo::default(),
         sweep,
+        seed: None,
     }
 }
 
 /// Scheduled publish times, ms since phase start, in the measured window: each sender's gaps
-/// are exponential (a Poisson stream), which is what the design's models assume.
+/// are exponential (a Poisson stream), which is what the models assume.
 fn schedule(rng: &mut Rng) -> Vec<f64> {
     let mut times = Vec::new();
     for _ in 0..SENDERS {
@@ -328,6 +330,7 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
             events: trace,
         }],
         warnings: Vec::new(),
+        model_floor_ms: None,
     }
 }
 

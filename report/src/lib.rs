@@ -2,7 +2,8 @@
 //! into one offline `index.html` plus CSV files. It depends on neither the server nor the
 //! loadgen, so a report can be rebuilt, and tested, from a `results.json` alone.
 //!
-//! [`write_all`] is the entry point `duplex run` and `duplex report` share; [`model`] holds the
+//! [`write_all`] is the entry point `duplex run` and `duplex report` share; [`analysis`] computes
+//! every figure, model and verdict once per phase for all the outputs; [`model`] holds the
 //! theory the report compares measurements with; [`summary`] the one definition of a summary
 //! row, reused by the loadgen's terminal table; [`tables`] the CSV files and what each holds
 //! (`summary.csv`, `latency_percentiles.csv` and `timeseries.csv` describe the run the page's
@@ -17,9 +18,15 @@
 
 #![warn(missing_docs)]
 
+pub mod analysis;
+pub mod compare;
+pub mod findings;
+pub mod format;
 pub mod histogram;
 mod html;
 pub mod model;
+pub mod noise;
+pub mod recommend;
 pub mod results;
 pub mod screenshot;
 pub mod summary;
@@ -30,6 +37,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
+pub use analysis::{Analysis, PhaseAnalysis, RunAnalysis};
 pub use histogram::LatencyHistogram;
 pub use html::render_html;
 pub use results::Results;

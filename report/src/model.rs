@@ -1,15 +1,17 @@
 //! What theory expects of each transport: the "model" column of the report card, the dashed
-//! curves on the latency chart, and the loadgen's "measured vs model" terminal lines.
+//! curves on the latency chart, and the loadgen's "measured vs model" terminal lines. The
+//! model is evaluated once per phase, in [`crate::analysis`]; `docs/ARCHITECTURE.md` shows
+//! where it sits between the results document and the page.
 //!
-//! The models are the design's, deliberately simple so a student can redo them on paper:
+//! The models are the ones `docs/ARCHITECTURE.md` lists, deliberately simple so a student can redo them on paper:
 //! λ = messages per second into one client's feed (every client of the room receives every
 //! message, so λ = senders × rate per sender), T = short-poll interval, d = one-way network
 //! delay (rtt / 2), g = the client's re-request gap, B = 2d + g, L = long-poll timeout,
 //! H = header bytes per HTTP answer, P = bytes of one delivered message.
 //!
-//! One change to the design's formulas: duplex measures latency from the sender's *scheduled*
+//! One change to the textbook formulas: duplex measures latency from the sender's *scheduled*
 //! publish, and the sender sits behind the same emulated network as the receivers, so every
-//! message first travels d to reach the server (the publish) before the design's "+ d" of
+//! message first travels d to reach the server (the publish) before the textbook's "+ d" of
 //! delivery. The fixed part of every latency is therefore the publish trip plus the delivery
 //! trip (d + d = one round trip on a symmetric network), not d alone.
 //!
@@ -48,6 +50,10 @@ pub struct ModelInput {
     /// g: time a long-poll client needs between an answer and its next request, s (beyond the
     /// network: parsing and scheduling). Zero unless known.
     pub rerequest_gap_s: f64,
+    /// F: the server's service time, s: from a publish reaching the server to the message
+    /// leaving it for a waiting subscriber. Added to every long-poll, SSE and WebSocket
+    /// delivery (a short poll's wait for the next poll dwarfs it). Zero unless known.
+    pub server_floor_s: f64,
     /// L: long-poll hold timeout, s.
     pub long_poll_timeout_s: f64,
     /// H: status line and header bytes of one HTTP answer.
@@ -67,6 +73,7 @@ impl ModelInput {
             one_way_delay_s: run.rtt_ms / 2000.0,
             publish_delay_s: run.rtt_ms / 2000.0,
             rerequest_gap_s: 0.0,
+            server_floor_s: 0.0,
             long_poll_timeout_s: scenario.long_poll_timeout_ms / 1000.0,
             header_bytes: DEFAULT_HEADER_BYTES,
             message_bytes: scenario.payload_bytes as f64 + DEFAULT_ENVELOPE_BYTES,
@@ -184,11 +191,17 @@ pub struct Expected {
     pub bytes_per_message: Option<f64>,
 }
 
-/// Evaluates the design's model of `transport`.
+/// Evaluates the model of `transport`.
 pub fn expected(transport: Transport, input: &ModelInput) -> Expected {
     let lambda = input.lambda_per_s;
-    // Every delivery pays the publish's trip in and the delivery's trip out.
-    let d_ms = (input.publish_delay_s + input.one_way_delay_s) * 1000.0;
+    // Every delivery pays the publish's trip in and the delivery's trip out; a message that
+    // finds its reader waiting (long poll, SSE, WebSocket) also pays the server's service time.
+    let trips_ms = (input.publish_delay_s + input.one_way_delay_s) * 1000.0;
+    let d_ms = if transport == Transport::ShortPoll {
+        trips_ms
+    } else {
+        trips_ms + input.server_floor_s * 1000.0
+    };
     let p = input.message_bytes;
     let h = input.header_bytes;
     // Answers per second a client asks for, beyond publishing.
@@ -255,16 +268,6 @@ pub fn expected(transport: Transport, input: &ModelInput) -> Expected {
     }
 }
 
-/// The model for one measured phase, with H and P taken from its measurements
-/// ([`ModelInput::measured`]); `None` for a transport the report does not know.
-pub fn expected_for_phase(scenario: &ScenarioInfo, run: &Run, phase: &Phase) -> Option<Expected> {
-    let transport = phase.transport.parse::<Transport>().ok()?;
-    Some(expected(
-        transport,
-        &ModelInput::measured(scenario, run, phase),
-    ))
-}
-
 /// Bytes SSE adds around one message of `message_bytes`: `data: ` and the two line ends (8),
 /// an `id: <seq>\n` line (assuming 4-digit seqs), an `event: chat\n` line and the HTTP chunk
 /// around the event (hex length, two CRLFs).
@@ -288,23 +291,6 @@ pub fn websocket_frame_header_bytes(message_bytes: f64) -> f64 {
     }
 }
 
-/// How far a measurement may stray from its model before the report marks it: an absolute
-/// allowance (scheduling, server work, jitter) plus a relative one (sampling noise).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Tolerance {
-    /// Allowed absolute difference, in the metric's unit.
-    pub abs: f64,
-    /// Allowed difference relative to the expected value.
-    pub rel: f64,
-}
-
-impl Tolerance {
-    /// `true` when `measured` is further from `expected` than noise explains.
-    pub fn disagrees(&self, measured: f64, expected: f64) -> bool {
-        (measured - expected).abs() > self.abs + self.rel * expected.abs()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +303,7 @@ mod tests {
             one_way_delay_s: 0.0,
             publish_delay_s: 0.0,
             rerequest_gap_s: 0.0,
+            server_floor_s: 0.0,
             long_poll_timeout_s: 25.0,
             header_bytes: 110.0,
             message_bytes: 200.0,
@@ -395,6 +382,21 @@ mod tests {
     }
 
     #[test]
+    fn the_server_floor_delays_every_push_and_long_poll_delivery_but_not_the_poll_beat() {
+        let input = ModelInput {
+            server_floor_s: 0.0004,
+            ..classroom()
+        };
+        for t in [Transport::LongPoll, Transport::Sse, Transport::WebSocket] {
+            let e = expected(t, &input);
+            assert!(close(e.latency_p50_ms, 0.4), "{t}: {}", e.latency_p50_ms);
+            assert!(close(e.latency_p99_ms, 0.4), "{t}");
+        }
+        let short = expected(Transport::ShortPoll, &input);
+        assert!(close(short.latency_p50_ms, 250.0));
+    }
+
+    #[test]
     fn long_poll_on_loopback_delivers_at_once_with_one_request_per_message() {
         let e = expected(Transport::LongPoll, &classroom());
         assert_eq!(e.latency_p99_ms, 0.0);
@@ -433,14 +435,5 @@ mod tests {
         assert!(close(sse.bytes_per_message.unwrap(), 135.0));
         assert!(close(websocket_frame_header_bytes(200.0), 4.0));
         assert!(close(websocket_frame_header_bytes(70_000.0), 10.0));
-    }
-
-    #[test]
-    fn tolerance_marks_only_differences_beyond_noise() {
-        let t = Tolerance { abs: 5.0, rel: 0.2 };
-        assert!(!t.disagrees(110.0, 100.0));
-        assert!(!t.disagrees(124.0, 100.0));
-        assert!(t.disagrees(126.0, 100.0));
-        assert!(t.disagrees(74.0, 100.0));
     }
 }

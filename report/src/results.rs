@@ -70,6 +70,10 @@ pub struct ScenarioInfo {
     pub network: NetworkInfo,
     /// The swept key and its values, when the scenario sweeps one.
     pub sweep: Option<SweepInfo>,
+    /// The seed every random choice of the run was drawn from (`seed` in the scenario);
+    /// absent in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// Network conditions applied by the loadgen's delay proxy.
@@ -175,6 +179,12 @@ pub struct Phase {
     pub traces: Vec<ClientTrace>,
     /// Validity warnings for this phase (loadgen saturated, clients failed to connect, ...).
     pub warnings: Vec<String>,
+    /// The server's service time on this machine, ms, measured before the phase (a few
+    /// publishes to one idle subscriber): the floor the long-poll, SSE and WebSocket models add
+    /// to the network's trips. Absent in results written before it was measured; the report
+    /// then estimates it from the run's fastest delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_floor_ms: Option<f64>,
 }
 
 /// Per-recipient delivery accounting, summed over all clients of a phase.

@@ -5,11 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::Figures;
 use crate::results::Phase;
 
 /// The `summary.csv` header, in column order (a documented contract: columns are only ever
 /// appended, never renamed or reordered).
-pub const HEADER: [&str; 20] = [
+pub const HEADER: [&str; 23] = [
     "transport",
     "clients",
     "duration_s",
@@ -30,6 +31,9 @@ pub const HEADER: [&str; 20] = [
     "server_cpu_s",
     "server_rss_peak_mib",
     "errors",
+    "bytes_up_per_message",
+    "bytes_down_per_message",
+    "server_rss_growth_per_client_kib",
 ];
 
 /// One transport's headline figures. Field order is [`HEADER`]'s order (the CSV writer
@@ -76,12 +80,19 @@ pub struct SummaryRow {
     pub server_rss_peak_mib: f64,
     /// Failed requests, connects and protocol errors.
     pub errors: u64,
+    /// Bytes the clients wrote per delivered message (empty when nothing was delivered).
+    pub bytes_up_per_message: Option<f64>,
+    /// Bytes the clients read per delivered message.
+    pub bytes_down_per_message: Option<f64>,
+    /// Server memory growth over the phase (peak − start) per client, KiB.
+    pub server_rss_growth_per_client_kib: Option<f64>,
 }
 
 impl SummaryRow {
-    /// The row for one measured phase.
+    /// The row for one measured phase (its latencies from [`Figures`]).
     pub fn from_phase(phase: &Phase) -> Self {
-        let ms = |q: f64| phase.latency.quantile_ms(q).map(round3);
+        let figures = Figures::of(phase);
+        let ms = |v: Option<f64>| v.map(round3);
         let i = &phase.integrity;
         let t = &phase.traffic;
         Self {
@@ -94,10 +105,10 @@ impl SummaryRow {
             missing: i.missing,
             duplicates: i.duplicates,
             out_of_order: i.out_of_order,
-            latency_p50_ms: ms(0.5),
-            latency_p90_ms: ms(0.9),
-            latency_p99_ms: ms(0.99),
-            latency_max_ms: ms(1.0),
+            latency_p50_ms: ms(figures.latency_p50_ms),
+            latency_p90_ms: ms(figures.latency_p90_ms),
+            latency_p99_ms: ms(figures.latency_p99_ms),
+            latency_max_ms: ms(figures.latency_max_ms),
             requests: t.requests,
             empty_responses: t.empty_responses,
             bytes_up: t.bytes_up,
@@ -105,12 +116,17 @@ impl SummaryRow {
             server_cpu_s: round3(phase.server.cpu_s),
             server_rss_peak_mib: round3(phase.server.rss_peak_bytes as f64 / MIB),
             errors: t.errors,
+            bytes_up_per_message: figures.bytes_up_per_message.map(round3),
+            bytes_down_per_message: figures.bytes_down_per_message.map(round3),
+            server_rss_growth_per_client_kib: figures
+                .server_memory_per_client_bytes
+                .map(|b| round3(b / 1024.0)),
         }
     }
 
     /// The row's cells as text, in [`HEADER`] order (empty for a missing latency), for
     /// printing a table without going through CSV.
-    pub fn cells(&self) -> [String; 20] {
+    pub fn cells(&self) -> [String; 23] {
         let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
         [
             self.transport.clone(),
@@ -133,6 +149,9 @@ impl SummaryRow {
             self.server_cpu_s.to_string(),
             self.server_rss_peak_mib.to_string(),
             self.errors.to_string(),
+            opt(self.bytes_up_per_message),
+            opt(self.bytes_down_per_message),
+            opt(self.server_rss_growth_per_client_kib),
         ]
     }
 }

@@ -102,7 +102,6 @@ fn the_page_references_nothing_outside_itself() {
             "http://",
             "https://",
             "src=",
-            "href=",
             "<script",
             "<link",
             "<img",
@@ -114,6 +113,13 @@ fn the_page_references_nothing_outside_itself() {
             assert!(
                 !lower.contains(forbidden),
                 "{name}: the page contains `{forbidden}`"
+            );
+        }
+        // Links may only point inside the page (the findings link to their sections).
+        for (at, _) in lower.match_indices("href=") {
+            assert!(
+                lower[at..].starts_with("href=\"#"),
+                "{name}: a link out of the page at byte {at}"
             );
         }
         // `url(...)` may only point inside the page (the hatch pattern, the arrowhead).
@@ -250,4 +256,27 @@ fn the_card_shows_tcp_connections_held_and_what_the_server_held_open() {
     let short = &results.runs[0].phases[0];
     assert_eq!(short.transport, "short_poll");
     assert!(short.server.open_connections_peak < short.server.tcp_connections_peak);
+}
+
+#[test]
+fn the_card_shows_bytes_up_and_memory_growth_per_client() {
+    let results = fixture("results.json");
+    let (_, html) = render(&results, "card_up_and_memory");
+    let card = section(&html, "card");
+    assert!(card.contains("Bytes up per delivered message"), "{card}");
+    for phase in &results.runs[0].phases {
+        let up = phase.traffic.bytes_up as f64 / phase.integrity.deliveries_received as f64;
+        assert!(
+            card.contains(&format!("<span class=\"measured\">{up:.0} B</span>")),
+            "{}: {up:.0} B up per message",
+            phase.transport
+        );
+        let s = &phase.server;
+        let per_client = (s.rss_peak_bytes - s.rss_start_bytes) as f64 / phase.clients as f64;
+        assert!(
+            card.contains(&format!("{:.1} KiB more per client", per_client / 1024.0)),
+            "{}",
+            phase.transport
+        );
+    }
 }

@@ -37,7 +37,10 @@ const stats = Object.fromEntries(TRANSPORTS.map((t) => [t, {
 }]));
 
 let session = null; // { name, room, transport, interval } once joined
-const feed = { room: null, lastSeq: 0, joinedUs: 0 }; // position in the room's log
+const feed = { room: null, lastSeq: 0, epoch: null, joinedUs: 0 }; // position in the room's log
+// The cursor sent back: `<epoch>-<seq>` once the server said which epoch (a restarted server then
+// answers a reset instead of resuming at a seq that now means another message).
+const cursor = () => (feed.epoch ? `${feed.epoch}-${feed.lastSeq}` : `${feed.lastSeq}`);
 let mode = null; // { key, transport, fallback, paused } actually running
 let receiver = null; // { stop(), send?(body) } of the running mode
 const flashesSeen = new Set();
@@ -185,6 +188,7 @@ function acceptBatch(via, batch) {
   const delays = batch.messages.map((m) => accept(m, via)).filter((d) => d != null);
   if (batch.reset) acceptReset(via, batch.next);
   else feed.lastSeq = Math.max(feed.lastSeq, batch.next);
+  if (batch.epoch) feed.epoch = batch.epoch;
   const n = batch.messages.length;
   return `${n} message${n === 1 ? '' : 's'}` + (delays.length ? `, delay ${delays.map(formatMs).join(', ')}` : '');
 }
@@ -278,7 +282,7 @@ function startShortPoll(via, intervalMs) {
     schedule();
     if (inFlight) { log(via, 'tick skipped', { note: 'previous poll still running' }); return; }
     inFlight = true;
-    const url = `${roomPath(feed.room)}/poll?since=${feed.lastSeq}&${clientParam()}`;
+    const url = `${roomPath(feed.room)}/poll?since=${cursor()}&${clientParam()}`;
     try {
       const status = await pollOnce(via, 'poll', url, controller.signal, 'nothing new');
       if (status == null) return;
@@ -298,7 +302,7 @@ function startLongPoll(via) {
   const controller = new AbortController();
   (async () => {
     while (!stopped) {
-      const url = `${roomPath(feed.room)}/longpoll?since=${feed.lastSeq}&${clientParam()}&timeout_ms=${LONG_POLL_TIMEOUT_MS}`;
+      const url = `${roomPath(feed.room)}/longpoll?since=${cursor()}&${clientParam()}&timeout_ms=${LONG_POLL_TIMEOUT_MS}`;
       setStatus('live', 'long poll: request held open');
       try {
         const status = await pollOnce(via, 'longpoll', url, controller.signal, 'timed out with nothing new');
@@ -321,7 +325,7 @@ function startSse(via) {
   function open() {
     // Built at each open: after a refusal we open a new EventSource (no Last-Event-ID), which
     // must resume from what this page has, not from where the transport started.
-    const url = `${roomPath(feed.room)}/sse?since=${feed.lastSeq}&${clientParam()}`;
+    const url = `${roomPath(feed.room)}/sse?since=${cursor()}&${clientParam()}`;
     const t0 = performance.now();
     es = new EventSource(url);
     count(via, 'requests');
@@ -347,6 +351,8 @@ function startSse(via) {
       // What was on the wire for this event (the id line only when the server sent one).
       const down = utf8(`${e.lastEventId ? `id: ${e.lastEventId}\n` : ''}event: ${e.type}\ndata: ${e.data}\n\n`);
       count(via, 'down', down);
+      const dash = e.lastEventId.indexOf('-');
+      if (dash > 0) feed.epoch = e.lastEventId.slice(0, dash);
       const item = JSON.parse(e.data);
       if (e.type === 'gap') { acceptGap(via, item.missed); return; }
       if (e.type === 'reset') { acceptReset(via, item.head); return; }
@@ -371,7 +377,7 @@ function startWebSocket(via) {
   const pending = new Map(); // ref -> send time, to time the ack
   function open() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const path = `${roomPath(feed.room)}/ws?since=${feed.lastSeq}&${clientParam()}`;
+    const path = `${roomPath(feed.room)}/ws?since=${cursor()}&${clientParam()}`;
     const t0 = performance.now();
     ws = new WebSocket(`${proto}//${location.host}${path}`);
     count(via, 'requests');
@@ -576,6 +582,7 @@ async function join() {
     if (receiver) { receiver.stop(); receiver = null; mode = null; }
     feed.room = next.room;
     feed.lastSeq = 0;
+    feed.epoch = null;
     feed.joinedUs = serverNowUs();
     $('messages').replaceChildren();
     $('room-name').textContent = next.room;

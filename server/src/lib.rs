@@ -2,46 +2,34 @@
 //! over short polling, long polling, Server-Sent Events and WebSocket, plus `/metrics`,
 //! `/healthz` and the live classroom page.
 //!
-//! Modules, one concept each: [`feed`] (rooms, seqs, history, addressing, wake-ups), [`api`]
-//! (the router and one handler module per transport), [`metrics`] (counters and their
-//! Prometheus names), `conn` (what a server socket's bytes are credited to, and its connection
-//! slot), [`server`] (bind, accept, shutdown), [`live`] (the classroom page and dashboard). The
+//! Modules, one concept each: [`feed`] (rooms, seqs, history, addressing, wake-ups, and the
+//! [`feed::RoomLog`] seam where a room's log lives), [`api`] (one handler module per transport),
+//! [`live`] (the classroom page and dashboard), [`extract`] (the request checks both share),
+//! [`router`] (the one place both are mounted), [`state`] (what handlers share), [`metrics`]
+//! (counters and their Prometheus names), `conn` (what a server socket's bytes are credited to,
+//! and its connection slot), `guard` (a socket's time limits), [`server`] (bind, accept, shutdown), `config` (the limits). The
 //! JSON shapes and the byte-counting socket wrapper are the `wire` crate's, shared with the
-//! loadgen.
+//! loadgen. How a publish flows through the feed to each transport, and where to add one, is
+//! told in `docs/ARCHITECTURE.md`.
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod boundary;
+mod config;
 mod conn;
 pub mod error;
+pub mod extract;
 pub mod feed;
+mod guard;
 pub mod live;
 pub mod metrics;
+pub mod router;
 pub mod server;
 pub mod state;
 
-pub use api::app;
-pub use conn::ConnMeter;
-pub use server::{SpawnedServer, bind, run, serve, spawn};
+pub use config::Config;
+pub use conn::{ConnMeter, Peer};
+pub use router::app;
+pub use server::{SpawnedServer, bind, run, run_state, serve, spawn};
 pub use state::AppState;
-
-/// The server's limits, from `duplex serve`'s flags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Messages kept per room for resuming clients.
-    pub history: usize,
-    /// Largest request body (and WebSocket frame) accepted, bytes.
-    pub max_body: usize,
-    /// Connections beyond this many are answered `503` and closed; `None`: no limit.
-    pub max_connections: Option<usize>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            history: 4096,
-            max_body: 64 * 1024,
-            max_connections: None,
-        }
-    }
-}

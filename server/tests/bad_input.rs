@@ -263,6 +263,7 @@ async fn connections_past_the_limit_get_503_and_the_rest_keep_working() {
         .feed
         .publish(
             &server::feed::RoomName::parse("full").unwrap(),
+            None,
             wire::PublishRequest {
                 from: "x".into(),
                 body: "in".into(),
@@ -271,6 +272,7 @@ async fn connections_past_the_limit_get_503_and_the_rest_keep_working() {
                 echo: None,
             },
         )
+        .await
         .unwrap();
     assert_eq!(seqs(&sub.expect(1).await), [1]);
     // Closing one frees a slot.

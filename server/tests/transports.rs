@@ -115,7 +115,17 @@ async fn sse_resumes_from_last_event_id_over_since() {
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
     let mut text = String::new();
-    while !text.contains("id: 6\n") {
+    // Ids are cursors, `<epoch>-<seq>`; a bare Last-Event-ID is read as the current epoch.
+    let epoch = format!(
+        "{}",
+        t.server
+            .state
+            .feed
+            .find(&server::feed::RoomName::parse("lei").unwrap())
+            .unwrap()
+            .epoch()
+    );
+    while !text.contains(&format!("id: {epoch}-6\n")) {
         let chunk = tokio::time::timeout(PROMPT, body.next())
             .await
             .expect("events in time")
@@ -124,8 +134,10 @@ async fn sse_resumes_from_last_event_id_over_since() {
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     assert!(
-        !text.contains("id: 4\n")
-            && text.contains("id: 5\nevent: chat\ndata: {\"type\":\"message\",\"seq\":5"),
+        !text.contains(&format!("id: {epoch}-4\n"))
+            && text.contains(&format!(
+                "id: {epoch}-5\nevent: chat\ndata: {{\"type\":\"message\",\"seq\":5"
+            )),
         "{text}"
     );
 }

@@ -3,12 +3,10 @@
 //! total marked. Segments use greys and a hatch (not transport colours, which keep meaning
 //! "which transport"); each bar's label carries its transport's colour.
 
-use crate::model;
-use crate::results::{Results, Run};
-use crate::transport;
+use crate::analysis::RunAnalysis;
+use crate::format;
 
 use super::axis::{self, Axis, LEFT, Mark, Plot, RIGHT, Scale, WIDTH, legend_rows, px, tick_label};
-use super::format;
 
 /// The chart, ready to draw.
 pub struct BytesChart {
@@ -64,8 +62,8 @@ const PARTS: [(&str, &str); 5] = [
     ("not attributed", "#eeeeee"),
 ];
 
-/// Builds the chart for one run; phases that delivered nothing get an empty bar.
-pub fn bytes_per_message(results: &Results, run: &Run) -> BytesChart {
+/// Builds the chart for one analysed run; phases that delivered nothing get an empty bar.
+pub fn bytes_per_message(run: &RunAnalysis) -> BytesChart {
     let mut entries: Vec<(String, String, Mark)> = PARTS[..4]
         .iter()
         .map(|(label, fill)| {
@@ -84,29 +82,12 @@ pub fn bytes_per_message(results: &Results, run: &Run) -> BytesChart {
     let parts: Vec<Option<[f64; 5]>> = run
         .phases
         .iter()
-        .map(|p| {
-            let n = p.integrity.deliveries_received;
-            (n > 0).then(|| {
-                let t = &p.traffic;
-                let attributed = t.payload_down + t.header_down + t.framing_down + t.empty_down;
-                let other = t.bytes_down.saturating_sub(attributed);
-                [
-                    t.payload_down,
-                    t.header_down,
-                    t.framing_down,
-                    t.empty_down,
-                    other,
-                ]
-                .map(|b| b as f64 / n as f64)
-            })
-        })
+        .map(|a| a.measured.bytes_split.map(|split| split.parts()))
         .collect();
     let models: Vec<Option<f64>> = run
         .phases
         .iter()
-        .map(|p| {
-            model::expected_for_phase(&results.scenario, run, p).and_then(|e| e.bytes_per_message)
-        })
+        .map(|a| a.model.and_then(|e| e.bytes_per_message))
         .collect();
     let max = parts
         .iter()
@@ -128,7 +109,7 @@ pub fn bytes_per_message(results: &Results, run: &Run) -> BytesChart {
         .iter()
         .zip(parts.iter().zip(&models))
         .enumerate()
-        .map(|(i, (p, (part, model)))| {
+        .map(|(i, (a, (part, model)))| {
             let y = y0 + gap / 2.0 + i as f64 * (bar_h + gap);
             let mut segments = Vec::new();
             let mut at = 0.0;
@@ -146,9 +127,9 @@ pub fn bytes_per_message(results: &Results, run: &Run) -> BytesChart {
             }
             let total = part.map(|p| p.iter().sum::<f64>());
             BytesBar {
-                transport: p.transport.clone(),
-                label: transport::short_label_of(&p.transport),
-                colour: transport::colour_of(&p.transport),
+                transport: a.id().to_string(),
+                label: a.short_label(),
+                colour: a.colour(),
                 y: px(y),
                 h: bar_h,
                 segments,

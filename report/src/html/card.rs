@@ -3,11 +3,11 @@
 //! value, and a mark when the two differ by more than noise explains. Also the plain-language
 //! explanation of each transport, written from its own numbers.
 
-use crate::model::{self, Tolerance};
-use crate::results::{Phase, Results, Run};
-use crate::transport::{self, Transport};
-
-use super::format;
+use crate::analysis::{Comparison, FloorSource, PhaseAnalysis, RunAnalysis};
+use crate::format;
+use crate::model;
+use crate::results::{Results, Run};
+use crate::transport::Transport;
 
 /// The card, ready for the template.
 pub struct Card {
@@ -61,129 +61,74 @@ impl CardCell {
         }
     }
 
-    fn compared(
-        measured: Option<f64>,
-        expected: Option<f64>,
-        tolerance: Tolerance,
-        fmt: fn(f64) -> String,
-        detail: String,
-    ) -> Self {
-        let flagged = match (measured, expected) {
-            (Some(m), Some(e)) => tolerance.disagrees(m, e),
-            _ => false,
+    fn compared(comparison: Comparison, fmt: fn(f64) -> String, detail: String) -> Self {
+        // A dash never stands alone: say why there is no figure.
+        let detail = if comparison.measured.is_none() && detail.is_empty() {
+            "nothing delivered".into()
+        } else {
+            detail
         };
         Self {
-            measured: measured.map_or_else(|| "—".into(), fmt),
+            measured: comparison.measured.map_or_else(|| "—".into(), fmt),
             detail,
-            expected: expected.map(fmt),
-            flagged,
+            expected: comparison.expected.map(fmt),
+            flagged: comparison.differs,
         }
     }
 }
 
-/// Measured figures of a phase that the card's cells and its explanations share.
-pub struct Measured {
-    /// Requests per second, all clients.
-    pub requests_per_s: f64,
-    /// Poll answers (requests that were not publishes), for the empty share.
-    pub poll_answers: u64,
-    /// Share of poll answers that were empty.
-    pub empty_share: Option<f64>,
-    /// Bytes read per delivered message.
-    pub bytes_per_message: Option<f64>,
-}
-
-impl Measured {
-    /// Derives the figures from a phase.
-    pub fn of(phase: &Phase) -> Self {
-        let t = &phase.traffic;
-        let duration = phase.duration_s.max(1e-9);
-        // `requests` counts publishes too; an empty answer can only be a poll's.
-        let poll_answers = t.requests.saturating_sub(phase.messages_published);
-        let polling = phase
-            .transport
-            .parse::<Transport>()
-            .ok()
-            .is_some_and(Transport::is_polling);
-        let delivered = phase.integrity.deliveries_received;
-        Self {
-            requests_per_s: t.requests as f64 / duration,
-            poll_answers,
-            empty_share: (polling && poll_answers > 0)
-                .then(|| t.empty_responses as f64 / poll_answers as f64),
-            bytes_per_message: (delivered > 0).then(|| t.bytes_down as f64 / delivered as f64),
-        }
-    }
-}
-
-/// Builds the card for one run.
-pub fn card(results: &Results, run: &Run) -> Card {
-    let scenario = &results.scenario;
-    let jitter = run_jitter(results);
+/// Builds the card for one analysed run.
+pub fn card(results: &Results, run: &RunAnalysis) -> Card {
     let mut columns = Vec::new();
-    let mut cells: Vec<Vec<CardCell>> = (0..9).map(|_| Vec::new()).collect();
-    for phase in &run.phases {
-        let expected = model::expected_for_phase(scenario, run, phase);
-        let measured = Measured::of(phase);
+    let mut cells: Vec<Vec<CardCell>> = (0..10).map(|_| Vec::new()).collect();
+    for a in &run.phases {
+        let phase = a.phase;
+        let measured = &a.measured;
+        let verdicts = &a.verdicts;
         columns.push(CardColumn {
-            label: transport::label_of(&phase.transport),
-            id: phase.transport.clone(),
-            colour: transport::colour_of(&phase.transport),
-            explanation: explanation(results, run, phase, &measured),
+            label: a.label(),
+            id: a.id().to_string(),
+            colour: a.colour(),
+            explanation: explanation(results, run.run, a),
         });
-        let latency_tol = |abs_ms: f64| Tolerance {
-            abs: abs_ms + jitter,
-            rel: 0.25,
-        };
         cells[0].push(CardCell::compared(
-            phase.latency.quantile_ms(0.5),
-            expected.map(|e| e.latency_p50_ms),
-            latency_tol(5.0),
+            verdicts.latency_p50,
             format::ms,
-            String::new(),
+            floor_note(a),
         ));
         cells[1].push(CardCell::compared(
-            phase.latency.quantile_ms(0.99),
-            expected.map(|e| e.latency_p99_ms),
-            latency_tol(10.0),
+            verdicts.latency_p99,
             format::ms,
             String::new(),
         ));
-        let per_client = if phase.clients > 0 {
-            format!(
-                "{} per client",
-                format::real(measured.requests_per_s / phase.clients as f64)
-            )
-        } else {
-            String::new()
-        };
-        // Counting noise: a Poisson count of n has a standard deviation of √n.
-        let counted = phase.traffic.requests.max(1) as f64;
+        let per_client = measured
+            .requests_per_s_per_client
+            .map_or_else(String::new, |r| format!("{} per client", format::real(r)));
         cells[2].push(CardCell::compared(
-            Some(measured.requests_per_s),
-            expected.map(|e| e.requests_per_s),
-            Tolerance {
-                abs: 1.0,
-                rel: 0.15 + 3.0 / counted.sqrt(),
-            },
+            verdicts.requests_per_s,
             format::real,
             per_client,
         ));
         cells[3].push(CardCell::compared(
-            measured.bytes_per_message,
-            expected.and_then(|e| e.bytes_per_message),
-            Tolerance {
-                abs: 10.0,
-                rel: 0.25,
-            },
+            verdicts.bytes_per_message,
             format::bytes,
             format!(
                 "{} read in all",
                 format::bytes(phase.traffic.bytes_down as f64)
             ),
         ));
-        let empty_expected = expected.and_then(|e| e.empty_share);
-        let empty_detail = if empty_expected.is_some() {
+        // Bytes up: what the clients' own requests cost (headers of every poll, publishes,
+        // WebSocket frames), which a browser pays on a metered uplink too.
+        cells[4].push(CardCell::plain(
+            measured
+                .bytes_up_per_message
+                .map_or_else(|| "—".into(), format::bytes),
+            format!(
+                "{} written in all",
+                format::bytes(phase.traffic.bytes_up as f64)
+            ),
+        ));
+        let empty_detail = if verdicts.empty_share.expected.is_some() {
             format!(
                 "{} of {}",
                 format::count(phase.traffic.empty_responses),
@@ -192,15 +137,8 @@ pub fn card(results: &Results, run: &Run) -> Card {
         } else {
             "no poll answers".into()
         };
-        let n = measured.poll_answers.max(1) as f64;
-        let p = empty_expected.unwrap_or(0.0);
-        cells[4].push(CardCell::compared(
-            measured.empty_share,
-            empty_expected,
-            Tolerance {
-                abs: 0.03 + 3.0 * (p * (1.0 - p) / n).sqrt(),
-                rel: 0.2,
-            },
+        cells[5].push(CardCell::compared(
+            verdicts.empty_share,
             format::share,
             empty_detail,
         ));
@@ -209,12 +147,12 @@ pub fn card(results: &Results, run: &Run) -> Card {
         // (0 in results older than that field: shown as unknown), and of those, what it was
         // holding open for this transport.
         let tcp = phase.server.tcp_connections_peak;
-        let held_open = match phase.transport.parse::<Transport>().ok() {
+        let held_open = match a.transport {
             Some(Transport::Sse) => "streams",
             Some(Transport::WebSocket) => "sockets",
             _ => "requests",
         };
-        cells[5].push(CardCell::plain(
+        cells[6].push(CardCell::plain(
             if tcp > 0 {
                 format::count(tcp)
             } else {
@@ -226,20 +164,25 @@ pub fn card(results: &Results, run: &Run) -> Card {
                 format::count(phase.traffic.connections_opened)
             ),
         ));
-        let core_share = phase.server.cpu_s / phase.duration_s.max(1e-9);
-        cells[6].push(CardCell::plain(
-            format!("{:.2} s", phase.server.cpu_s),
-            format!("{} of one core", format::share(core_share)),
-        ));
         cells[7].push(CardCell::plain(
+            format!("{:.2} s", phase.server.cpu_s),
+            format!("{} of one core", format::share(measured.server_core_share)),
+        ));
+        cells[8].push(CardCell::plain(
             format::mib(phase.server.rss_peak_bytes),
             format!(
-                "{} before clients",
-                format::mib(phase.server.rss_start_bytes)
+                "{} before clients{}",
+                format::mib(phase.server.rss_start_bytes),
+                measured
+                    .server_memory_per_client_bytes
+                    .map_or_else(String::new, |b| format!(
+                        " · {:.1} KiB more per client",
+                        b / 1024.0
+                    ))
             ),
         ));
         let i = &phase.integrity;
-        cells[8].push(CardCell {
+        cells[9].push(CardCell {
             measured: format!("{} / {} / {}", i.missing, i.duplicates, i.out_of_order),
             detail: format!(
                 "{} of {} delivered",
@@ -247,10 +190,10 @@ pub fn card(results: &Results, run: &Run) -> Card {
                 format::count(i.deliveries_expected)
             ),
             expected: Some("0 / 0 / 0".into()),
-            flagged: i.missing + i.duplicates + i.out_of_order > 0,
+            flagged: !verdicts.integrity_ok,
         });
     }
-    let labels: [(&str, &str); 9] = [
+    let labels: [(&str, &str); 10] = [
         (
             "Latency p50",
             "scheduled publish to receipt; half the messages arrived faster",
@@ -262,6 +205,10 @@ pub fn card(results: &Results, run: &Run) -> Card {
             "everything read ÷ messages delivered",
         ),
         (
+            "Bytes up per delivered message",
+            "everything the clients wrote (requests, publishes, frames) ÷ messages delivered",
+        ),
+        (
             "Empty answers",
             "poll answers that carried nothing; the model assumes messages at random times",
         ),
@@ -270,7 +217,10 @@ pub fn card(results: &Results, run: &Run) -> Card {
             "at once, idle keep-alive ones included; under it: streams or requests the server was holding open, and connections clients opened",
         ),
         ("Server CPU", "during the measured seconds"),
-        ("Server memory (peak)", "resident set size"),
+        (
+            "Server memory (peak)",
+            "resident set size; growth over the phase ÷ clients under it",
+        ),
         (
             "Missing / duplicated / out of order",
             "integrity: all should be 0",
@@ -288,23 +238,38 @@ pub fn card(results: &Results, run: &Run) -> Card {
     Card { columns, rows }
 }
 
-/// Jitter widens every latency tolerance: the model leaves it out.
-fn run_jitter(results: &Results) -> f64 {
-    results.scenario.network.jitter_ms
+/// Under a latency the model puts a server floor in: how long the server takes, and how the
+/// report knows.
+fn floor_note(a: &PhaseAnalysis) -> String {
+    if a.model.is_none() || a.transport == Some(Transport::ShortPoll) {
+        return String::new();
+    }
+    let source = match a.floor.source {
+        FloorSource::Measured => "measured before the phase",
+        FloorSource::FastestDelivery => "the run's fastest delivery; not measured",
+    };
+    format!(
+        "server time in the model: {} ({source})",
+        format::ms(a.floor.ms)
+    )
 }
 
 /// The transport's explanation for students, written around this run's numbers.
-fn explanation(results: &Results, run: &Run, phase: &Phase, measured: &Measured) -> String {
+fn explanation(results: &Results, run: &Run, a: &PhaseAnalysis) -> String {
+    let phase = a.phase;
+    let measured = &a.measured;
     let clients = format::count(phase.clients);
     let req = format::real(measured.requests_per_s);
-    let p50 = phase
-        .latency
-        .quantile_ms(0.5)
+    let p50 = measured
+        .latency_p50_ms
         .map_or_else(|| "—".into(), format::ms);
     let bytes = measured
-        .bytes_per_message
+        .bytes_down_per_message
         .map_or_else(|| "—".into(), format::bytes);
     let lambda = results.scenario.senders as f64 * run.rate_per_sender;
+    if phase.integrity.deliveries_received == 0 {
+        return idle_explanation(results, run, a);
+    }
     // The model's fixed part (see `model`): a message crosses the network twice, sender to
     // server and server to reader. Worth a sentence only when the run emulated a network.
     let trips = if run.rtt_ms > 0.0 {
@@ -316,7 +281,7 @@ fn explanation(results: &Results, run: &Run, phase: &Phase, measured: &Measured)
     } else {
         String::new()
     };
-    match phase.transport.parse::<Transport>().ok() {
+    match a.transport {
         Some(Transport::ShortPoll) => format!(
             "Every client asks “anything new?” every {} whether or not anything happened. \
              {clients} clients sent {req} requests per second, and {} of the answers were empty. \
@@ -347,13 +312,52 @@ fn explanation(results: &Results, run: &Run, phase: &Phase, measured: &Measured)
             "Every client upgrades one connection to WebSocket; afterwards both sides send small \
              frames whenever they like. Each message costs its own bytes plus a frame header of \
              {} bytes: {bytes} per message. Median delay {p50}.{trips}",
-            model::websocket_frame_header_bytes(
-                model::ModelInput::measured(&results.scenario, run, phase).message_bytes
-            ),
+            model::websocket_frame_header_bytes(a.model_input.message_bytes),
         ),
         None => format!(
             "An unknown transport ({}): the report shows its measurements without a model.",
             phase.transport
+        ),
+    }
+}
+
+/// The explanation when nothing was delivered (an idle room, or a phase that failed): what the
+/// transport did while waiting, without figures per message that do not exist.
+fn idle_explanation(results: &Results, run: &Run, a: &PhaseAnalysis) -> String {
+    let req = format::real(a.measured.requests_per_s);
+    let nothing = if a.phase.messages_published == 0 {
+        "Nothing was published during the measured seconds"
+    } else {
+        "Nothing was delivered to these clients"
+    };
+    match a.transport {
+        Some(Transport::ShortPoll) => format!(
+            "Every client asks “anything new?” every {} whether or not anything happened. \
+             {nothing}, so all {req} requests per second were asked for nothing{}.",
+            format::ms(run.short_poll_interval_ms),
+            a.measured.empty_share.map_or_else(String::new, |s| format!(
+                " ({} of the answers empty)",
+                format::share(s)
+            ))
+        ),
+        Some(Transport::LongPoll) => format!(
+            "Every client asks once and the server holds the question open until a message \
+             arrives or {} pass. {nothing}, so each question waited out its timeout and came \
+             back empty: {req} requests per second.",
+            format::ms(results.scenario.long_poll_timeout_ms)
+        ),
+        Some(Transport::Sse) => format!(
+            "Every client holds one HTTP response open for the server to write into. {nothing}, \
+             so the streams stayed silent apart from a comment line now and then that keeps \
+             them open."
+        ),
+        Some(Transport::WebSocket) => format!(
+            "Every client holds one upgraded connection that either side may send on. \
+             {nothing}, so the connections stayed silent."
+        ),
+        None => format!(
+            "An unknown transport ({}): the report shows its measurements without a model.",
+            a.id()
         ),
     }
 }

@@ -2,8 +2,8 @@
 //! per-second time series and the sweep's cost curves. One view-model struct, [`LineChart`],
 //! drawn by one template (`line_chart.html`); the builders below decide what goes on it.
 
-use crate::model::{self, LatencyModel};
-use crate::results::{Phase, Results, Run};
+use crate::analysis::{Analysis, PhaseAnalysis, RunAnalysis};
+use crate::model::LatencyModel;
 use crate::transport;
 
 use super::axis::{
@@ -74,18 +74,17 @@ fn transport_legend<'a>(
 /// Latency CDF per transport on a log time axis, each with its model dashed in the same
 /// colour. The models use the measured header/message sizes (irrelevant to latency) and the
 /// run's own rtt.
-pub fn latency_cdf(results: &Results, run: &Run) -> LineChart {
-    let phases: Vec<&Phase> = run.phases.iter().collect();
-    let models: Vec<Option<LatencyModel>> = phases
-        .iter()
-        .map(|p| model::expected_for_phase(&results.scenario, run, p).map(|e| e.latency))
-        .collect();
+pub fn latency_cdf(run: &RunAnalysis) -> LineChart {
+    let phases: Vec<&PhaseAnalysis> = run.phases.iter().collect();
+    let models: Vec<Option<LatencyModel>> =
+        phases.iter().map(|a| a.model.map(|e| e.latency)).collect();
 
     // Domain: from the decade below the fastest delivery to the decade above the slowest,
     // including the models' ends, never below 10 µs.
     let mut lo = f64::INFINITY;
     let mut hi: f64 = 1.0;
-    for p in &phases {
+    for a in &phases {
+        let p = a.phase;
         if let (Some(min), Some(max)) = (p.latency.quantile_ms(0.0), p.latency.quantile_ms(1.0)) {
             lo = lo.min(min);
             hi = hi.max(max);
@@ -104,7 +103,7 @@ pub fn latency_cdf(results: &Results, run: &Run) -> LineChart {
     let hi = axis::decade_above(hi * 1.01);
 
     let (legend, legend_bottom) = legend_rows(
-        transport_legend(phases.iter().map(|p| p.transport.as_str()), true),
+        transport_legend(phases.iter().map(|a| a.id()), true),
         LEFT,
         34.0,
     );
@@ -113,8 +112,9 @@ pub fn latency_cdf(results: &Results, run: &Run) -> LineChart {
     let ys = Scale::linear(0.0, 100.0, f.y1, f.y0);
 
     let mut series = Vec::new();
-    for (p, m) in phases.iter().zip(&models) {
-        let colour = transport::colour_of(&p.transport);
+    for (a, m) in phases.iter().zip(&models) {
+        let p = a.phase;
+        let colour = a.colour();
         if !p.latency.0.is_empty() {
             // 400 evenly spaced quantiles plus the tail: bounded size, exact where it matters.
             let mut qs: Vec<f64> = (0..=400).map(|i| f64::from(i) / 400.0).collect();
@@ -137,32 +137,16 @@ pub fn latency_cdf(results: &Results, run: &Run) -> LineChart {
             });
         }
         if let Some(m) = m {
-            // Sample the model across the axis in log steps, plus its corners exactly.
-            let mut ts: Vec<f64> = (0..=200)
-                .map(|i| lo * (hi / lo).powf(f64::from(i) / 200.0))
-                .collect();
-            ts.extend([m.delay_ms, m.delay_ms + m.wait_max_ms]);
-            ts.retain(|t| *t >= lo && *t <= hi);
-            ts.sort_by(f64::total_cmp);
-            let mut points = Vec::with_capacity(ts.len() + 1);
-            if m.delay_ms <= lo {
-                // Everything the model delivers below the axis start: a rise at the left edge.
-                points.push((xs.map(lo), ys.map(0.0)));
+            let points = model_points(m, &xs, &ys, lo, hi);
+            if points.len() > 1 {
+                series.push(Series {
+                    transport: p.transport.clone(),
+                    colour,
+                    path: path(&points),
+                    dashed: true,
+                    markers: Vec::new(),
+                });
             }
-            for t in ts {
-                // A step at d: draw the vertical rise explicitly.
-                if (t - m.delay_ms).abs() < 1e-12 && t > lo {
-                    points.push((xs.map(t), ys.map(0.0)));
-                }
-                points.push((xs.map(t), ys.map(m.cdf(t) * 100.0)));
-            }
-            series.push(Series {
-                transport: p.transport.clone(),
-                colour,
-                path: path(&points),
-                dashed: true,
-                markers: Vec::new(),
-            });
         }
     }
     LineChart {
@@ -173,6 +157,39 @@ pub fn latency_cdf(results: &Results, run: &Run) -> LineChart {
         series,
         legend,
     }
+}
+
+/// The model's CDF in SVG coordinates, drawn only where it says something: from where it
+/// leaves 0% (or the axis start) to where it reaches 100%, never along the plot's edges. A
+/// model without a wait ("every message after d") is one vertical step at d; one that puts
+/// every message at 0 ms, which a log axis cannot show, is not drawn at all.
+fn model_points(m: &LatencyModel, xs: &Scale, ys: &Scale, lo: f64, hi: f64) -> Vec<(f64, f64)> {
+    let start = m.delay_ms;
+    let end = m.delay_ms + m.wait_max_ms;
+    if end < lo || start > hi {
+        return Vec::new();
+    }
+    if m.wait_share <= 0.0 || m.wait_max_ms <= 0.0 {
+        return vec![(xs.map(start), ys.map(0.0)), (xs.map(start), ys.map(100.0))];
+    }
+    let (from, to) = (start.max(lo), end.min(hi));
+    // Log steps between the ends, plus the ends exactly.
+    let mut ts: Vec<f64> = (0..=200)
+        .map(|i| from * (to / from).powf(f64::from(i) / 200.0))
+        .collect();
+    ts.push(to);
+    ts.sort_by(f64::total_cmp);
+    ts.dedup();
+    let mut points = Vec::with_capacity(ts.len() + 1);
+    if start >= lo {
+        // The rise at d, from 0% to the share that does not wait.
+        points.push((xs.map(start), ys.map(0.0)));
+    }
+    points.extend(
+        ts.into_iter()
+            .map(|t| (xs.map(t), ys.map(m.cdf(t) * 100.0))),
+    );
+    points
 }
 
 /// What a per-second chart plots.
@@ -188,8 +205,8 @@ pub enum PerSecond {
 
 /// One per-second chart: a line per transport over the seconds of its phase (phases ran one
 /// after another; each starts at 0 here so they can be compared).
-pub fn per_second(run: &Run, what: PerSecond) -> LineChart {
-    let phases: Vec<&Phase> = run.phases.iter().collect();
+pub fn per_second(run: &RunAnalysis, what: PerSecond) -> LineChart {
+    let phases: Vec<&crate::results::Phase> = run.phases.iter().map(|a| a.phase).collect();
     let value = |s: &crate::results::Second| match what {
         PerSecond::Requests => s.requests,
         PerSecond::Deliveries => s.deliveries,
@@ -270,14 +287,14 @@ impl Cost {
         Cost::P99,
     ];
 
-    fn of(self, p: &Phase) -> Option<f64> {
-        let secs = p.duration_s.max(1e-9);
+    fn of(self, a: &PhaseAnalysis) -> Option<f64> {
+        let m = &a.measured;
         match self {
-            Cost::Requests => Some(p.traffic.requests as f64 / secs),
-            Cost::Bytes => Some(p.traffic.bytes_down as f64 / secs),
-            Cost::Cpu => Some(p.server.cpu_s / secs * 100.0),
-            Cost::Memory => Some(p.server.rss_peak_bytes as f64 / (1024.0 * 1024.0)),
-            Cost::P99 => p.latency.quantile_ms(0.99),
+            Cost::Requests => Some(m.requests_per_s),
+            Cost::Bytes => Some(m.bytes_down_per_s),
+            Cost::Cpu => Some(m.server_core_share * 100.0),
+            Cost::Memory => Some(a.phase.server.rss_peak_bytes as f64 / (1024.0 * 1024.0)),
+            Cost::P99 => m.latency_p99_ms,
         }
     }
 
@@ -308,25 +325,25 @@ impl Cost {
 }
 
 /// One cost curve chart: the swept value along x, one line (with dots) per transport.
-pub fn sweep_cost(results: &Results, cost: Cost) -> Option<LineChart> {
-    let sweep = results.scenario.sweep.as_ref()?;
-    if results.runs.len() < 2 {
+pub fn sweep_cost(analysis: &Analysis, cost: Cost) -> Option<LineChart> {
+    let sweep = analysis.results.scenario.sweep.as_ref()?;
+    let runs = &analysis.runs;
+    if runs.len() < 2 {
         return None;
     }
-    let x_of = |run: &Run| run.sweep_value.unwrap_or(run.clients as f64);
+    let x_of = |run: &RunAnalysis| run.run.sweep_value.unwrap_or(run.run.clients as f64);
     let transports: Vec<String> = {
         let mut t: Vec<String> = Vec::new();
-        for p in results.runs.iter().flat_map(|r| &r.phases) {
-            if !t.contains(&p.transport) {
-                t.push(p.transport.clone());
+        for a in runs.iter().flat_map(|r| &r.phases) {
+            if !t.iter().any(|id| id == a.id()) {
+                t.push(a.id().to_string());
             }
         }
         t
     };
-    let x_max = results.runs.iter().map(x_of).fold(0.0, f64::max);
-    let x_min = results.runs.iter().map(x_of).fold(f64::INFINITY, f64::min);
-    let values: Vec<f64> = results
-        .runs
+    let x_max = runs.iter().map(x_of).fold(0.0, f64::max);
+    let x_min = runs.iter().map(x_of).fold(f64::INFINITY, f64::min);
+    let values: Vec<f64> = runs
         .iter()
         .flat_map(|r| r.phases.iter().filter_map(|p| cost.of(p)))
         .collect();
@@ -358,11 +375,10 @@ pub fn sweep_cost(results: &Results, cost: Cost) -> Option<LineChart> {
     let series = transports
         .iter()
         .map(|t| {
-            let points: Vec<(f64, f64)> = results
-                .runs
+            let points: Vec<(f64, f64)> = runs
                 .iter()
                 .filter_map(|r| {
-                    let p = r.phases.iter().find(|p| &p.transport == t)?;
+                    let p = r.phases.iter().find(|a| a.id() == t)?;
                     Some((xs.map(x_of(r)), ys.map(cost.of(p)?)))
                 })
                 .collect();

@@ -4,13 +4,14 @@
 //! dots, and an arrow runs from each message's scheduled publish time down to its delivery, so
 //! the slant of the arrows *is* the latency.
 
-use crate::results::{Phase, Results, Run, TraceEvent};
-use crate::transport::{self, Transport};
+use crate::analysis::{PhaseAnalysis, RunAnalysis};
+use crate::format;
+use crate::results::{Phase, Results, TraceEvent};
+use crate::transport::{Style, Transport};
 
 use super::axis::{
     self, Axis, LEFT, Mark, PHASE_SECONDS, Plot, RIGHT, Scale, WIDTH, legend_rows, px,
 };
-use super::format;
 
 /// Longest window shown: more seconds would turn the arrows into a blur on a projector.
 const WINDOW_MS: f64 = 6000.0;
@@ -31,6 +32,8 @@ pub struct Swimlane {
     pub legend: Vec<axis::LegendItem>,
     /// The window, in words, for the caption.
     pub window: String,
+    /// What each lane shows, in words, with this run's share of empty polls.
+    pub reading: String,
 }
 
 /// One client's lane.
@@ -128,17 +131,23 @@ fn window(results: &Results, phases: &[&Phase]) -> (f64, f64) {
 }
 
 /// Builds the timeline for one run; `None` when no phase has a trace.
-pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
-    let phases: Vec<&Phase> = run.phases.iter().filter(|p| !p.traces.is_empty()).collect();
-    if phases.is_empty() {
+pub fn swimlane(results: &Results, run: &RunAnalysis) -> Option<Swimlane> {
+    let traced: Vec<&PhaseAnalysis> = run
+        .phases
+        .iter()
+        .filter(|a| !a.phase.traces.is_empty())
+        .collect();
+    if traced.is_empty() {
         return None;
     }
+    let phases: Vec<&Phase> = traced.iter().map(|a| a.phase).collect();
     let (w0, w1) = window(results, &phases);
+    let lane_colours: Vec<&str> = traced.iter().map(|a| a.colour()).collect();
     let entries = vec![
         (
-            "#555555".into(),
-            "request (transport colour)".into(),
-            Mark::Box,
+            lane_colours.join(","),
+            "request (in its transport's colour)".into(),
+            Mark::Palette,
         ),
         (EMPTY_GREY.into(), "empty answer".into(), Mark::Box),
         (
@@ -158,11 +167,11 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
     let at = |ms: f64| xs.map(ms / 1000.0);
     let inside = |ms: f64| ms >= w0 && ms <= w1;
 
-    let lanes = phases
+    let lanes = traced
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            let trace = &p.traces[0];
+        .map(|(i, pa)| {
+            let trace = &pa.phase.traces[0];
             let y = px(y0 + i as f64 * lane_h);
             // Layout inside a lane, top to bottom: arrows start at the publish time, end on a
             // row of delivery dots, and the request bars run below the dots (a 1 ms short poll
@@ -171,12 +180,8 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
             let bar_h = 26.0;
             let mid = bar_y + bar_h / 2.0;
             let dot_y = bar_y - 10.0;
-            let streaming = p
-                .transport
-                .parse::<Transport>()
-                .ok()
-                .is_some_and(|t| !t.is_polling());
-            let colour = transport::colour_of(&p.transport);
+            let streaming = pa.transport.is_some() && !pa.is_polling();
+            let colour = pa.colour();
             let mut bars = Vec::new();
             let mut dots = Vec::new();
             let mut arrows = Vec::new();
@@ -194,11 +199,7 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
                                 h: bar_h - 12.0,
                                 fill: colour,
                                 opacity: 0.35,
-                                title: format!(
-                                    "{} open from {}",
-                                    transport::label_of(&p.transport),
-                                    format::ms(*end_ms)
-                                ),
+                                title: format!("{} open from {}", pa.label(), format::ms(*end_ms)),
                             });
                         }
                         if *end_ms >= w0 && *start_ms <= w1 {
@@ -269,8 +270,8 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
                 }
             }
             Lane {
-                transport: p.transport.clone(),
-                label: transport::short_label_of(&p.transport),
+                transport: pa.id().to_string(),
+                label: pa.short_label(),
                 client: trace.client.clone(),
                 colour,
                 y,
@@ -300,5 +301,48 @@ pub fn swimlane(results: &Results, run: &Run) -> Option<Swimlane> {
             w0 / 1000.0,
             w1 / 1000.0
         ),
+        reading: reading(&traced),
     })
+}
+
+/// The caption's description of the lanes shown, true to this run: how many short polls
+/// really came back empty, rather than "most of them".
+fn reading(traced: &[&PhaseAnalysis]) -> String {
+    let mut parts = Vec::new();
+    for a in traced {
+        match a.transport {
+            Some(Transport::ShortPoll) => parts.push(match a.measured.empty_share {
+                Some(share) => format!(
+                    "short polls are thin bars on a fixed beat, grey when they came back empty \
+                     ({} of this run's polls did)",
+                    format::share(share)
+                ),
+                None => "short polls are thin bars on a fixed beat".into(),
+            }),
+            Some(Transport::LongPoll) => parts.push(
+                "long polls are long bars held open until a message arrives (or the timeout)"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
+    let streams: Vec<&str> = traced
+        .iter()
+        .filter(|a| a.transport.is_some() && !a.is_polling())
+        .map(|a| a.transport.map_or("", |t| t.short_label()))
+        .collect();
+    if !streams.is_empty() {
+        parts.push(format!(
+            "{} {} one stream open and {} each message as soon as the server has it",
+            streams.join(" and "),
+            if streams.len() == 1 { "keeps" } else { "keep" },
+            if streams.len() == 1 {
+                "receives"
+            } else {
+                "receive"
+            },
+        ));
+    }
+    let text = parts.join("; ");
+    crate::findings::capitalized(&text) + "."
 }

@@ -10,25 +10,41 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 
-use super::{Target, no_content};
+use super::no_content;
 use crate::error::ApiError;
-use crate::feed::{Follower, Read};
+use crate::extract::Target;
+use crate::feed::{Follower, Limit, Read};
 use crate::state::AppState;
 use wire::Transport;
 
-/// At most this many messages in one batch; the client's next poll fetches the rest.
-pub const BATCH_LIMIT: usize = 1000;
+/// At most this much in one batch (1000 messages, 256 KiB of them past the first); the client's
+/// next poll fetches the rest. The byte bound is what keeps 100 unread `since=0` polls on a full
+/// room from holding 100 copies of its whole history.
+pub const BATCH_LIMIT: Limit = Limit {
+    messages: 1000,
+    bytes: 256 * 1024,
+};
 /// Long poll's timeout when the client names none.
 pub const DEFAULT_LONG_POLL_TIMEOUT_MS: u64 = 30_000;
-/// The longest long poll accepted.
-pub const MAX_LONG_POLL_TIMEOUT_MS: u64 = 120_000;
 
 pub(super) async fn short_poll(State(state): State<AppState>, target: Target) -> Response {
     let _open = state.metrics.open(Transport::ShortPoll);
-    let since = target.since.unwrap_or_else(|| target.room.head());
-    let read = target
-        .room
-        .read(since, target.client.as_deref(), BATCH_LIMIT);
+    // Reading creates nothing: a room that does not exist reads as an empty one.
+    let Some(room) = target.find() else {
+        let reset = target.since.is_some_and(|c| c.seq > 0);
+        return answer(
+            &state,
+            Transport::ShortPoll,
+            Read {
+                reset,
+                ..Read::default()
+            },
+        );
+    };
+    let since = target
+        .since
+        .map_or_else(|| room.head(), |c| room.position(c));
+    let read = room.read(since, target.client.as_deref(), BATCH_LIMIT);
     answer(&state, Transport::ShortPoll, read)
 }
 
@@ -40,14 +56,17 @@ pub(super) async fn long_poll(
     let timeout = Duration::from_millis(target.timeout_ms.unwrap_or(DEFAULT_LONG_POLL_TIMEOUT_MS));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut follower = Follower::new(target.room, target.since, target.client, BATCH_LIMIT);
+    let room = target.open()?;
+    let mut follower = Follower::new(room, target.since, target.client, BATCH_LIMIT);
     // What is already there is answered at once, before shutdown or the deadline are looked at.
     let mut read = follower.read();
     if !read.has_news() {
         read = tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => return Err(ApiError::ShuttingDown),
-            _ = &mut deadline => return Ok(no_content(follower.cursor())),
+            _ = &mut deadline => {
+                return Ok(no_content(follower.cursor(), Some(follower.epoch())));
+            }
             read = follower.next() => read,
         };
     }
@@ -57,7 +76,7 @@ pub(super) async fn long_poll(
 /// `200` with the batch, or `204` when there is nothing to say.
 fn answer(state: &AppState, transport: Transport, read: Read) -> Response {
     if !read.has_news() {
-        return no_content(read.next);
+        return no_content(read.next, read.epoch);
     }
     state
         .metrics
@@ -70,8 +89,9 @@ fn answer(state: &AppState, transport: Transport, read: Read) -> Response {
         .into_response()
 }
 
-/// `{"messages":[...],"next":N,"missed":K,"reset":B}` with each message's stored JSON copied
-/// in as is (the shape of [`wire::Batch`]).
+/// `{"messages":[...],"next":N,"missed":K,"reset":B,"epoch":"E"}` with each message's stored
+/// JSON copied in as is (the shape of [`wire::Batch`], plus the epoch `next` belongs to, which a
+/// client sends back as `since=E-N`).
 fn encode_batch(read: &Read) -> bytes::Bytes {
     let payload: usize = read.entries.iter().map(|e| e.text.len() + 1).sum();
     let mut out = BytesMut::with_capacity(payload + 80);
@@ -84,11 +104,15 @@ fn encode_batch(read: &Read) -> bytes::Bytes {
     }
     out.put_slice(
         format!(
-            "],\"next\":{},\"missed\":{},\"reset\":{}}}",
+            "],\"next\":{},\"missed\":{},\"reset\":{}",
             read.next, read.missed, read.reset
         )
         .as_bytes(),
     );
+    if let Some(epoch) = read.epoch {
+        out.put_slice(format!(",\"epoch\":\"{epoch}\"").as_bytes());
+    }
+    out.put_u8(b'}');
     out.freeze()
 }
 
@@ -96,6 +120,7 @@ fn encode_batch(read: &Read) -> bytes::Bytes {
 mod tests {
     use super::*;
     use crate::feed::{Feed, RoomName};
+    use futures_util::FutureExt;
     use wire::{Batch, PublishRequest};
 
     #[test]
@@ -105,6 +130,7 @@ mod tests {
         for body in ["a", "b\"quoted\"", "c"] {
             feed.publish(
                 &room,
+                None,
                 PublishRequest {
                     from: "x".into(),
                     body: body.into(),
@@ -113,9 +139,11 @@ mod tests {
                     echo: None,
                 },
             )
+            .now_or_never()
+            .unwrap()
             .unwrap();
         }
-        let read = feed.room(&room).unwrap().read(0, None, 10);
+        let read = feed.find(&room).unwrap().read(0, None, BATCH_LIMIT);
         let batch: Batch = serde_json::from_slice(&encode_batch(&read)).unwrap();
         assert_eq!(batch.messages.len(), 2);
         assert_eq!(batch.messages[0].body, "b\"quoted\"");

@@ -4,9 +4,10 @@
 //! history moved past it. Events are written by hand rather than with axum's `Sse` type so the
 //! message JSON is the feed's shared bytes, copied once into the chunk, never re-encoded.
 //!
-//! Format, per the design: `id: <seq>` / `event: <event>` / `data: <message json>`; a gap or a
-//! reset is `event: gap|reset` with the [`StreamItem`] JSON as data and, as its `id:`, the cursor
-//! after it (so an `EventSource` reconnect resumes from there); `: ping` every 15 s.
+//! Format (README.md's wire API section; `docs/ARCHITECTURE.md` shows where it fits):
+//! `id: <epoch>-<seq>` / `event: <event>` / `data: <message json>`; a gap or a reset is `event: gap|reset` with the
+//! [`StreamItem`] JSON as data and, as its `id:`, the cursor after it (so an `EventSource`
+//! reconnect resumes from there); `: ping` every 15 s.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -21,17 +22,20 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::{Target, seq};
 use crate::error::ApiError;
-use crate::feed::{Follower, Read};
+use crate::extract::{Target, cursor};
+use crate::feed::{Cursor, Epoch, Follower, Limit, Read};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
 use wire::{StreamItem, Transport};
 
 /// A comment line this often keeps proxies and idle timers from closing a quiet stream.
 const PING_EVERY: Duration = Duration::from_secs(15);
-/// Messages read per chunk: bounds the chunk size (and the lock hold) for a client far behind.
-const CHUNK_LIMIT: usize = 64;
+/// Read per chunk: bounds the chunk size (and the lock hold) for a client far behind.
+const CHUNK_LIMIT: Limit = Limit {
+    messages: 64,
+    bytes: 256 * 1024,
+};
 
 pub(super) async fn sse(
     State(state): State<AppState>,
@@ -43,8 +47,9 @@ pub(super) async fn sse(
     let since = last_event_id(&headers)?.or(target.since);
     // The position is fixed here, before the headers go out: once a client has the `200`, every
     // later publish is in its stream.
+    let room = target.open()?;
     let stream = SseStream {
-        follower: Follower::new(target.room, since, target.client, CHUNK_LIMIT),
+        follower: Follower::new(room, since, target.client, CHUNK_LIMIT),
         ping: ping_interval(),
         shutdown: state.shutdown.clone(),
         metrics: state.metrics.clone(),
@@ -68,15 +73,15 @@ pub(super) async fn sse(
 }
 
 /// The `Last-Event-ID` header, checked like `since`: an `EventSource` reconnecting sends the
-/// `id:` of the last event it saw.
-fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+/// `id:` of the last event it saw (`<epoch>-<seq>`; a bare seq is read as the current epoch).
+fn last_event_id(headers: &HeaderMap) -> Result<Option<Cursor>, ApiError> {
     let Some(id) = headers.get("last-event-id") else {
         return Ok(None);
     };
     let id = id
         .to_str()
         .map_err(|_| ApiError::param("Last-Event-ID", "not text"))?;
-    seq("Last-Event-ID", id.trim()).map(Some)
+    cursor("Last-Event-ID", id.trim()).map(Some)
 }
 
 fn ping_interval() -> Interval {
@@ -116,9 +121,10 @@ impl SseStream {
 fn encode_events(read: &Read) -> Bytes {
     let payload: usize = read.entries.iter().map(|e| e.text.len() + 48).sum();
     let mut out = BytesMut::with_capacity(payload + 64);
+    let epoch = read.epoch;
     if read.reset {
         let reset = StreamItem::Reset { head: read.next };
-        item(&mut out, "reset", read.next, &reset);
+        item(&mut out, "reset", epoch, read.next, &reset);
     }
     if read.missed > 0 {
         // The gap's id is the seq just before the first message after it, so a reconnect
@@ -127,11 +133,13 @@ fn encode_events(read: &Read) -> Bytes {
         let gap = StreamItem::Gap {
             missed: read.missed,
         };
-        item(&mut out, "gap", after_gap, &gap);
+        item(&mut out, "gap", epoch, after_gap, &gap);
     }
     for entry in &read.entries {
         // Written straight into the chunk: no String per delivery on this hot path.
-        let _ = write!(out, "id: {}\nevent: {}\ndata: ", entry.seq, entry.event);
+        out.put_slice(b"id: ");
+        write_id(&mut out, epoch, entry.seq);
+        let _ = write!(out, "\nevent: {}\ndata: ", entry.event);
         out.put_slice(entry.text.as_bytes());
         out.put_slice(b"\n\n");
     }
@@ -139,7 +147,22 @@ fn encode_events(read: &Read) -> Bytes {
 }
 
 /// Writes a gap or reset event.
-fn item(out: &mut BytesMut, event: &str, id: u64, item: &StreamItem) {
+fn item(out: &mut BytesMut, event: &str, epoch: Option<Epoch>, id: u64, item: &StreamItem) {
     let json = serde_json::to_string(item).expect("a StreamItem always serializes");
-    let _ = write!(out, "id: {id}\nevent: {event}\ndata: {json}\n\n");
+    out.put_slice(b"id: ");
+    write_id(out, epoch, id);
+    let _ = write!(out, "\nevent: {event}\ndata: {json}\n\n");
+}
+
+/// An event id is a cursor: `<epoch>-<seq>`, so an `EventSource` reconnecting to a restarted
+/// server is reset instead of resuming at a seq that now means another message.
+fn write_id(out: &mut BytesMut, epoch: Option<Epoch>, seq: u64) {
+    match epoch {
+        Some(epoch) => {
+            let _ = write!(out, "{epoch}-{seq}");
+        }
+        None => {
+            let _ = write!(out, "{seq}");
+        }
+    }
 }

@@ -9,7 +9,10 @@
 //! TCP rather than buffered in memory. A client that falls behind the history gets a `gap` frame.
 //!
 //! Bad frames get an `error` frame and the connection stays usable; a frame over `--max-body`
-//! or a protocol error closes the connection with a code and a reason.
+//! (1009), invalid UTF-8 in a text frame (1007) or another protocol error (1002) closes the
+//! connection with a code and a reason. A client quiet for `ws_ping` is pinged; one that sends
+//! nothing (not even the pong) for twice that is closed, so a vanished laptop does not hold its
+//! socket until TCP gives up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,13 +22,14 @@ use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::Target;
 use crate::error::ApiError;
-use crate::feed::{Follower, Room};
+use crate::extract::Target;
+use crate::feed::{Follower, Limit, Room};
 use crate::state::AppState;
 use wire::{ClientFrame, PublishRequest, StreamItem, Transport};
 
@@ -37,9 +41,12 @@ pub const WS_READ_BUFFER: usize = 4 * 1024;
 /// Frames are gathered up to this many bytes before a write, so a burst goes out in few
 /// syscalls; the buffer is only allocated once something is sent.
 pub const WS_WRITE_BUFFER: usize = 8 * 1024;
-/// Messages read from the room per batch of frames (bounds the write buffer for a client that
-/// is far behind).
-const CHUNK_LIMIT: usize = 64;
+/// Read from the room per batch of frames (bounds the write buffer for a client that is far
+/// behind).
+const CHUNK_LIMIT: Limit = Limit {
+    messages: 64,
+    bytes: 256 * 1024,
+};
 /// Acks and errors waiting for the writer; when full the reader stops reading the socket.
 const REPLY_QUEUE: usize = 8;
 /// How long a closing socket may take to send its close frame.
@@ -58,7 +65,8 @@ pub(super) async fn websocket(
     if state.shutdown.is_cancelled() {
         return Err(ApiError::ShuttingDown);
     }
-    let room = target.room;
+    let room = target.open()?;
+    let peer = target.peer;
     let client = target
         .client
         .unwrap_or_else(|| format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed)));
@@ -71,8 +79,11 @@ pub(super) async fn websocket(
     );
     let max = state.config.max_body;
     let session = Session {
+        heard: AtomicU64::new(0),
+        started: tokio::time::Instant::now(),
         room,
         client,
+        peer,
         state,
     };
     Ok(upgrade
@@ -85,8 +96,13 @@ pub(super) async fn websocket(
 
 /// What both halves of one connection need.
 struct Session {
+    /// When the client last sent a frame (ms since `started`): a quiet client is pinged, one
+    /// that answers nothing is closed.
+    heard: AtomicU64,
+    started: tokio::time::Instant,
     room: Arc<Room>,
     client: String,
+    peer: Option<std::net::IpAddr>,
     state: AppState,
 }
 
@@ -121,6 +137,9 @@ async fn write_loop(
     s: &Session,
 ) {
     let shutdown = &s.state.shutdown;
+    let every = s.state.config.ws_ping;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Read, then wait with `changed()` rather than `next()`: news goes out before queued
         // replies, but while waiting a reply (an ack) is taken before a publish.
@@ -175,6 +194,25 @@ async fn write_loop(
                 }
             },
             () = follower.changed() => {}
+            _ = ping.tick() => {
+                let heard = Duration::from_millis(s.heard.load(Ordering::Relaxed));
+                let quiet = s.started.elapsed().saturating_sub(heard);
+                if quiet >= every * 2 {
+                    // Pinged a period ago and nothing came back: the peer is gone.
+                    close(&mut sink, close_code::AWAY, "no answer to ping".to_owned()).await;
+                    return;
+                }
+                if quiet >= every {
+                    let sent = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        sent = sink.send(Message::Ping(Bytes::new())) => sent,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
     // Shutting down: say so, briefly; a client that does not read is simply dropped.
@@ -212,8 +250,10 @@ fn item_frame(item: &StreamItem) -> Message {
 
 async fn read_loop(mut stream: SplitStream<WebSocket>, replies: mpsc::Sender<Reply>, s: &Session) {
     while let Some(frame) = stream.next().await {
+        s.heard
+            .store(s.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let reply = match frame {
-            Ok(Message::Text(text)) => Reply::Item(handle_text(&text, s)),
+            Ok(Message::Text(text)) => Reply::Item(handle_text(&text, s).await),
             Ok(Message::Binary(_)) => Reply::Item(StreamItem::Error {
                 error: "binary frames are not accepted: send JSON in a text frame".to_owned(),
                 reference: None,
@@ -235,7 +275,7 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, replies: mpsc::Sender<Rep
 }
 
 /// Publishes a `send` frame and answers `ack`, or says what is wrong with the frame.
-fn handle_text(text: &str, s: &Session) -> StreamItem {
+async fn handle_text(text: &str, s: &Session) -> StreamItem {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => frame,
         Err(e) => {
@@ -263,7 +303,7 @@ fn handle_text(text: &str, s: &Session) -> StreamItem {
         to,
         echo,
     };
-    match s.state.feed.publish(s.room.name(), request) {
+    match s.state.feed.publish(s.room.name(), s.peer, request).await {
         Ok(entry) => StreamItem::Ack {
             reference: reference.unwrap_or(0),
             seq: entry.seq,
@@ -277,7 +317,13 @@ fn handle_text(text: &str, s: &Session) -> StreamItem {
 
 fn close_reason(error: &axum::Error, max_body: usize) -> (u16, String) {
     let text = error.to_string();
-    if text.contains("Space limit exceeded") || text.contains("too long") {
+    if text.contains("UTF-8") || text.contains("utf-8") || text.contains("Utf8") {
+        // RFC 6455 7.4.1: 1007 for data inconsistent with the message type.
+        (
+            close_code::INVALID,
+            format!("invalid UTF-8 in a text frame: {text}"),
+        )
+    } else if text.contains("Space limit exceeded") || text.contains("too long") {
         (
             close_code::SIZE,
             format!("frame larger than the limit of {max_body} bytes"),

@@ -10,17 +10,17 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::{Extension, Json};
 use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::Live;
-use super::flash::{DelayReport, FlashRecord};
-use crate::metrics::TransportStats;
-use crate::state::AppState;
+use super::flash::{DelayView, FlashRecord};
+use crate::metrics::{Metrics, TransportStats};
 use wire::Transport;
 
 /// How often a dashboard stream sends a snapshot.
@@ -79,13 +79,13 @@ pub struct Snapshot {
 }
 
 fn snapshot(
-    state: &AppState,
+    metrics: &Metrics,
     live: &Live,
     previous: Option<(&[TransportStats], Duration)>,
 ) -> (Snapshot, Vec<TransportStats>) {
     let counters: Vec<TransportStats> = Transport::ALL
         .into_iter()
-        .map(|t| state.metrics.transport(t))
+        .map(|t| metrics.transport(t))
         .collect();
     let transports = counters
         .iter()
@@ -128,17 +128,19 @@ fn snapshot(
 
 /// `GET /live/stats`: one snapshot, without rates.
 pub(super) async fn stats(
-    State(state): State<AppState>,
-    Extension(live): Extension<Arc<Live>>,
+    _teacher: super::Teacher,
+    State(metrics): State<Arc<Metrics>>,
+    State(live): State<Arc<Live>>,
 ) -> Json<Snapshot> {
-    Json(snapshot(&state, &live, None).0)
+    Json(snapshot(&metrics, &live, None).0)
 }
 
 /// What one dashboard stream remembers between events.
 struct Follower {
-    state: AppState,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
     live: Arc<Live>,
-    reports: broadcast::Receiver<DelayReport>,
+    reports: broadcast::Receiver<DelayView>,
     ticker: tokio::time::Interval,
     previous: Option<(Vec<TransportStats>, Instant)>,
     /// Events to send before waiting again (the backlog of reports on connect).
@@ -146,10 +148,12 @@ struct Follower {
 }
 
 /// `GET /live/stream`: `event: stats` every second (a [`Snapshot`] with rates), `event: delay`
-/// for each flash report (a [`DelayReport`]); on connect, `event: delays` with the reports kept.
+/// for each flash report (a [`DelayView`]: no tab ids, which would let anyone act as a tab); on connect, `event: delays` with the reports kept.
 pub(super) async fn stream(
-    State(state): State<AppState>,
-    Extension(live): Extension<Arc<Live>>,
+    _teacher: super::Teacher,
+    State(metrics): State<Arc<Metrics>>,
+    State(shutdown): State<CancellationToken>,
+    State(live): State<Arc<Live>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Subscribe before copying the backlog, so no report falls between the two.
     let reports = live.flashes.subscribe();
@@ -157,7 +161,8 @@ pub(super) async fn stream(
     let mut ticker = tokio::time::interval(PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let follower = Follower {
-        state,
+        metrics,
+        shutdown,
         live,
         reports,
         ticker,
@@ -170,7 +175,7 @@ pub(super) async fn stream(
         }
         let event = tokio::select! {
             biased;
-            _ = f.state.shutdown.cancelled() => return None,
+            _ = f.shutdown.cancelled() => return None,
             report = f.reports.recv() => match report {
                 Ok(report) => json_event("delay", &report),
                 // Skipped some: send the whole backlog again rather than a silent hole.
@@ -180,7 +185,7 @@ pub(super) async fn stream(
             _ = f.ticker.tick() => {
                 let now = Instant::now();
                 let previous = f.previous.as_ref().map(|(c, at)| (c.as_slice(), now - *at));
-                let (snapshot, counters) = snapshot(&f.state, &f.live, previous);
+                let (snapshot, counters) = snapshot(&f.metrics, &f.live, previous);
                 f.previous = Some((counters, now));
                 json_event("stats", &snapshot)
             }

@@ -12,6 +12,11 @@
 //! - `GET /live/stats`, `GET /live/stream`: the dashboard's numbers, once or as an SSE stream.
 //!   See [`dashboard`].
 //!
+//! The teacher's controls (`/dashboard`, `/live/stats`, `/live/stream`, `POST /live/flash`)
+//! need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
+//! needs nothing. Dashboards are never sent tab ids (which would let anyone act as a tab), and
+//! a tab belongs to the address that made it.
+//!
 //! Traffic counters are the server's own ([`crate::metrics::Metrics::transport`]); this module
 //! keeps no second set. The HTML, JS and CSS are compiled into the binary, so `duplex serve` alone
 //! is enough in a classroom without internet.
@@ -22,15 +27,19 @@ pub mod presence;
 
 use std::sync::Arc;
 
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::error::ApiError;
-use crate::feed::{now_us, valid_client_id};
-use crate::state::AppState;
+use crate::feed::{Feed, now_us, valid_client_id};
+use crate::metrics::Metrics;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
 const LIVE_JS: &str = include_str!("../../assets/live.js");
@@ -39,22 +48,110 @@ const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
 const LIVE_CSS: &str = include_str!("../../assets/live.css");
 
 /// What the live page remembers between requests: who is connected how, and the flashes.
-/// One per router, so two servers in one test process never share it.
-#[derive(Debug, Default)]
+/// Kept in the server's state (`AppState::live`), one per server.
+#[derive(Debug)]
 pub struct Live {
     /// Tabs that sent a heartbeat recently.
     pub presence: presence::Presence,
     /// Flashes sent and the delays the pages reported.
     pub flashes: flash::Flashes,
+    /// What the teacher's URL carries; the dashboard and the flash need it.
+    teacher_token: String,
 }
 
-/// The live page's routes, to be merged into [`crate::app`]'s router.
-pub fn routes() -> Router<AppState> {
+impl Default for Live {
+    fn default() -> Self {
+        Live::new(None)
+    }
+}
+
+impl Live {
+    /// Live state whose teacher token is `token`, or a fresh random one.
+    pub fn new(token: Option<String>) -> Self {
+        Live {
+            presence: presence::Presence::default(),
+            flashes: flash::Flashes::default(),
+            teacher_token: token.unwrap_or_else(new_token),
+        }
+    }
+
+    /// The token the teacher's URL carries (`/dashboard?token=...`).
+    pub fn teacher_token(&self) -> &str {
+        &self.teacher_token
+    }
+}
+
+/// A fresh random token: 128 bits as hex, from the standard library's per-process random
+/// SipHash keys (no RNG dependency for one secret a lesson long).
+pub fn new_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let part = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}", part(), part())
+}
+
+/// Proof that a request carries the teacher's token: `?token=` (the dashboard's URL and its
+/// `EventSource`) or an `X-Duplex-Teacher` header. Anything else is a `403`.
+#[derive(Debug)]
+pub struct Teacher;
+
+impl<S> FromRequestParts<S> for Teacher
+where
+    S: Send + Sync,
+    Arc<Live>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let live = Arc::<Live>::from_ref(state);
+        let from_query = parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(str::to_owned)
+        });
+        let from_header = parts
+            .headers
+            .get("x-duplex-teacher")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let given = from_header.or(from_query).unwrap_or_default();
+        if same_secret(given.as_bytes(), live.teacher_token.as_bytes()) {
+            Ok(Teacher)
+        } else {
+            Err(ApiError::NotTeacher)
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a prefix.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The live page's routes, merged into [`crate::app`]'s router. Generic over the state, which
+/// only has to hand out the parts these handlers use, so this module does not depend on the
+/// state type (which holds a [`Live`]).
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Live>: FromRef<S>,
+    Arc<Feed>: FromRef<S>,
+    Arc<Metrics>: FromRef<S>,
+    Arc<Config>: FromRef<S>,
+    CancellationToken: FromRef<S>,
+{
     Router::new()
         .route("/", get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
         .route(
             "/dashboard",
-            get(|| asset("text/html; charset=utf-8", DASHBOARD_HTML)),
+            get(|_: Teacher| asset("text/html; charset=utf-8", DASHBOARD_HTML)),
         )
         .route(
             "/live/live.js",
@@ -74,7 +171,6 @@ pub fn routes() -> Router<AppState> {
         .route("/live/flash/report", post(flash::report))
         .route("/live/stats", get(dashboard::stats))
         .route("/live/stream", get(dashboard::stream))
-        .layer(Extension(Arc::new(Live::default())))
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -3,7 +3,7 @@
 //! message borrowed). Thousands of clients decode every message, and the owned wire types
 //! allocate four strings each time; these borrow the body from the received JSON (or decode
 //! it into an owned string when it holds JSON escapes) and skip the fields the loadgen never
-//! reads. the `wire` crate stays the contract; the tests below decode its own serialization.
+//! reads. The `wire` crate stays the contract; the tests below decode its own serialization.
 
 use std::borrow::Cow;
 

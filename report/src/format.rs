@@ -1,4 +1,5 @@
 //! Numbers as a reader wants them on a projector: few digits, a unit, thousands separated.
+//! Shared by the page and the loadgen's terminal summary, so both print a figure the same way.
 
 /// A latency: `0.42 ms`, `4.2 ms`, `420 ms`, `1.23 s`.
 pub fn ms(v: f64) -> String {
@@ -41,6 +42,16 @@ pub fn real(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+/// A value as a scenario states it: whole numbers without decimals (`20`, `1,000`), others as
+/// [`real`] (`0.50`).
+pub fn value(v: f64) -> String {
+    if v.fract() == 0.0 && (0.0..1e15).contains(&v) {
+        count(v as u64)
+    } else {
+        real(v)
     }
 }
 

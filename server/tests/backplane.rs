@@ -1,0 +1,268 @@
+//! Several nodes on one Redis (`--backplane`): a real `redis-server`, started and stopped by each
+//! test on a free loopback port with persistence off, and two or more in-process servers pointed
+//! at it. What a deployment of several nodes relies on, for every transport: a publish on one
+//! node reaches subscribers on another with the same seq, exactly once; a client resumes on
+//! another node after its node died and loses nothing; a Redis that lost its data is a reset,
+//! never a silent loss.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use server::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use wire::{StreamItem, Transport};
+
+use crate::helpers::{PROMPT, TestServer, seqs, start};
+
+/// A `redis-server` child on 127.0.0.1, killed when dropped.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    /// Starts one on a free port (Redis takes no port 0: bind one, release it, hand it over).
+    async fn start() -> Redis {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Redis::start_on(port).await
+    }
+
+    async fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        let redis = Redis { port, child };
+        redis.wait_ready().await;
+        redis
+    }
+
+    /// Waits until it answers `PING`.
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+            if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
+                let mut buf = [0; 7];
+                if tcp.write_all(b"PING\r\n").await.is_ok()
+                    && tcp.read_exact(&mut buf).await.is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (all data gone: persistence is off) and starts it again on the same port.
+    async fn restart(mut self) -> Redis {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Redis::start_on(self.port).await
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn node(redis: &Redis) -> TestServer {
+    start(Config {
+        backplane: Some(redis.url()),
+        ..Config::default()
+    })
+    .await
+}
+
+/// The room's epoch as a short poll on `node` reports it.
+async fn epoch(node: &TestServer, room: &str) -> String {
+    let resp = node.get(&format!("/api/rooms/{room}/poll?since=0")).await;
+    match resp.status().as_u16() {
+        200 => {
+            let batch: serde_json::Value = resp.json().await.unwrap();
+            batch["epoch"].as_str().unwrap().to_owned()
+        }
+        _ => resp.headers()["duplex-epoch"].to_str().unwrap().to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_publish_on_one_node_reaches_every_transport_on_another_once_with_the_same_seq() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let room = "across";
+    let mut on_b = Vec::new();
+    for transport in Transport::ALL {
+        on_b.push(b.subscribe(transport, room, Some("reader"), None).await);
+    }
+    let mut on_a = a
+        .subscribe(Transport::Sse, room, Some("reader"), None)
+        .await;
+    // Publishes through both nodes, interleaved: one seq sequence for the room.
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let publisher = if i % 3 == 0 { &b } else { &a };
+        acked.push(publisher.say(room, "writer", &format!("m{i}")).await);
+    }
+    assert_eq!(acked, (1..=10).collect::<Vec<_>>());
+    let reference = on_a.expect(10).await;
+    for sub in &mut on_b {
+        let got = sub.expect(10).await;
+        assert_eq!(seqs(&got), acked, "{}", sub.transport);
+        // The same bytes on every node: each node encodes the stream entry into the same JSON.
+        for (g, r) in got.iter().zip(&reference) {
+            assert_eq!(g.raw, r.raw, "{}", sub.transport);
+        }
+        sub.expect_quiet().await;
+    }
+    assert_eq!(epoch(&a, room).await, epoch(&b, room).await);
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_after_its_node_dies_and_loses_nothing() {
+    let redis = Redis::start().await;
+    for transport in Transport::ALL {
+        let (a, b) = (node(&redis).await, node(&redis).await);
+        let room = format!("resume-{transport}");
+        let mut sub = a.subscribe(transport, &room, Some("reader"), None).await;
+        for i in 0..3 {
+            a.say(&room, "writer", &format!("before {i}")).await;
+        }
+        let first = seqs(&sub.expect(3).await);
+        assert_eq!(first, [1, 2, 3], "{transport}");
+        drop(sub);
+        a.server.shutdown().await.unwrap();
+        // Published while the client is away, through the node still up.
+        for i in 0..3 {
+            b.say(&room, "writer", &format!("while away {i}")).await;
+        }
+        let mut resumed = b.subscribe(transport, &room, Some("reader"), Some(3)).await;
+        b.say(&room, "writer", "after").await;
+        let got = resumed.expect(4).await;
+        assert_eq!(seqs(&got), [4, 5, 6, 7], "{transport}");
+        resumed.expect_quiet().await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_its_data_is_a_reset_for_every_transport_never_a_silent_loss() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let room = "restart";
+    let mut subs = Vec::new();
+    for transport in Transport::ALL {
+        subs.push(b.subscribe(transport, room, Some("reader"), None).await);
+    }
+    for i in 0..3 {
+        a.say(room, "writer", &format!("old {i}")).await;
+    }
+    for sub in &mut subs {
+        assert_eq!(seqs(&sub.expect(3).await), [1, 2, 3], "{}", sub.transport);
+    }
+    let old_epoch = epoch(&b, room).await;
+    let redis = redis.restart().await;
+    // Node B notices (its tail reconnects and reloads the room): a new epoch, agreed with A.
+    let deadline = Instant::now() + PROMPT;
+    while epoch(&b, room).await == old_epoch {
+        assert!(Instant::now() < deadline, "node B never saw the new epoch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every client of B is told: a reset at the new log's head (a poll, when it next polls).
+    for sub in &mut subs {
+        let got = sub.expect(1).await;
+        assert!(
+            matches!(got[0].item, StreamItem::Reset { head: 0 }),
+            "{}: {:?}",
+            sub.transport,
+            got[0].item
+        );
+    }
+    // A publish is an error until node A's connection is made again, then seq 1 of the new
+    // epoch: never acknowledged without Redis holding it.
+    let deadline = Instant::now() + PROMPT;
+    let seq = loop {
+        let resp = a
+            .publish_json(room, serde_json::json!({"from": "writer", "body": "new"}))
+            .await;
+        match resp.status().as_u16() {
+            201 => break resp.json::<wire::Published>().await.unwrap().seq,
+            503 => assert!(Instant::now() < deadline, "publishing never recovered"),
+            other => panic!("publish answered {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(seq, 1);
+    assert_eq!(epoch(&a, room).await, epoch(&b, room).await);
+    for sub in &mut subs {
+        assert_eq!(seqs(&sub.expect(1).await), [1], "{}", sub.transport);
+        sub.expect_quiet().await;
+    }
+    drop(redis);
+}
+
+#[tokio::test]
+async fn a_node_started_with_an_unreachable_backplane_says_so() {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let err = server::spawn(Config {
+        backplane: Some(format!("redis://127.0.0.1:{port}")),
+        ..Config::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot reach the backplane"),
+        "{err}"
+    );
+    let err = server::spawn(Config {
+        backplane: Some("http://nope".into()),
+        ..Config::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("bad backplane URL"), "{err}");
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_trimmed_stream_is_a_gap_with_the_exact_count_on_any_node() {
+    let redis = Redis::start().await;
+    let config = Config {
+        backplane: Some(redis.url()),
+        history: 3,
+        ..Config::default()
+    };
+    let a = start(config.clone()).await;
+    for i in 0..7 {
+        a.say("trimmed", "writer", &format!("m{i}")).await;
+    }
+    // Node B opens the room after the stream was trimmed to 5..=7.
+    let b = start(config).await;
+    for transport in Transport::ALL {
+        let mut sub = b.subscribe(transport, "trimmed", None, Some(1)).await;
+        let got = sub.expect(4).await;
+        assert!(
+            matches!(got[0].item, StreamItem::Gap { missed: 3 }),
+            "{transport}: {:?}",
+            got[0].item
+        );
+        assert_eq!(seqs(&got), [5, 6, 7], "{transport}");
+    }
+}
