@@ -143,6 +143,9 @@ pub async fn run_phase(
         ticker_stop.clone(),
     ));
 
+    // Before any client connects (the field's meaning; with a fresh server per phase, what an
+    // empty server holds).
+    let server_at_start = setup.probe.server_reading_now().await;
     let mut ramped = ramp(s, &phase, &setup.abort).await;
     let connected = warm_up(s, &meter, ramped.started, start, &setup.abort).await;
     let mut measured =
@@ -179,7 +182,7 @@ pub async fn run_phase(
             _ => 0.0,
         },
         rss_peak_bytes: m.rss_peak,
-        rss_start_bytes: m.server_before.map_or(0, |r| r.rss_bytes),
+        rss_start_bytes: server_at_start.map_or(0, |r| r.rss_bytes),
         open_connections_peak: m.open_connections_peak,
         tcp_connections_peak: m.tcp_connections_peak,
     };
