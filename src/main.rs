@@ -129,12 +129,21 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The server logs through a queue that never blocks serving (a parent that does not drain
+    // our stderr would otherwise stall the tasks that log); the other commands write directly,
+    // so nothing is lost when they exit.
+    let writer = if matches!(cli.command, Command::Serve { .. }) {
+        let log = server::log::LogWriter::stderr();
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || log.clone())
+    } else {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // tracing colours by default even into a pipe; a log file should hold plain text.
         .with_ansi(colour_on_stderr())
         .init();

@@ -98,7 +98,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         abort.clone(),
         speaks == ProtocolChoice::Duplex,
     );
-    let adapter = speaks.adapter();
+    let adapter = s.target.adapter();
     let mut probe_tasks = JoinSet::new();
     let probe_stop = CancellationToken::new();
     probe.start(&mut probe_tasks, probe_stop.clone());

@@ -136,6 +136,8 @@ impl Target {
                         "/socket.io/?EIO=4&transport=polling",
                         "an Engine.IO v4 open packet 0{\"sid\":...}",
                     ),
+                    // Its endpoints are the scenario's; here only that it answers HTTP.
+                    ProtocolChoice::Generic => ("/", "any HTTP answer"),
                 };
                 let (status, body) = http_get(addr, &addr.to_string(), path, HEALTH_TIMEOUT)
                     .await
@@ -148,6 +150,7 @@ impl Target {
                     ProtocolChoice::SocketIo { .. } => {
                         status == 200 && body.starts_with("0{\"sid\"")
                     }
+                    ProtocolChoice::Generic => true,
                 };
                 if !speaks_it {
                     let got = CodecError::new("", body.trim()).got;

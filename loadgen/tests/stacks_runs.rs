@@ -1,7 +1,8 @@
 //! Whole phases against the real peers, through the nchan and Socket.IO adapters: every
 //! transport each stack has delivers every message exactly once at tiny scale; nchan's buffer
 //! shorter than a client's backlog loses messages silently (missing, never reported); a target
-//! that does not speak the chosen protocol is refused in one sentence; a scenario asking a stack
+//! that does not speak the chosen protocol is refused in one sentence; a generic SSE/WebSocket
+//! endpoint (duplex's own, spoken to as a stranger's) is measured by its templates; a scenario asking a stack
 //! for a transport it lacks is refused before any load.
 
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ async fn phases(
     let setup = PhaseSetup {
         connector: Arc::new(Connector::new(target.addr, NetworkConditions::IDEAL)),
         authority: target.addr.to_string(),
-        protocol: s.target.protocol.adapter(),
+        protocol: s.target.adapter(),
         probe: Probe::with_metrics(target.addr, target.child_pid(), abort.clone(), false),
         abort,
         progress: loadgen::ProgressMode::Hidden,
@@ -198,4 +199,46 @@ fn a_stack_without_the_transport_is_refused_before_any_load() {
         e.contains("target.peer: must be one of `\"nchan\"`, `\"socketio\"`"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_sse_and_websocket_find_the_stamp_in_another_servers_json() {
+    // duplex's own endpoints, spoken to as a stranger's: its SSE data and WebSocket frames wrap
+    // the body in message JSON, and its publish takes a JSON body.
+    let srv = server::spawn(server::Config::default()).await.unwrap();
+    let s = scenario(
+        &format!(
+            "protocol = \"generic\"\nurl = \"{}\"\nsubscribe = \"/api/rooms/{{room}}/sse\"\n\
+             publish = \"/api/rooms/{{room}}/messages\"\n\
+             publish_body = '{{\"from\":\"{{from}}\",\"body\":\"{{stamp}}\"}}'",
+            srv.url()
+        ),
+        "transports = [\"sse\", \"websocket\"]",
+    );
+    let mut results = Vec::new();
+    for (t, path) in [
+        (Transport::Sse, "/api/rooms/{room}/sse"),
+        (Transport::WebSocket, "/api/rooms/{room}/ws"),
+    ] {
+        let mut s = s.clone();
+        if let Some(g) = s.target.generic.as_mut() {
+            g.subscribe = path.to_owned();
+        }
+        let target = Target::start_speaking(&ServerChoice::External(srv.url()), s.target.protocol)
+            .await
+            .unwrap();
+        let abort = CancellationToken::new();
+        let setup = PhaseSetup {
+            connector: Arc::new(Connector::new(target.addr, NetworkConditions::IDEAL)),
+            authority: target.addr.to_string(),
+            protocol: s.target.adapter(),
+            probe: Probe::with_metrics(target.addr, None, abort.clone(), false),
+            abort,
+            progress: loadgen::ProgressMode::Hidden,
+            label: String::new(),
+        };
+        results.push((t, run_phase(&s, t, format!("generic-{t}"), &setup).await));
+    }
+    assert_exact("generic", &results);
+    srv.shutdown().await.unwrap();
 }

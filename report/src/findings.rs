@@ -338,8 +338,8 @@ fn latency(run: &RunAnalysis) -> Option<Finding> {
         let median = format::ms(p50(short)?);
         Some(if short.verdicts.latency_p50.differs {
             format!(
-                "A short-polled message took a median {median}, not the half interval of a \
-                 {interval} poll the model expects ({})",
+                "A short-polled message took a median {median} where the model expects {} \
+                 (half the {interval} interval plus the network's trips)",
                 short
                     .verdicts
                     .latency_p50

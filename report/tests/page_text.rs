@@ -26,7 +26,7 @@ fn sections_are_numbered_without_gaps_whatever_the_run_leaves_out() {
     let (_, html) = render(&results, "numbers_full");
     assert_eq!(
         numbers(&html),
-        (1..=7).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>(),
         "{:?}",
         headings(&html)
     );
@@ -38,14 +38,14 @@ fn sections_are_numbered_without_gaps_whatever_the_run_leaves_out() {
     assert!(!html.contains("id=\"timeline\""));
     assert_eq!(
         numbers(&html),
-        (1..=6).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>(),
         "{:?}",
         headings(&html)
     );
     let (_, html) = render(&fixture("sweep.json"), "numbers_sweep");
     assert_eq!(
         numbers(&html),
-        (1..=8).collect::<Vec<_>>(),
+        (1..=9).collect::<Vec<_>>(),
         "{:?}",
         headings(&html)
     );
@@ -53,7 +53,7 @@ fn sections_are_numbered_without_gaps_whatever_the_run_leaves_out() {
         html.contains("Sections 1–5 show the last run"),
         "the note names the right sections"
     );
-    assert!(html.contains("section 6 and sweep.csv compare all of them"));
+    assert!(html.contains("section 7 and sweep.csv compare all of them"));
 }
 
 #[test]
@@ -147,4 +147,28 @@ fn the_header_states_what_this_run_did_whatever_the_description_says() {
         "{}",
         &html[..3000]
     );
+}
+
+#[test]
+fn the_crossover_chart_draws_every_model_its_measured_points_and_lambda_one_over_t() {
+    let results = fixture("results.json");
+    let (_, html) = render(&results, "crossover");
+    let chart = crate::helpers::charts(section(&html, "crossover"))[0];
+    for t in ["short_poll", "long_poll", "sse", "websocket"] {
+        let line = chart
+            .lines()
+            .find(|l| l.contains(&format!("data-transport=\"{t}\"")))
+            .unwrap_or_else(|| panic!("no {t} curve"));
+        assert!(
+            line.contains("stroke-dasharray"),
+            "{t}: the model is dashed"
+        );
+    }
+    // One dot per transport of the one run, and the marker line at λ = 1/T = 2 msg/s.
+    assert_eq!(
+        chart.matches("<circle").count(),
+        4 + 1,
+        "4 dots and the legend's dot"
+    );
+    assert!(chart.contains("data-transport=\"crossing\""));
 }

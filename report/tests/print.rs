@@ -72,9 +72,10 @@ fn print(dir: &Path, paper: &str) -> Vec<u8> {
 
 #[test]
 fn the_report_prints_on_few_pages_with_something_on_the_first() {
-    // Measured with this stylesheet: 6 pages (classroom fixture) and 8 or 9 (sweep fixture),
-    // where the page before it took 8 and 9.
-    for (name, most_pages) in [("results.json", 6), ("sweep.json", 9)] {
+    // Measured with this stylesheet: 7 pages for the classroom fixture and 9 for the sweep,
+    // on A4 and on Letter, where the page before it took 8 and 9 for the classroom fixture
+    // alone, page 1 nearly blank (the crossover chart has since added a page).
+    for (name, most_pages) in [("results.json", 7), ("sweep.json", 9)] {
         let (dir, _) = render(&fixture(name), &format!("print_{}", name.replace('.', "_")));
         for paper in ["A4", "Letter"] {
             let pdf = print(&dir, paper);

@@ -9,6 +9,7 @@
 //! WebSocket endpoint) is one more module here implementing [`TargetProtocol`].
 
 pub mod duplex;
+pub mod generic;
 pub mod nchan;
 pub mod socketio;
 

@@ -529,7 +529,7 @@ pub const NETWORK_BANDWIDTH: Key = Key {
 };
 
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 24] = [
+pub const KEYS: [&Key; 27] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -554,6 +554,9 @@ pub const KEYS: [&Key; 24] = [
     &super::target::TARGET_PROTOCOL,
     &super::target::TARGET_NCHAN_BUFFER,
     &super::target::TARGET_SOCKETIO_WEBSOCKET,
+    &super::target::TARGET_SUBSCRIBE,
+    &super::target::TARGET_PUBLISH,
+    &super::target::TARGET_PUBLISH_BODY,
 ];
 
 /// The key with this dotted name.

@@ -59,6 +59,12 @@ pub(super) struct RawTarget {
     pub nchan_buffer: Option<i64>,
     #[serde(default)]
     pub socketio_websocket: Option<String>,
+    #[serde(default)]
+    pub subscribe: Option<String>,
+    #[serde(default)]
+    pub publish: Option<String>,
+    #[serde(default)]
+    pub publish_body: Option<String>,
 }
 
 /// `[clients]`. Sweepable keys are kept as TOML values: a scalar or a list.

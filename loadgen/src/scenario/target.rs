@@ -19,6 +19,21 @@ pub struct TargetSpec {
     pub peer: Option<crate::peer::Peer>,
     /// A server someone else started.
     pub url: Option<String>,
+    /// The templates of a `generic` target.
+    pub generic: Option<crate::protocol::generic::Generic>,
+}
+
+impl TargetSpec {
+    /// The adapter the runner speaks the target's protocol with.
+    pub fn adapter(&self) -> std::sync::Arc<dyn crate::protocol::TargetProtocol> {
+        match &self.generic {
+            Some(g) if self.protocol == ProtocolChoice::Generic => std::sync::Arc::new(g.clone()),
+            _ => self
+                .protocol
+                .builtin_adapter()
+                .expect("validation gives a generic target its templates"),
+        }
+    }
 }
 
 /// `target.protocol`, with its options.
@@ -34,6 +49,9 @@ pub enum ProtocolChoice {
         /// `target.socketio_websocket = "upgrade"`.
         upgrade: bool,
     },
+    /// Any SSE or WebSocket endpoint with an HTTP publish (its templates are in
+    /// [`TargetSpec::generic`]).
+    Generic,
 }
 
 impl ProtocolChoice {
@@ -43,6 +61,7 @@ impl ProtocolChoice {
             ProtocolChoice::Duplex => "duplex",
             ProtocolChoice::Nchan => "nchan",
             ProtocolChoice::SocketIo { .. } => "socketio",
+            ProtocolChoice::Generic => "generic",
         }
     }
 
@@ -51,17 +70,20 @@ impl ProtocolChoice {
         match self {
             ProtocolChoice::Duplex | ProtocolChoice::Nchan => &Transport::ALL,
             ProtocolChoice::SocketIo { .. } => &crate::protocol::socketio::TRANSPORTS,
+            ProtocolChoice::Generic => &crate::protocol::generic::TRANSPORTS,
         }
     }
 
-    /// The adapter the runner speaks it with.
-    pub fn adapter(self) -> std::sync::Arc<dyn crate::protocol::TargetProtocol> {
+    /// The adapter of a protocol that needs nothing beyond its options (`None`: generic,
+    /// whose templates live in [`TargetSpec::generic`]).
+    fn builtin_adapter(self) -> Option<std::sync::Arc<dyn crate::protocol::TargetProtocol>> {
         use crate::protocol::{duplex::Duplex, nchan::Nchan, socketio::SocketIo};
-        match self {
+        Some(match self {
             ProtocolChoice::Duplex => std::sync::Arc::new(Duplex),
             ProtocolChoice::Nchan => std::sync::Arc::new(Nchan),
             ProtocolChoice::SocketIo { upgrade } => std::sync::Arc::new(SocketIo { upgrade }),
-        }
+            ProtocolChoice::Generic => return None,
+        })
     }
 }
 
@@ -96,11 +118,11 @@ pub const TARGET_PROTOCOL: Key = Key {
     name: "target.protocol",
     ty: Type::Choice,
     default: Default::Described("the peer's, else `\"duplex\"`"),
-    range: Range::OneOf(&["duplex", "nchan", "socketio"]),
+    range: Range::OneOf(&["duplex", "nchan", "socketio", "generic"]),
     range_note: "",
     unit: "text",
     sweep: false,
-    doc: "what the target speaks: duplex's wire API; nchan (`short_poll` is its interval polling, `long_poll`, `sse` its EventSource, `websocket`); Socket.IO (`long_poll` is Engine.IO polling, `websocket`; it has no `short_poll` or `sse`)",
+    doc: "what the target speaks: duplex's wire API; nchan (`short_poll` is its interval polling, `long_poll`, `sse` its EventSource, `websocket`); Socket.IO (`long_poll` is Engine.IO polling, `websocket`; it has no `short_poll` or `sse`); generic (`sse` or `websocket` at `target.subscribe`, publishing to `target.publish`)",
 };
 
 /// `target.nchan_buffer`
@@ -128,6 +150,42 @@ pub const TARGET_SOCKETIO_WEBSOCKET: Key = Key {
     unit: "text",
     sweep: false,
     doc: "how a Socket.IO `websocket` client opens: a WebSocket at once (`transports: [\"websocket\"]`), or Socket.IO's default, polling first and then the upgrade probe",
+};
+
+/// `target.subscribe`
+pub const TARGET_SUBSCRIBE: Key = Key {
+    name: "target.subscribe",
+    ty: Type::Text,
+    default: Default::Described("none; required by `\"generic\"`"),
+    range: Range::NotEmpty,
+    range_note: "",
+    unit: "path",
+    sweep: false,
+    doc: "a `generic` target's subscribe path, `{room}` standing for the phase's room, e.g. `\"/events/{room}\"`: an SSE stream (`sse`) or a WebSocket (`websocket`) whose events or frames contain the published body",
+};
+
+/// `target.publish`
+pub const TARGET_PUBLISH: Key = Key {
+    name: "target.publish",
+    ty: Type::Text,
+    default: Default::Described("none; required by `\"generic\"`"),
+    range: Range::NotEmpty,
+    range_note: "",
+    unit: "path",
+    sweep: false,
+    doc: "a `generic` target's publish path for `POST`, with `{room}`; any 2xx answer acknowledges the message",
+};
+
+/// `target.publish_body`
+pub const TARGET_PUBLISH_BODY: Key = Key {
+    name: "target.publish_body",
+    ty: Type::Text,
+    default: Default::Text("{stamp}"),
+    range: Range::NotEmpty,
+    range_note: "must contain `{stamp}`",
+    unit: "text",
+    sweep: false,
+    doc: "a `generic` target's publish body: `{stamp}` is the loadgen's stamp (ASCII, safe inside a JSON string), `{from}` the sender's id, `{room}` the room, e.g. `'{\"text\":\"{stamp}\"}'` in TOML; sent as JSON when it starts with `{` or `[`, else as text",
 };
 
 impl Validator<'_> {
@@ -186,7 +244,28 @@ impl Validator<'_> {
         let protocol = match word {
             "nchan" => ProtocolChoice::Nchan,
             "socketio" => ProtocolChoice::SocketIo { upgrade },
+            "generic" => ProtocolChoice::Generic,
             _ => ProtocolChoice::Duplex,
+        };
+        let generic = if protocol == ProtocolChoice::Generic {
+            let need = |key: &Key, v: Option<String>| {
+                v.filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| self.err(key.name, "a generic target needs it"))
+            };
+            let body = raw.publish_body.unwrap_or_else(|| "{stamp}".to_owned());
+            if !body.contains("{stamp}") {
+                return Err(self.err(
+                    TARGET_PUBLISH_BODY.name,
+                    format!("must contain {{stamp}}, got {body:?}"),
+                ));
+            }
+            Some(crate::protocol::generic::Generic {
+                subscribe: need(&TARGET_SUBSCRIBE, raw.subscribe)?,
+                publish: need(&TARGET_PUBLISH, raw.publish)?,
+                publish_body: body,
+            })
+        } else {
+            None
         };
         if let Some(t) = transports
             .iter()
@@ -213,6 +292,7 @@ impl Validator<'_> {
             protocol,
             peer,
             url: raw.url,
+            generic,
         })
     }
 }

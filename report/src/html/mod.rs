@@ -7,6 +7,7 @@
 mod axis;
 mod bytes;
 mod card;
+mod crossover;
 mod line;
 mod swimlane;
 
@@ -49,6 +50,8 @@ struct IndexPage {
     bytes: BytesChart,
     swimlane: Option<Swimlane>,
     per_second: Vec<LineChart>,
+    /// Requests per client against the message rate, with the models' curves.
+    crossover: Option<LineChart>,
     sweep: Vec<LineChart>,
     scenario_facts: Vec<(String, String)>,
     environment_facts: Vec<(String, String)>,
@@ -62,13 +65,14 @@ struct Sections {
     bytes: usize,
     timeline: Option<usize>,
     over_time: usize,
+    crossover: Option<usize>,
     sweep: Option<usize>,
     recommendation: Option<usize>,
     about: usize,
 }
 
 impl Sections {
-    fn number(timeline: bool, sweep: bool, recommendation: bool) -> Self {
+    fn number(timeline: bool, crossover: bool, sweep: bool, recommendation: bool) -> Self {
         let mut next = 0;
         let mut take = |shown: bool| {
             shown.then(|| {
@@ -81,6 +85,7 @@ impl Sections {
         let bytes = take(true).unwrap_or_default();
         let timeline = take(timeline);
         let over_time = take(true).unwrap_or_default();
+        let crossover = take(crossover);
         let sweep = take(sweep);
         let recommendation = take(recommendation);
         let about = take(true).unwrap_or_default();
@@ -90,6 +95,7 @@ impl Sections {
             bytes,
             timeline,
             over_time,
+            crossover,
             sweep,
             recommendation,
             about,
@@ -137,8 +143,10 @@ fn page(results: &Results) -> IndexPage {
         .filter_map(|cost| line::sweep_cost(&analysis, cost))
         .collect();
     let recommendation = recommend::recommend(&analysis);
+    let crossover = crossover::crossover(&analysis);
     let sections = Sections::number(
         swimlane.is_some(),
+        crossover.is_some(),
         !sweep.is_empty(),
         recommendation.is_some(),
     );
@@ -182,6 +190,7 @@ fn page(results: &Results) -> IndexPage {
         .into_iter()
         .map(|what| line::per_second(analysed, what))
         .collect(),
+        crossover,
         sweep,
         scenario_facts: scenario_facts(results, headline),
         environment_facts: environment_facts(results),
