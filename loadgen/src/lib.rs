@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod publisher;
 pub mod runner;
 pub mod scenario;
+pub mod seed;
 pub mod stamp;
 pub mod summary;
 pub mod target;
@@ -200,7 +201,8 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                 tokio::time::sleep(BETWEEN_PHASES).await;
             }
             described = watched.target.describe();
-            let connector = Arc::new(Connector::new(watched.target.addr, network));
+            let connector =
+                Arc::new(Connector::new(watched.target.addr, network).with_seed(point.seed));
             source_addresses = connector.source_addresses();
             let setup = PhaseSetup {
                 connector,

@@ -130,6 +130,7 @@ pub async fn run_phase(
         short_poll_interval: s.short_poll_interval,
         long_poll_timeout: s.long_poll_timeout,
         payload_bytes: s.payload_bytes,
+        seed: s.seed,
         senders: s.senders as usize,
         published: Default::default(),
     });
@@ -269,6 +270,7 @@ async fn ramp(s: &Scenario, phase: &Arc<PhaseCtx>, abort: &CancellationToken) ->
             let schedule = Schedule {
                 sender: i,
                 rate: s.rate,
+                seed: s.seed,
             };
             ramped.senders.spawn(run_sender(
                 Arc::clone(phase),
