@@ -1,6 +1,6 @@
 //! The run's one seed, split into independent streams: each random choice (a sender's publish
 //! schedule, a client's poll phase, a connection's network jitter) draws from a generator
-//! seeded with [`derive`]`(seed, stream, index)`, so the same scenario seed makes the same
+//! seeded with [`derive()`]`(seed, stream, index)`, so the same scenario seed makes the same
 //! choices, and no choice shifts when another stream draws more or less.
 
 /// Which random choice a generator is for.
