@@ -239,6 +239,9 @@ for (const transport of ['long_poll', 'sse']) {
       assert(!early.includes('said while you were away'), 'a paused tab still received');
       await setVisible(hider, true);
       await received(hider, 'said while you were away');
+      // The counters table is redrawn on the next animation frame, after the message shows.
+      await hider.waitForFunction((t) => parseInt(document.querySelector(`#counters tr[data-transport=${t}] .received`).textContent, 10) >= 1,
+        transport, { timeout: WAIT }).catch(() => {});
       const rx = await counters(hider, transport);
       assert(rx.received === 1, `expected exactly one message after catching up, counted ${rx.received}`);
     } finally {
