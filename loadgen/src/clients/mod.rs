@@ -12,6 +12,7 @@
 
 pub mod http;
 pub mod life;
+pub mod profile;
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
@@ -111,6 +112,8 @@ pub struct PhaseCtx {
     pub payload_bytes: usize,
     /// The run's seed (`seed` in the scenario), for the clients' random choices.
     pub seed: u64,
+    /// The request headers the clients send.
+    pub profile: profile::ClientProfile,
     /// Senders in this phase (for [`Stamp::log_position`]).
     pub senders: usize,
     /// Seqs the server acknowledged to this phase's senders.

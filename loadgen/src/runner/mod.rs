@@ -131,6 +131,7 @@ pub async fn run_phase(
         long_poll_timeout: s.long_poll_timeout,
         payload_bytes: s.payload_bytes,
         seed: s.seed,
+        profile: s.client_profile,
         senders: s.senders as usize,
         published: Default::default(),
     });
