@@ -158,6 +158,12 @@ impl Connector {
         self
     }
 
+    /// A connector to the same server over loopback as it is (no emulated network), with the
+    /// same seed: for measurements the models add the network's trips to themselves.
+    pub fn without_network(&self) -> Self {
+        Self::new(self.server, NetworkConditions::IDEAL).with_seed(self.seed)
+    }
+
     /// Source addresses in use (1 when not spreading).
     pub fn source_addresses(&self) -> u32 {
         if self.spread {

@@ -62,6 +62,7 @@ impl<'a> RunAnalysis<'a> {
                 .map(|phase| {
                     let floor = phase.model_floor_ms.map_or(estimate, |ms| Floor {
                         ms,
+                        spread_ms: phase.model_floor_spread_ms.unwrap_or(0.0),
                         source: FloorSource::Measured,
                     });
                     PhaseAnalysis::of(results, run, phase, floor)
@@ -87,6 +88,9 @@ pub enum FloorSource {
 pub struct Floor {
     /// Milliseconds.
     pub ms: f64,
+    /// How much the measured samples scattered around it, ms
+    /// ([`Phase::model_floor_spread_ms`]); 0 for an estimate, which has no samples.
+    pub spread_ms: f64,
     /// Measured, or estimated.
     pub source: FloorSource,
 }
@@ -108,6 +112,7 @@ impl Floor {
             } else {
                 0.0
             },
+            spread_ms: 0.0,
             source: FloorSource::FastestDelivery,
         }
     }
@@ -381,14 +386,20 @@ impl Verdicts {
                 };
                 noise::latency_band_ms(&phase.latency, q, &e.latency, independent, jitter)
             });
-            // Short polling's model leaves the floor out (see `model::expected`).
-            let floor_ms = if phase.transport == Transport::ShortPoll.as_str() {
-                0.0
-            } else {
-                floor.ms
+            // Short polling's model leaves the floor out (see `model::expected`), yet its
+            // deliveries pay it too: the publish reaching the log, the answer leaving it. Only
+            // a measured floor says how much: the estimate is the run's fastest delivery,
+            // which a saturated machine pushes up to anything.
+            let short_poll = phase.transport == Transport::ShortPoll.as_str();
+            let allowance = noise::FloorAllowance {
+                spread_ms: floor.spread_ms,
+                above_ms: match (short_poll, floor.source) {
+                    (true, FloorSource::FastestDelivery) => 0.0,
+                    _ => floor.ms,
+                },
             };
             Comparison::judged_by(measured, expected, |m, e| {
-                band.is_some_and(|band| noise::latency_disagrees(m, e, band, floor_ms))
+                band.is_some_and(|band| noise::latency_disagrees(m, e, band, allowance))
             })
         };
         let empty_expected = model.and_then(|e| e.empty_share);

@@ -185,6 +185,11 @@ pub struct Phase {
     /// then estimates it from the run's fastest delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_floor_ms: Option<f64>,
+    /// How much the floor measurement's samples scatter, ms (half the range between their
+    /// 10th and 90th percentiles): the report widens every latency verdict's band by it.
+    /// Absent when the floor was not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_floor_spread_ms: Option<f64>,
 }
 
 /// Per-recipient delivery accounting, summed over all clients of a phase.

@@ -1,8 +1,10 @@
 //! The one runner: measures one transport for one sweep point (a *phase*), the same way for
 //! every transport and every target protocol.
 //!
-//! A phase, on one monotonic clock starting when its first client begins to connect, is five
-//! steps, each a function that returns what the next needs:
+//! A phase begins with [`floor::measure_floor`] (step 0: the server's service time on this
+//! machine, measured with one idle subscriber before the phase's clients connect). Then, on
+//! one monotonic clock starting when its first client begins to connect, come five steps, each
+//! a function that returns what the next needs:
 //! 1. `ramp`: clients are started at `connect_rate`; each connects (3 tries) and subscribes to
 //!    the phase's fresh room from `since=0`; senders are started beside the first clients;
 //! 2. `warm_up`: the measured window starts once every client has tried to connect *and* the
@@ -20,6 +22,7 @@
 //! Cancellation (Ctrl-C, or the probe declaring the server gone) cuts the phase short at any
 //! step; what was measured is kept and the phase is marked incomplete.
 
+pub mod floor;
 mod progress;
 pub mod warnings;
 
@@ -117,6 +120,10 @@ pub async fn run_phase(
     room: String,
     setup: &PhaseSetup,
 ) -> Phase {
+    // Before any client connects (the field's meaning; with a fresh server per phase, what an
+    // empty server holds), and before the floor is measured on it.
+    let server_at_start = setup.probe.server_reading_now().await;
+    let floor = floor::measure_floor(s, transport, &room, setup).await;
     let start = Instant::now();
     let meter = Arc::new(PhaseMeter::default());
     let phase = Arc::new(PhaseCtx {
@@ -145,9 +152,6 @@ pub async fn run_phase(
         ticker_stop.clone(),
     ));
 
-    // Before any client connects (the field's meaning; with a fresh server per phase, what an
-    // empty server holds).
-    let server_at_start = setup.probe.server_reading_now().await;
     let mut ramped = ramp(s, &phase, &setup.abort).await;
     let connected = warm_up(s, &meter, ramped.started, start, &setup.abort).await;
     let mut measured =
@@ -232,8 +236,8 @@ pub async fn run_phase(
         timeseries,
         traces,
         warnings,
-        // Not measured yet: the report estimates the floor from the run's fastest delivery.
-        model_floor_ms: None,
+        model_floor_ms: floor.as_ref().and_then(floor::FloorReading::median_ms),
+        model_floor_spread_ms: floor.as_ref().and_then(floor::FloorReading::spread_ms),
     }
 }
 

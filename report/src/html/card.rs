@@ -238,20 +238,29 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
     Card { columns, rows }
 }
 
-/// Under a latency the model puts a server floor in: how long the server takes, and how the
-/// report knows.
+/// Under a latency: the server's time the verdict allows for, and how the report knows. In
+/// the model for every transport but short polling, whose model leaves it out and whose band
+/// allows it above the model (only when measured: see [`crate::analysis::Verdicts::judge`]).
 fn floor_note(a: &PhaseAnalysis) -> String {
-    if a.model.is_none() || a.transport == Some(Transport::ShortPoll) {
+    let short_poll = a.transport == Some(Transport::ShortPoll);
+    if a.model.is_none() || (short_poll && a.floor.source != FloorSource::Measured) {
         return String::new();
     }
     let source = match a.floor.source {
         FloorSource::Measured => "measured before the phase",
         FloorSource::FastestDelivery => "the run's fastest delivery; not measured",
     };
-    format!(
-        "server time in the model: {} ({source})",
-        format::ms(a.floor.ms)
-    )
+    let spread = if a.floor.spread_ms > 0.0 {
+        format!(" ± {}", format::ms(a.floor.spread_ms))
+    } else {
+        String::new()
+    };
+    let what = if short_poll {
+        "server time allowed beyond the model"
+    } else {
+        "server time in the model"
+    };
+    format!("{what}: {}{spread} ({source})", format::ms(a.floor.ms))
 }
 
 /// The transport's explanation for students, written around this run's numbers.
