@@ -79,7 +79,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let open_files_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     let s = &options.scenario;
 
-    let mut target = Target::start(&options.server).await?;
+    let mut target = Target::start(&options.server, s.cluster_nodes).await?;
     let abort = options.interrupt.child_token();
     let probe = Probe::new(target.addr, target.child_pid(), abort.clone());
     let mut probe_tasks = JoinSet::new();
@@ -100,7 +100,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
             jitter: point.network.jitter,
             bandwidth: point.network.bandwidth_bytes_per_s,
         };
-        let connector = Arc::new(Connector::new(target.addr, network));
+        let connector = Arc::new(Connector::across(target.nodes.clone(), network));
         source_addresses = connector.source_addresses();
         let setup = PhaseSetup {
             connector,

@@ -62,8 +62,10 @@ pub enum TargetError {
 /// The server under measurement.
 #[derive(Debug)]
 pub struct Target {
-    /// Its address.
+    /// Its address (a cluster's first node).
     pub addr: SocketAddr,
+    /// Every node's address: `[addr]`, or a cluster's nodes, which clients are spread over.
+    pub nodes: Vec<SocketAddr>,
     /// Its base URL.
     pub url: String,
     /// The child, when we started it.
@@ -71,9 +73,13 @@ pub struct Target {
 }
 
 impl Target {
-    /// Starts or checks the server.
-    pub async fn start(choice: &ServerChoice) -> Result<Target, TargetError> {
+    /// Starts or checks the server: a child, or a cluster of `nodes` children on Redis.
+    pub async fn start(choice: &ServerChoice, nodes: u64) -> Result<Target, TargetError> {
         match choice {
+            ServerChoice::Child {
+                exe,
+                max_connections,
+            } if nodes > 1 => start_cluster(exe, *max_connections, nodes).await,
             ServerChoice::Child {
                 exe,
                 max_connections,
@@ -83,6 +89,7 @@ impl Target {
                 match http_get(addr, &addr.to_string(), "/healthz", HEALTH_TIMEOUT).await {
                     Ok((200, _)) => Ok(Target {
                         addr,
+                        nodes: vec![addr],
                         url: url.trim_end_matches('/').to_owned(),
                         child: None,
                     }),
@@ -141,7 +148,52 @@ async fn start_child(exe: &PathBuf, max_connections: Option<usize>) -> Result<Ta
     let addr = resolve(&url).await.map_err(|e| fail(e.to_string()))?;
     Ok(Target {
         addr,
+        nodes: vec![addr],
         url,
+        child: Some(child),
+    })
+}
+
+/// Starts `peers/cluster/start.sh`: a `redis-server` and `nodes` duplex nodes on it, one process
+/// tree (so the probe measures the cluster's CPU and RSS together, Redis included).
+async fn start_cluster(
+    exe: &std::path::Path,
+    max_connections: Option<usize>,
+    nodes: u64,
+) -> Result<Target, TargetError> {
+    let script = crate::peer::peers_dir().join("cluster/start.sh");
+    let fail = |why: String| TargetError::Start {
+        exe: script.display().to_string(),
+        why,
+    };
+    let redis_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| fail(format!("no free port for Redis: {e}")))?
+        .port();
+    let mut command = Command::new(&script);
+    command
+        .arg("--exe")
+        .arg(exe)
+        .args(["--nodes", &nodes.to_string()])
+        .args(["--redis-port", &redis_port.to_string()]);
+    if let Some(n) = max_connections {
+        // Each node gets the whole limit: the per-process open-file bound it protects.
+        command.args(["--", "--max-connections", &n.to_string()]);
+    }
+    let (child, urls) = ChildServer::start(command, "cluster listening on", START_TIMEOUT)
+        .await
+        .map_err(fail)?;
+    let mut addrs = Vec::new();
+    for url in urls.split_whitespace() {
+        addrs.push(resolve(url).await.map_err(|e| fail(e.to_string()))?);
+    }
+    let (Some(&addr), Some(url)) = (addrs.first(), urls.split_whitespace().next()) else {
+        return Err(fail(format!("it named no node: {urls:?}")));
+    };
+    Ok(Target {
+        addr,
+        nodes: addrs,
+        url: url.to_owned(),
         child: Some(child),
     })
 }

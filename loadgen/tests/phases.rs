@@ -115,9 +115,12 @@ async fn unreachable_target_fails_fast_with_a_clear_error() {
         .unwrap()
         .port();
     let started = Instant::now();
-    let err = Target::start(&ServerChoice::External(format!("http://127.0.0.1:{port}")))
-        .await
-        .unwrap_err();
+    let err = Target::start(
+        &ServerChoice::External(format!("http://127.0.0.1:{port}")),
+        1,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, TargetError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("cannot reach the server"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));

@@ -40,6 +40,16 @@ pub(super) struct RawScenario {
     pub long_poll: RawLongPoll,
     #[serde(default)]
     pub network: RawNetwork,
+    #[serde(default)]
+    pub cluster: RawCluster,
+}
+
+/// `[cluster]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    #[serde(default)]
+    pub nodes: Option<i64>,
 }
 
 /// `[clients]`. Sweepable keys are kept as TOML values: a scalar or a list.
