@@ -1,6 +1,13 @@
 //! The `duplex` binary: thin glue that parses the command line, sets up logging and hands over
-//! to the libraries: `serve` to the server, `run` to the loadgen, `report` to the report crate.
+//! to the libraries: `serve` to the server, `run` to the loadgen, `report` and `compare` to the
+//! report crate.
+//!
+//! What scripts rely on lives here: `duplex run`'s exit status (0 ok, 1 error, 2 a check failed,
+//! 130 interrupted; see [`EXIT_CHECKS_FAILED`]), progress as plain lines when stderr is not a
+//! terminal, no ANSI colour in logs that are piped or when `NO_COLOR` is set, and an error
+//! printed with each cause once.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,7 +48,7 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         max_connections_per_address: usize,
         /// Another origin allowed to post and open WebSockets (repeatable), e.g.
-        /// http://teacher.local:8080. The server's own origin is always allowed.
+        /// `http://teacher.local:8080`. The server's own origin is always allowed.
         #[arg(long)]
         allow_origin: Vec<String>,
         /// A host name accepted in the Host header besides IP literals and localhost
@@ -54,6 +61,12 @@ enum Command {
         backplane: Option<String>,
     },
     /// Run a scenario: simulate its clients on each transport, measure, write the report.
+    #[command(
+        after_help = "Exit status: 0 the run completed and every check passed; 1 an error \
+        (bad scenario or flag, server not started, run cut short); 2 a check failed (a missing, \
+        duplicated or out-of-order delivery, a threshold, or --strict and a saturated loadgen); \
+        130 interrupted."
+    )]
     Run {
         /// The scenario file (TOML), e.g. scenarios/classroom.toml.
         scenario: PathBuf,
@@ -72,6 +85,31 @@ enum Command {
         /// Measured time per transport, e.g. 10s (overrides duration).
         #[arg(long)]
         duration: Option<String>,
+        /// Measure another stack from peers/ instead of duplex: nchan or socketio (overrides
+        /// target.peer; Socket.IO has only long_poll and websocket, see --transports).
+        #[arg(long)]
+        peer: Option<String>,
+        /// The seed for the run's random choices (overrides seed; recorded in results.json).
+        #[arg(long, allow_hyphen_values = true)]
+        seed: Option<i64>,
+        /// A check the run must pass, e.g. 'websocket.latency_p99_ms < 50' or '*.missing == 0'
+        /// (repeatable; added to the scenario's `[thresholds]`).
+        #[arg(long = "threshold", value_name = "CHECK")]
+        thresholds: Vec<String>,
+        /// Also fail (exit 2) when the loadgen was saturated, so its figures cannot be trusted.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Compare two results files: per transport and figure, the ratio and whether the
+    /// difference is beyond the noise the runs show; writes compare.html with --out.
+    Compare {
+        /// The run to compare against (e.g. an earlier results.json).
+        base: PathBuf,
+        /// The run to compare.
+        new: PathBuf,
+        /// Folder for compare.html (no page without it).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Re-render index.html and the CSV files from a results.json, without running any load.
     Report {
@@ -83,22 +121,62 @@ enum Command {
     },
 }
 
+/// `duplex run`: the run completed but a check failed (integrity, a threshold, `--strict`).
+/// Distinct from 1, an error, so CI can tell "the numbers are bad" from "it did not run".
+const EXIT_CHECKS_FAILED: u8 = 2;
+/// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The server logs through a queue that never blocks serving (a parent that does not drain
+    // our stderr would otherwise stall the tasks that log); the other commands write directly,
+    // so nothing is lost when they exit.
+    let writer = if matches!(cli.command, Command::Serve { .. }) {
+        let log = server::log::LogWriter::stderr();
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || log.clone())
+    } else {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        // tracing colours by default even into a pipe; a log file should hold plain text.
+        .with_ansi(colour_on_stderr())
         .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set to anything (no-color.org).
+fn colour_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The error and its causes, each said once: many error types put their source's text in
+/// their own message too, so `{:#}` would print it twice ("cannot read x: No such file...:
+/// No such file...").
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -134,6 +212,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             transports,
             clients,
             duration,
+            seed,
+            thresholds,
+            strict,
+            peer,
         } => run_scenario(
             &scenario,
             out,
@@ -142,9 +224,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 transports,
                 clients,
                 duration,
-                ..Default::default()
+                seed,
+                thresholds,
+                peer,
             },
+            strict,
         ),
+        Command::Compare { base, new, out } => {
+            let comparison = report::compare::compare(
+                &report::read_results(&base)?,
+                &report::read_results(&new)?,
+            );
+            report::compare::write_table(&comparison, &mut std::io::stdout().lock())?;
+            if let Some(out) = out {
+                let page = report::compare::write_page(&comparison, &out)?;
+                println!("wrote {}", page.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { results, out } => {
             let parsed = report::read_results(&results)?;
             // Default: beside the results file, where `duplex run` put the report.
@@ -162,15 +259,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `duplex run`: validate the scenario (before any load), run it against a child server or
-/// `--target`, write results.json and the report, print the summary. Ctrl-C stops cleanly and
-/// still writes what was measured; exit status is non-zero for an incomplete run.
+/// `--target`, write results.json and the report, print the summary and the checks. Ctrl-C
+/// stops cleanly and still writes what was measured. Exit status: see [`EXIT_CHECKS_FAILED`].
 fn run_scenario(
     path: &std::path::Path,
     out: Option<PathBuf>,
     target: Option<String>,
     overrides: loadgen::scenario::Overrides,
+    strict: bool,
 ) -> anyhow::Result<ExitCode> {
     let scenario = loadgen::scenario::Scenario::load(path, &overrides)?;
+    for note in &scenario.notes {
+        eprintln!("note: {note}");
+    }
+    let thresholds = scenario.thresholds.clone();
     let out = out.unwrap_or_else(|| loadgen::default_out_dir(&scenario));
     let server = match target {
         Some(url) => loadgen::target::ServerChoice::External(url),
@@ -197,7 +299,7 @@ fn run_scenario(
         let results = loadgen::run(loadgen::RunOptions {
             scenario,
             server,
-            progress: true,
+            progress: loadgen::ProgressMode::for_stderr(),
             interrupt: interrupt.clone(),
         })
         .await;
@@ -213,14 +315,24 @@ fn run_scenario(
     for path in written {
         println!("wrote {}", path.display());
     }
-    Ok(if interrupt.is_cancelled() {
-        ExitCode::from(130)
-    } else if !results.complete {
+    if interrupt.is_cancelled() {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    let verdict = loadgen::thresholds::evaluate(&results, &thresholds, strict);
+    loadgen::thresholds::write_table(&verdict, &mut std::io::stdout().lock())?;
+    Ok(if !results.complete {
         eprintln!(
             "error: the run is incomplete: {}",
             results.warnings.join("; ")
         );
         ExitCode::FAILURE
+    } else if !verdict.passed() {
+        eprintln!(
+            "error: {} of {} checks failed (exit status {EXIT_CHECKS_FAILED})",
+            verdict.failures(),
+            verdict.checks.len()
+        );
+        ExitCode::from(EXIT_CHECKS_FAILED)
     } else {
         ExitCode::SUCCESS
     })
@@ -258,8 +370,10 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 
 /// `duplex serve`: bind, announce the address on stdout (one line, which `duplex run` reads
 /// when it starts the server as a child), serve until Ctrl-C or SIGTERM.
-fn serve(listen: &str, config: server::Config) -> anyhow::Result<ExitCode> {
+fn serve(listen: &str, mut config: server::Config) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
+    let token = server::live::new_token();
+    config.teacher_token = Some(token.clone());
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
@@ -267,10 +381,13 @@ fn serve(listen: &str, config: server::Config) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let listener = server::bind(addr).with_context(|| format!("binding {addr}"))?;
         // Before the address is announced: whoever waits for it gets a node that can serve.
-        let state = server::AppState::open(config)?;
+        let state = server::AppState::open(server::server::raise_descriptor_limit(config))?;
         let local = listener.local_addr()?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "duplex listening on http://{local}")?;
+        // The second line, never the first (`duplex run` reads the first): the teacher's URL.
+        // On 0.0.0.0 the students' address is the laptop's own; the token works with any host.
+        writeln!(stdout, "teacher: http://{local}/dashboard?token={token}")?;
         stdout.flush()?;
         drop(stdout);
         server::run_state(listener, state, shutdown_signal()).await?;
@@ -303,4 +420,40 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose message repeats its source's, as `ScenarioError::Read` and
+    /// `ReportError::Read` do.
+    #[derive(Debug)]
+    struct Unreadable {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Unreadable {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "scenarios/x.toml: cannot read: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Unreadable {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn an_error_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(Unreadable { source: io }).context("loading the scenario");
+        assert_eq!(
+            error_text(&e),
+            "loading the scenario: scenarios/x.toml: cannot read: No such file or directory"
+        );
+        // `{:#}` says the cause twice; that is what this replaces.
+        assert_eq!(format!("{e:#}").matches("No such file").count(), 2);
+    }
 }

@@ -71,9 +71,16 @@ fn smoke_run_delivers_everything_on_every_transport_at_the_expected_cost() {
     );
 
     // SSE and WebSocket: one connection per client for the whole phase (SSE senders publish
-    // over one extra HTTP connection each; WebSocket senders publish over their socket).
+    // over a pool of at most six keep-alive connections each, opened only when a publish finds
+    // none idle; WebSocket senders publish over their socket).
     let sse = &phases[2];
-    assert_eq!(sse.traffic.connections_opened, s.clients + s.senders, "sse");
+    let opened = sse.traffic.connections_opened;
+    assert!(
+        (s.clients + s.senders..=s.clients + 6 * s.senders).contains(&opened),
+        "sse: {opened} connections for {} clients and {} senders",
+        s.clients,
+        s.senders
+    );
     let ws = &phases[3];
     assert_eq!(ws.traffic.connections_opened, s.clients, "websocket");
 
@@ -120,6 +127,69 @@ fn invalid_scenario_fails_before_any_load_naming_file_and_key() {
         "nothing may be written for an invalid scenario"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_threshold_exits_2_with_its_row_and_the_report_written() {
+    let out = out_dir().with_extension("threshold");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let output = Command::new(env!("CARGO_BIN_EXE_duplex"))
+        .current_dir(root)
+        .args(["run", "scenarios/smoke.toml", "--transports", "websocket"])
+        .args([
+            "--duration",
+            "1s",
+            "--threshold",
+            "websocket.latency_p99_ms < 0",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("duplex runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("websocket")
+            && l.contains("latency_p99_ms < 0")
+            && l.ends_with("--threshold")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("checks failed (exit status 2)"), "{stderr}");
+    // Piped stderr: plain progress lines, no terminal escapes.
+    assert!(stderr.contains("websocket done:"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+    assert!(
+        out.join("results.json").exists(),
+        "the report is written all the same"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_bad_threshold_flag_is_an_error_naming_it_before_any_load() {
+    let output = Command::new(env!("CARGO_BIN_EXE_duplex"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "scenarios/smoke.toml",
+            "--threshold",
+            "sse.latncy_p99_ms < 5",
+        ])
+        .output()
+        .expect("duplex runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .starts_with("error: scenarios/smoke.toml: thresholds: unknown metric `latncy_p99_ms`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim_end().ends_with("(set by --threshold)"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use runner::ProgressMode;
 pub use tokio_util::sync::CancellationToken;
 
 use report::Results;
@@ -43,7 +44,7 @@ use crate::conn::Connector;
 use crate::netem::NetworkConditions;
 use crate::probe::Probe;
 use crate::runner::{PhaseSetup, run_phase};
-use crate::scenario::Scenario;
+use crate::scenario::{ProtocolChoice, Scenario};
 use crate::target::{ServerChoice, Target, TargetError};
 
 /// What `duplex run` asks for.
@@ -53,8 +54,8 @@ pub struct RunOptions {
     pub scenario: Scenario,
     /// Which server to measure.
     pub server: ServerChoice,
-    /// Draw progress bars on stderr.
-    pub progress: bool,
+    /// How to show progress on stderr: bars on a terminal, plain lines in a log.
+    pub progress: ProgressMode,
     /// Cancelled on Ctrl-C: the run stops cleanly and returns what it measured.
     pub interrupt: CancellationToken,
 }
@@ -79,9 +80,33 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let open_files_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     let s = &options.scenario;
 
-    let mut target = Target::start(&options.server, s.cluster_nodes).await?;
+    // The scenario's [target] says which server when the command line did not name one.
+    let speaks = s.target.protocol;
+    let server = match (&options.server, &s.target.peer, &s.target.url) {
+        (ServerChoice::Child { .. }, Some(peer), _) => ServerChoice::Peer {
+            peer: peer.clone(),
+            dir: peer::peers_dir(),
+        },
+        (ServerChoice::Child { .. }, None, Some(url)) => ServerChoice::External(url.clone()),
+        (chosen, _, _) => chosen.clone(),
+    };
+    let mut target = match &server {
+        ServerChoice::Child {
+            exe,
+            max_connections,
+        } if s.cluster_nodes > 1 => {
+            Target::start_cluster(exe, *max_connections, s.cluster_nodes).await?
+        }
+        _ => Target::start_speaking(&server, speaks).await?,
+    };
     let abort = options.interrupt.child_token();
-    let probe = Probe::new(target.addr, target.child_pid(), abort.clone());
+    let probe = Probe::with_metrics(
+        target.addr,
+        target.child_pid(),
+        abort.clone(),
+        speaks == ProtocolChoice::Duplex,
+    );
+    let adapter = s.target.adapter();
     let mut probe_tasks = JoinSet::new();
     let probe_stop = CancellationToken::new();
     probe.start(&mut probe_tasks, probe_stop.clone());
@@ -105,7 +130,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         let setup = PhaseSetup {
             connector,
             authority: target.addr.to_string(),
-            protocol: Arc::new(protocol::duplex::Duplex),
+            protocol: Arc::clone(&adapter),
             probe: Arc::clone(&probe),
             abort: abort.clone(),
             progress: options.progress,
@@ -131,7 +156,12 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                 tokio::time::sleep(BETWEEN_PHASES).await;
             }
             let room = format!("{}-{run_id}-{p}-{transport}", point.room);
-            let phase = run_phase(point, transport, room, &setup).await;
+            let mut phase = run_phase(point, transport, room, &setup).await;
+            if speaks == ProtocolChoice::Nchan && phase.integrity.missing > 0 {
+                phase
+                    .warnings
+                    .push(protocol::nchan::SILENT_LOSS_WARNING.to_owned());
+            }
             run.phases.push(phase);
         }
         runs.push(run);
@@ -179,9 +209,14 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     })
 }
 
-/// The output folder when none is given: `reports/<scenario name>/`.
+/// The output folder when none is given: `reports/<scenario name>/`, or
+/// `reports/<scenario name>-<peer>/` when it measures a peer (so one scenario run against
+/// several stacks keeps each report).
 pub fn default_out_dir(scenario: &Scenario) -> PathBuf {
-    Path::new("reports").join(&scenario.name)
+    match &scenario.target.peer {
+        Some(peer) => Path::new("reports").join(format!("{}-{}", scenario.name, peer.name())),
+        None => Path::new("reports").join(&scenario.name),
+    }
 }
 
 /// Writes `results.json`, then the report (`index.html`, `summary.csv`, ...) into `out_dir`.

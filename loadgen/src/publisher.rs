@@ -11,17 +11,19 @@
 //! Poisson with `λ = senders × rate`, which is what the report's models assume.
 //!
 //! HTTP transports publish with the target protocol's request (duplex: `POST .../messages`) on
-//! a keep-alive connection of their own (a browser would use a second connection too); a
+//! keep-alive connections of their own, apart from the subscription (as a browser would), up to
+//! [`SENDER_CONNECTIONS`] of them so that a publish never waits behind an earlier one; a
 //! WebSocket sender hands its orders to its own client, which sends them over its socket and
-//! matches the acks.
+//! matches the acks (pipelined, so it never waits either).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +72,52 @@ impl Schedule {
     }
 }
 
+/// Most keep-alive connections one HTTP sender keeps, as a browser opens up to six per host: a
+/// publish that finds every open one busy opens another, up to this many; past it, it waits
+/// for one to come free (as the browser's seventh request would).
+pub const SENDER_CONNECTIONS: usize = 6;
+
+/// One HTTP sender's keep-alive connections: idle ones ready for the next publish, and a
+/// permit per connection that may exist.
+#[derive(Debug)]
+struct SenderPool {
+    /// A std mutex: held only to push or pop, never across an await.
+    idle: Mutex<Vec<HttpConn>>,
+    slots: Semaphore,
+}
+
+impl SenderPool {
+    fn new() -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            slots: Semaphore::new(SENDER_CONNECTIONS),
+        }
+    }
+
+    /// An idle connection still open, if any (closed ones are dropped).
+    fn take_idle(&self) -> Option<HttpConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(c) = idle.pop() {
+            if c.is_open() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, conn: HttpConn) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+    }
+}
+
 /// Runs one sender: waits for the window, then publishes on schedule until its end or `stop`.
+/// Each HTTP publish leaves at its scheduled time on a connection of the sender's pool, never
+/// behind the sender's earlier publish still in flight (which would add that publish's round
+/// trip to this one's latency, an artifact of the loadgen). Returns once its last publish was
+/// answered.
 pub async fn run_sender(
     phase: Arc<PhaseCtx>,
     schedule: Schedule,
@@ -78,18 +125,17 @@ pub async fn run_sender(
     via: PublishVia,
     stop: CancellationToken,
 ) {
-    // Open the HTTP connection during the warm-up so the first publish does not pay for it.
-    let mut conn = match via {
-        PublishVia::Http => match HttpConn::open(&phase).await {
-            Ok(c) => Some(c),
+    let pool = Arc::new(SenderPool::new());
+    // Open one connection during the warm-up so the first publish does not pay for it.
+    if let PublishVia::Http = via {
+        match HttpConn::open(&phase).await {
+            Ok(c) => pool.give_back(c),
             Err(e) => {
                 phase.meter.error();
                 tracing::debug!(error = %e, "publisher connect failed");
-                None
             }
-        },
-        PublishVia::WebSocket(_) => None,
-    };
+        }
+    }
     let window = tokio::select! {
         biased;
         _ = stop.cancelled() => return,
@@ -98,12 +144,16 @@ pub async fn run_sender(
             Err(_) => return,
         },
     };
+    // Publishes in flight; dropping the set (the runner aborting this sender) aborts them.
+    let mut in_flight = JoinSet::new();
     for (n, scheduled) in schedule.times(window).enumerate() {
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
             _ = sleep_until(scheduled) => {}
         }
+        // Reap finished publishes, so the set holds only those in flight.
+        while in_flight.try_join_next().is_some() {}
         let order = PublishOrder {
             n: n as u32,
             scheduled,
@@ -115,32 +165,43 @@ pub async fn run_sender(
                 }
             }
             PublishVia::Http => {
-                let published = tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => return,
-                    r = publish_http(&phase, &mut conn, schedule.sender, order) => r,
-                };
-                if let Err(e) = published {
-                    phase.meter.error();
-                    tracing::debug!(error = %e, "publish failed");
-                    conn = None;
-                }
+                let (phase, pool, stop) = (Arc::clone(&phase), Arc::clone(&pool), stop.clone());
+                let sender = schedule.sender;
+                in_flight.spawn(async move {
+                    let published = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        r = publish_http(&phase, &pool, sender, order) => r,
+                    };
+                    if let Err(e) = published {
+                        phase.meter.error();
+                        tracing::debug!(error = %e, "publish failed");
+                    }
+                });
             }
         }
     }
+    while in_flight.join_next().await.is_some() {}
 }
 
-/// One HTTP publish in the target protocol's shape, reopening the connection when needed.
+/// One HTTP publish in the target protocol's shape, on an idle connection of the sender's pool
+/// or a new one; the connection goes back to the pool when the publish succeeded (after a
+/// failure its state is unknown, so it is dropped).
 async fn publish_http(
     phase: &PhaseCtx,
-    conn: &mut Option<HttpConn>,
+    pool: &SenderPool,
     sender: usize,
     order: PublishOrder,
 ) -> Result<(), ClientError> {
-    if conn.as_ref().is_none_or(|c| !c.is_open()) {
-        *conn = Some(HttpConn::open(phase).await?);
-    }
-    let c = conn.as_mut().expect("opened above");
+    let _slot = pool
+        .slots
+        .acquire()
+        .await
+        .expect("the pool's semaphore is never closed");
+    let mut c = match pool.take_idle() {
+        Some(c) => c,
+        None => HttpConn::open(phase).await?,
+    };
     let stamp = Stamp {
         sender: sender as u32,
         n: order.n,
@@ -155,12 +216,13 @@ async fn publish_http(
     meter
         .request_rtt
         .record_us(sender, (answer.end - answer.start).as_micros() as u64);
-    let seq = phase.protocol.published_seq(&answer)?;
+    let seq = phase.protocol.published_seq(phase, &answer, &stamp)?;
     meter
         .traffic
         .header_down
         .fetch_add(answer.head_len, Relaxed);
     phase.publish_acked(seq);
+    pool.give_back(c);
     Ok(())
 }
 

@@ -62,9 +62,37 @@ impl Stamp {
     }
 }
 
+impl Stamp {
+    /// The message's place in the phase's log for a server that numbers nothing (nchan,
+    /// Socket.IO, a generic endpoint): senders take turns, so `n * senders + sender + 1` is
+    /// dense from 1 (the ledger's bitset stays small) and both the publisher and every receiver
+    /// compute the same number from the stamp alone.
+    pub fn log_position(&self, senders: usize) -> u64 {
+        u64::from(self.n) * senders.max(1) as u64 + u64::from(self.sender) + 1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_positions_are_dense_and_distinct() {
+        let mut seen: Vec<u64> = (0..3u32)
+            .flat_map(|n| {
+                (0..4u32).map(move |sender| {
+                    Stamp {
+                        sender,
+                        n,
+                        scheduled_ns: 0,
+                    }
+                    .log_position(4)
+                })
+            })
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=12).collect::<Vec<u64>>());
+    }
 
     #[test]
     fn round_trips_and_pads_to_payload_size() {

@@ -1,6 +1,8 @@
-//! The server a run measures: either a `duplex serve` child that this run starts on an
-//! ephemeral port (so its CPU and memory are measured apart from the loadgen's) and stops at the
-//! end, or a `--target` URL given by the user, checked with `/healthz` before any load.
+//! The server a run measures: a `duplex serve` child that this run starts on an ephemeral port
+//! (so its CPU and memory are measured apart from the loadgen's) and stops at the end; a peer
+//! from `peers/` (nchan, Socket.IO) started and stopped the same way; or a URL given by the
+//! user (`--target`, `target.url`), checked before any load with one request its protocol
+//! must answer in its own way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +11,10 @@ use std::time::Duration;
 use tokio::process::Command;
 
 pub use crate::child::ChildServer;
+use crate::codec::CodecError;
+use crate::peer::Peer;
 use crate::probe::http_get;
+use crate::scenario::ProtocolChoice;
 
 /// How long a child server may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +33,13 @@ pub enum ServerChoice {
     },
     /// Measure this server, e.g. `http://127.0.0.1:8080`.
     External(String),
+    /// Start this peer from `peers/` (`dir`).
+    Peer {
+        /// Which peer, with its settings.
+        peer: Peer,
+        /// The `peers/` folder.
+        dir: PathBuf,
+    },
 }
 
 /// The server could not be started or reached.
@@ -70,38 +82,94 @@ pub struct Target {
     pub url: String,
     /// The child, when we started it.
     pub child: Option<ChildServer>,
+    /// The peer's name when the child is a peer from `peers/` (`nchan`, `socketio`).
+    pub peer: Option<&'static str>,
 }
 
 impl Target {
-    /// Starts or checks the server: a child, or a cluster of `nodes` children on Redis.
-    pub async fn start(choice: &ServerChoice, nodes: u64) -> Result<Target, TargetError> {
+    /// Starts or checks a server that speaks duplex's wire API.
+    pub async fn start(choice: &ServerChoice) -> Result<Target, TargetError> {
+        Target::start_speaking(choice, ProtocolChoice::Duplex).await
+    }
+
+    /// Starts the server (duplex's child, or a peer), or checks that the one at a URL speaks
+    /// `speaks`: one request that the protocol must answer in its own way, or an error of one
+    /// sentence saying what was expected and what came back.
+    pub async fn start_speaking(
+        choice: &ServerChoice,
+        speaks: ProtocolChoice,
+    ) -> Result<Target, TargetError> {
         match choice {
             ServerChoice::Child {
                 exe,
                 max_connections,
-            } if nodes > 1 => start_cluster(exe, *max_connections, nodes).await,
-            ServerChoice::Child {
-                exe,
-                max_connections,
             } => start_child(exe, *max_connections).await,
+            ServerChoice::Peer { peer, dir } => {
+                let fail = |why: String| TargetError::Start {
+                    exe: format!("the {} peer in {}", peer.name(), dir.display()),
+                    why,
+                };
+                let (child, url) = peer.start(dir).await.map_err(fail)?;
+                let addr = resolve(&url).await.map_err(|e| fail(e.to_string()))?;
+                Ok(Target {
+                    addr,
+                    nodes: vec![addr],
+                    url,
+                    child: Some(child),
+                    peer: Some(peer.name()),
+                })
+            }
             ServerChoice::External(url) => {
                 let addr = resolve(url).await?;
-                match http_get(addr, &addr.to_string(), "/healthz", HEALTH_TIMEOUT).await {
-                    Ok((200, _)) => Ok(Target {
-                        addr,
-                        nodes: vec![addr],
-                        url: url.trim_end_matches('/').to_owned(),
-                        child: None,
-                    }),
-                    Ok((status, body)) => Err(TargetError::Unreachable {
-                        url: url.clone(),
-                        why: format!("/healthz answered {status} {}", body.trim()),
-                    }),
-                    Err(why) => Err(TargetError::Unreachable {
-                        url: url.clone(),
-                        why,
-                    }),
+                let unreachable = |why: String| TargetError::Unreachable {
+                    url: url.clone(),
+                    why,
+                };
+                let (path, expected) = match speaks {
+                    // /metrics, not /healthz: other stacks answer /healthz too (the peers do).
+                    ProtocolChoice::Duplex => (
+                        "/metrics",
+                        "duplex's Prometheus text with duplex_messages_published_total",
+                    ),
+                    ProtocolChoice::Nchan => (
+                        "/sub/poll/duplex-probe",
+                        "an nchan interval-poll answer (304, or 200 with an Etag)",
+                    ),
+                    ProtocolChoice::SocketIo { .. } => (
+                        "/socket.io/?EIO=4&transport=polling",
+                        "an Engine.IO v4 open packet 0{\"sid\":...}",
+                    ),
+                    // Its endpoints are the scenario's; here only that it answers HTTP.
+                    ProtocolChoice::Generic => ("/", "any HTTP answer"),
+                };
+                let (status, body) = http_get(addr, &addr.to_string(), path, HEALTH_TIMEOUT)
+                    .await
+                    .map_err(unreachable)?;
+                let speaks_it = match speaks {
+                    ProtocolChoice::Duplex => {
+                        status == 200 && body.contains("duplex_messages_published_total")
+                    }
+                    ProtocolChoice::Nchan => status == 304 || status == 200,
+                    ProtocolChoice::SocketIo { .. } => {
+                        status == 200 && body.starts_with("0{\"sid\"")
+                    }
+                    ProtocolChoice::Generic => true,
+                };
+                if !speaks_it {
+                    let got = CodecError::new("", body.trim()).got;
+                    return Err(unreachable(format!(
+                        "GET {path} should get {expected}, but it answered {status} {got:?}; \
+                         is target.protocol = \"{}\" right?",
+                        speaks.id()
+                    )));
                 }
+                Ok(Target {
+                    addr,
+                    nodes: vec![addr],
+                    url: url.trim_end_matches('/').to_owned(),
+                    child: None,
+                    peer: None,
+                })
             }
         }
     }
@@ -114,7 +182,10 @@ impl Target {
     /// How the results document names the server.
     pub fn describe(&self) -> String {
         match self.child_pid() {
-            Some(pid) => format!("embedded child pid {pid} at {}", self.url),
+            Some(pid) => match self.peer {
+                Some(name) => format!("{name} peer, child pid {pid} at {}", self.url),
+                None => format!("embedded child pid {pid} at {}", self.url),
+            },
             None => self.url.clone(),
         }
     }
@@ -151,11 +222,23 @@ async fn start_child(exe: &PathBuf, max_connections: Option<usize>) -> Result<Ta
         nodes: vec![addr],
         url,
         child: Some(child),
+        peer: None,
     })
 }
 
-/// Starts `peers/cluster/start.sh`: a `redis-server` and `nodes` duplex nodes on it, one process
-/// tree (so the probe measures the cluster's CPU and RSS together, Redis included).
+impl Target {
+    /// Starts `peers/cluster/start.sh` with duplex binary `exe`: a `redis-server` and `nodes`
+    /// duplex nodes on it, one process tree (so the probe measures the cluster's CPU and RSS
+    /// together, Redis included).
+    pub async fn start_cluster(
+        exe: &std::path::Path,
+        max_connections: Option<usize>,
+        nodes: u64,
+    ) -> Result<Target, TargetError> {
+        start_cluster(exe, max_connections, nodes).await
+    }
+}
+
 async fn start_cluster(
     exe: &std::path::Path,
     max_connections: Option<usize>,
@@ -195,6 +278,7 @@ async fn start_cluster(
         nodes: addrs,
         url: url.to_owned(),
         child: Some(child),
+        peer: None,
     })
 }
 

@@ -512,26 +512,27 @@ pub fn write_table(verdict: &Verdict, out: &mut impl io::Write) -> io::Result<()
             verdict.checks.len()
         );
     }
-    let subject_w = verdict
+    // Passing integrity checks are summed up in one line: the rows that matter are the
+    // thresholds someone wrote and whatever failed.
+    let shown: Vec<&Check> = verdict
         .checks
+        .iter()
+        .filter(|c| c.origin != Origin::Integrity || c.outcome != Outcome::Pass)
+        .collect();
+    let integrity_passed = verdict.checks.len() - shown.len();
+    let subject_w = shown
         .iter()
         .map(|c| c.subject.len())
         .max()
         .unwrap_or(0)
         .max(9);
-    let rule_w = verdict
-        .checks
-        .iter()
-        .map(|c| c.rule.len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
+    let rule_w = shown.iter().map(|c| c.rule.len()).max().unwrap_or(0).max(5);
     writeln!(
         out,
         "{:<6}  {:<subject_w$}  {:<rule_w$}  {:>10}  from",
         "result", "transport", "check", "measured"
     )?;
-    for c in &verdict.checks {
+    for c in shown {
         let result = match c.outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "FAIL",
@@ -546,6 +547,12 @@ pub fn write_table(verdict: &Verdict, out: &mut impl io::Write) -> io::Result<()
             c.origin
         )?;
     }
+    if integrity_passed > 0 {
+        writeln!(
+            out,
+            "pass    the other {integrity_passed} integrity checks: nothing missing, duplicated or out of order"
+        )?;
+    }
     let skipped = verdict
         .checks
         .iter()
@@ -553,7 +560,11 @@ pub fn write_table(verdict: &Verdict, out: &mut impl io::Write) -> io::Result<()
         .count();
     let failed = verdict.failures();
     // Not "N passed, N failed": CI logs read that shape as a test runner's summary.
-    write!(out, "checks: {failed} of {} failed", verdict.checks.len())?;
+    if failed == 0 {
+        write!(out, "checks: all {} passed", verdict.checks.len())?;
+    } else {
+        write!(out, "checks: {failed} of {} failed", verdict.checks.len())?;
+    }
     if skipped > 0 {
         write!(out, ", {skipped} skipped (transport not run)")?;
     }

@@ -4,3 +4,4 @@ mod netem;
 mod phases;
 mod scenarios_shipped;
 mod stacks;
+mod stacks_runs;

@@ -14,6 +14,10 @@ use tokio::time::{Instant, timeout};
 
 /// Slack allowed above the configured delay for scheduling noise on a busy 2-core machine.
 const SLACK: Duration = Duration::from_millis(30);
+/// Slack for the single worst chunk of a stream: one late wake-up of the echo server's task on a
+/// loaded machine (seen: 39 ms past the bound with the whole test suite running) must not fail a
+/// bound whose point is that no chunk waits *far* beyond rtt/2 + jitter.
+const TAIL_SLACK: Duration = Duration::from_millis(100);
 
 /// Everything the echo server saw, in order, with when it saw it.
 #[derive(Debug)]
@@ -164,7 +168,7 @@ async fn jitter_keeps_each_delay_in_bounds_and_bytes_in_order() {
         );
         // Generous: the upper bound only fails if a chunk waited far beyond rtt/2 + jitter.
         assert!(
-            at.saturating_duration_since(send_times[last]) <= max + SLACK,
+            at.saturating_duration_since(send_times[last]) <= max + TAIL_SLACK,
             "number {last} arrived after {:?}, more than {max:?} + slack",
             at - send_times[last]
         );

@@ -37,7 +37,7 @@ async fn every_transport_delivers_every_message_exactly_once() {
         protocol: Arc::new(Duplex),
         probe,
         abort,
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
     };
     for transport in Transport::ALL {
@@ -89,7 +89,7 @@ async fn every_transport_survives_an_emulated_network() {
         protocol: Arc::new(Duplex),
         probe: Probe::new(srv.addr, None, abort.clone()),
         abort,
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
     };
     for transport in [Transport::LongPoll, Transport::WebSocket] {
@@ -106,6 +106,47 @@ async fn every_transport_survives_an_emulated_network() {
     srv.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_sender_never_waits_behind_its_own_earlier_publish() {
+    // One sender publishing 8 times a second over a 300 ms round trip: a publish takes longer
+    // than the mean gap, so on a single connection each would queue behind the one before and
+    // latency would grow through the window (2.4 s of round trips per second). On the sender's
+    // pool each leaves on time and arrives about one round trip (in 150 ms, out 150 ms) after it
+    // was scheduled.
+    let srv = server::spawn(server::Config::default()).await.unwrap();
+    let text = "name = \"t\"\ndescription = \"test\"\nduration = \"3s\"\nwarmup = \"1500ms\"\n\
+                drain = \"2s\"\n[clients]\ncount = 4\nconnect_rate = 1000\n\
+                [chat]\nsenders = 1\nrate = 8.0\n[network]\nrtt = \"300ms\"\n";
+    let s = Scenario::parse(Path::new("pool.toml"), text, &Overrides::default()).unwrap();
+    let abort = CancellationToken::new();
+    let setup = PhaseSetup {
+        connector: Arc::new(Connector::new(
+            srv.addr,
+            NetworkConditions::new(Duration::from_millis(300), Duration::ZERO),
+        )),
+        authority: srv.addr.to_string(),
+        protocol: Arc::new(Duplex),
+        probe: Probe::new(srv.addr, None, abort.clone()),
+        abort,
+        progress: loadgen::ProgressMode::Hidden,
+        label: String::new(),
+    };
+    let phase = run_phase(&s, Transport::Sse, "pool".to_owned(), &setup).await;
+    assert_eq!(phase.integrity.missing, 0, "{:?}", phase.warnings);
+    assert!(
+        phase.messages_published >= 12,
+        "{}",
+        phase.messages_published
+    );
+    // Most publishes find an idle connection; one that opens a new one pays its handshake (a
+    // round trip) once. Queued behind each other on one connection they would wait seconds.
+    let p50_ms = phase.latency.quantile_ms(0.5).unwrap();
+    let max_ms = phase.latency.0.max() as f64 / 1000.0;
+    assert!(p50_ms < 400.0, "publishes waited: p50 latency {p50_ms} ms");
+    assert!(max_ms < 1000.0, "a publish waited: max latency {max_ms} ms");
+    srv.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn unreachable_target_fails_fast_with_a_clear_error() {
     // Bind and drop a listener to get a port nobody listens on.
@@ -115,12 +156,9 @@ async fn unreachable_target_fails_fast_with_a_clear_error() {
         .unwrap()
         .port();
     let started = Instant::now();
-    let err = Target::start(
-        &ServerChoice::External(format!("http://127.0.0.1:{port}")),
-        1,
-    )
-    .await
-    .unwrap_err();
+    let err = Target::start(&ServerChoice::External(format!("http://127.0.0.1:{port}")))
+        .await
+        .unwrap_err();
     assert!(matches!(err, TargetError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("cannot reach the server"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -136,7 +174,7 @@ async fn a_server_dying_mid_run_ends_the_run_within_seconds_and_keeps_what_was_m
     let run = tokio::spawn(loadgen::run(loadgen::RunOptions {
         scenario: s,
         server: ServerChoice::External(url),
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         interrupt: CancellationToken::new(),
     }));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -177,7 +215,7 @@ async fn a_sweep_runs_every_value_and_records_them_all() {
     let results = loadgen::run(loadgen::RunOptions {
         scenario: s,
         server: ServerChoice::External(srv.url()),
-        progress: false,
+        progress: loadgen::ProgressMode::Hidden,
         interrupt: CancellationToken::new(),
     })
     .await

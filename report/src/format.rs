@@ -45,6 +45,16 @@ pub fn real(v: f64) -> String {
     }
 }
 
+/// A value as a scenario states it: whole numbers without decimals (`20`, `1,000`), others as
+/// [`real`] (`0.50`).
+pub fn value(v: f64) -> String {
+    if v.fract() == 0.0 && (0.0..1e15).contains(&v) {
+        count(v as u64)
+    } else {
+        real(v)
+    }
+}
+
 /// Bytes: `222 B`, `1.4 kB`, `2.3 MB` (powers of 1000, as network people count).
 pub fn bytes(v: f64) -> String {
     if !v.is_finite() {

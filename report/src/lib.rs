@@ -19,11 +19,14 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod compare;
+pub mod findings;
 pub mod format;
 pub mod histogram;
 mod html;
 pub mod model;
 pub mod noise;
+pub mod recommend;
 pub mod results;
 pub mod screenshot;
 pub mod summary;

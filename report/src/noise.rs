@@ -64,16 +64,25 @@ pub fn latency_band_ms(
     independent: u64,
     jitter_ms: f64,
 ) -> Option<f64> {
-    let n = measured.0.len().min(independent.max(1));
     let at = |p: f64| measured.quantile_ms(p.clamp(0.0, 1.0));
     let (value, fastest) = (at(q)?, at(0.0)?);
-    let delta = 3.0 * (q * (1.0 - q) / n as f64).sqrt() + 1.0 / n as f64;
-    let sampling = (at(q + delta)? - at(q - delta)?) / 2.0;
+    let sampling = quantile_sampling_ms(measured, q, independent)?;
     let no_wait = (1.0 - model.wait_share).clamp(0.0, 1.0);
     let unexplained = at(q.min(no_wait))? - fastest;
     // HdrHistogram keeps 3 significant digits: values within 0.1% are one bucket.
     let resolution = value * 1e-3;
     Some(sampling + unexplained + jitter_ms + resolution)
+}
+
+/// Half the width of the values a 3-sigma interval of ranks around quantile `q` spans in
+/// `measured`, ms, with `independent` samples at most (see [`latency_band_ms`]): how far the
+/// quantile of another run like this one could fall from this one's by sampling alone.
+/// `None` when the histogram is empty.
+pub fn quantile_sampling_ms(measured: &LatencyHistogram, q: f64, independent: u64) -> Option<f64> {
+    let n = measured.0.len().min(independent.max(1));
+    let at = |p: f64| measured.quantile_ms(p.clamp(0.0, 1.0));
+    let delta = 3.0 * (q * (1.0 - q) / n as f64).sqrt() + 1.0 / n as f64;
+    Some((at(q + delta)? - at(q - delta)?) / 2.0)
 }
 
 /// `true` when a measured latency quantile lies outside the model's `band`

@@ -1,5 +1,6 @@
 //! Opening a rendered report in a real headless Chromium: used by the browser test (the page
-//! must load without console errors) and by `examples/screenshot.rs` (a PNG of a report for
+//! must load without console errors, and must print on few pages) and by
+//! `examples/screenshot.rs` (a PNG of a report for
 //! the README or a slide). Chromium is Debian's `chromium` package, which `.ci/run` installs;
 //! nothing here downloads a browser.
 
@@ -18,7 +19,7 @@ pub struct BrowserRun {
     pub status: ExitStatus,
     /// Everything it logged (with `--enable-logging=stderr`, console messages appear here).
     pub stderr: String,
-    /// The PNG written.
+    /// The file written (the PNG, or the PDF).
     pub screenshot: PathBuf,
 }
 
@@ -59,8 +60,54 @@ pub fn headless_screenshot(
     width: u32,
     height: u32,
 ) -> io::Result<BrowserRun> {
+    run_chromium(
+        chromium,
+        page,
+        png,
+        [
+            format!("--screenshot={}", png.display()),
+            format!("--window-size={width},{height}"),
+        ],
+    )
+}
+
+/// Prints `page` to `pdf` as Chromium's "Save as PDF" would, without header or footer, on
+/// the paper the page's own `@page { size }` asks for (Letter when it asks for none).
+pub fn headless_pdf(chromium: &Path, page: &Path, pdf: &Path) -> io::Result<BrowserRun> {
+    run_chromium(
+        chromium,
+        page,
+        pdf,
+        [
+            format!("--print-to-pdf={}", pdf.display()),
+            "--no-pdf-header-footer".to_string(),
+        ],
+    )
+}
+
+/// The number of pages of a PDF Chromium wrote: its page tree's root `/Count` (the largest,
+/// as every intermediate node counts only the pages under it). `None` when there is none.
+pub fn pdf_page_count(pdf: &[u8]) -> Option<usize> {
+    let text = String::from_utf8_lossy(pdf);
+    text.match_indices("/Count ")
+        .filter_map(|(at, key)| {
+            let digits: String = text[at + key.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .max()
+}
+
+fn run_chromium(
+    chromium: &Path,
+    page: &Path,
+    output: &Path,
+    output_args: [String; 2],
+) -> io::Result<BrowserRun> {
     let page = std::fs::canonicalize(page)?;
-    let profile = png.with_extension("chromium-profile");
+    let profile = output.with_extension("chromium-profile");
     let mut child = Command::new(chromium)
         .args([
             "--headless",
@@ -77,8 +124,7 @@ pub fn headless_screenshot(
             "--virtual-time-budget=3000",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("--window-size={width},{height}"))
+        .args(output_args)
         .arg(format!("file://{}", page.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -113,6 +159,6 @@ pub fn headless_screenshot(
     Ok(BrowserRun {
         status,
         stderr,
-        screenshot: png.to_path_buf(),
+        screenshot: output.to_path_buf(),
     })
 }

@@ -3,8 +3,12 @@
 //! checks the page, the CSV files and, in a real headless Chromium, that the page loads clean.
 
 mod browser;
+mod compare;
 mod csv_files;
+mod findings;
 mod helpers;
 mod page;
+mod page_text;
+mod print;
 mod reading;
 mod verdicts;

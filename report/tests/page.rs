@@ -102,7 +102,6 @@ fn the_page_references_nothing_outside_itself() {
             "http://",
             "https://",
             "src=",
-            "href=",
             "<script",
             "<link",
             "<img",
@@ -114,6 +113,13 @@ fn the_page_references_nothing_outside_itself() {
             assert!(
                 !lower.contains(forbidden),
                 "{name}: the page contains `{forbidden}`"
+            );
+        }
+        // Links may only point inside the page (the findings link to their sections).
+        for (at, _) in lower.match_indices("href=") {
+            assert!(
+                lower[at..].starts_with("href=\"#"),
+                "{name}: a link out of the page at byte {at}"
             );
         }
         // `url(...)` may only point inside the page (the hatch pattern, the arrowhead).

@@ -6,6 +6,8 @@
 'use strict';
 
 const TRANSPORTS = ['short_poll', 'long_poll', 'sse', 'websocket'];
+// The teacher's token, from the URL `duplex serve` printed; the stream and the flash need it.
+const TOKEN = new URLSearchParams(location.search).get('token') || '';
 const LABEL = { short_poll: 'short poll', long_poll: 'long poll', sse: 'SSE', websocket: 'WebSocket' };
 const HISTORY = 60; // seconds of rate history in each sparkline
 const SVG = 'http://www.w3.org/2000/svg';
@@ -109,7 +111,7 @@ function drawDelays() {
     const mine = reports.filter((r) => r.transport === t && recent.has(r.flash));
     for (const r of mine) {
       const current = r.flash === latest;
-      const jitter = ((r.tab.charCodeAt(0) * 7 + r.tab.charCodeAt(1) * 13) % 21) - 10; // stable spread
+      const jitter = ((r.dot.charCodeAt(0) * 7 + r.dot.charCodeAt(1) * 13) % 21) - 10; // stable spread
       const dot = el('svg:circle', { class: `t-${t}`, cx: x(r.delay_ms), cy: y + jitter, r: current ? 6 : 4, 'fill-opacity': current ? 0.85 : 0.2 });
       dot.append(el('svg:title', {}, `${r.client}: ${r.delay_ms.toFixed(1)} ms (flash #${r.flash})`));
       svg.append(dot);
@@ -130,7 +132,7 @@ function drawDelays() {
 // ---- wiring ------------------------------------------------------------------------------
 
 function follow() {
-  const es = new EventSource('/live/stream');
+  const es = new EventSource(`/live/stream?token=${encodeURIComponent(TOKEN)}`);
   es.onopen = () => { $('status').dataset.state = 'live'; $('status').textContent = 'live'; };
   es.onerror = () => { $('status').dataset.state = 'connecting'; $('status').textContent = 'reconnecting'; };
   es.addEventListener('stats', (e) => {
@@ -152,7 +154,7 @@ async function sendFlash(e) {
   const body = { text: $('flash-text').value };
   if ($('flash-room').value.trim()) body.room = $('flash-room').value.trim();
   try {
-    const res = await fetch('/live/flash', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch('/live/flash', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Duplex-Teacher': TOKEN }, body: JSON.stringify(body) });
     const answer = await res.json();
     if (!res.ok) { $('flash-result').textContent = answer.error; return; }
     flashes.push({ flash: answer.flash, text: body.text, sent_us: answer.sent_us, rooms: answer.rooms });

@@ -13,8 +13,11 @@
 //! they come. Bytes written go to the endpoint being served (responses are written after their
 //! request was routed and before the next one is).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use std::sync::{Arc, Mutex};
 
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
 use wire::Transport;
@@ -34,6 +37,16 @@ pub struct ConnMeter {
     endpoint: AtomicU8,
     pending_read: AtomicU64,
     pending_written: AtomicU64,
+    /// Requests routed minus responses written: non-zero from routing until the response body
+    /// has been written. At zero the socket is waiting for a head, which `guard` bounds in
+    /// time. A count, not a flag: a keep-alive client may send its next request before hyper
+    /// has dropped the previous response's body.
+    in_request: AtomicU64,
+    /// Requests routed on this connection so far: a head that was being timed has completed
+    /// once this moves.
+    routed: AtomicU64,
+    /// The connection was upgraded (WebSocket): no more HTTP heads will come.
+    upgraded: AtomicBool,
 }
 
 impl ConnMeter {
@@ -43,12 +56,17 @@ impl ConnMeter {
             endpoint: AtomicU8::new(UNROUTED),
             pending_read: AtomicU64::new(0),
             pending_written: AtomicU64::new(0),
+            in_request: AtomicU64::new(0),
+            routed: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
         }
     }
 
     /// From now on this connection's bytes count for `endpoint`; the bytes read so far (this
     /// request's head) are credited to it.
     pub fn serve(&self, endpoint: Endpoint) {
+        self.in_request.fetch_add(1, Ordering::Relaxed);
+        self.routed.fetch_add(1, Ordering::Relaxed);
         if self
             .endpoint
             .swap(endpoint.index() as u8, Ordering::Relaxed)
@@ -68,6 +86,26 @@ impl ConnMeter {
             self.metrics
                 .record_received(e, self.pending_read.swap(0, Ordering::Relaxed));
         }
+    }
+
+    /// The response's body has been written (or dropped): the socket waits for a head again.
+    pub fn response_done(&self) {
+        self.in_request.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The connection was switched to another protocol (`101`).
+    pub fn upgrade(&self) {
+        self.upgraded.store(true, Ordering::Relaxed);
+    }
+
+    /// Requests routed on this connection so far.
+    pub(crate) fn routed(&self) -> u64 {
+        self.routed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the socket is between requests, waiting for the next head.
+    pub(crate) fn awaiting_head(&self) -> bool {
+        self.in_request.load(Ordering::Relaxed) == 0 && !self.upgraded.load(Ordering::Relaxed)
     }
 
     fn current(&self) -> Option<Endpoint> {
@@ -102,11 +140,62 @@ impl ConnMeter {
 pub(crate) struct SocketTally {
     meter: Arc<ConnMeter>,
     _slot: TcpSlot,
+    _address: Option<AddressSlot>,
 }
 
 impl SocketTally {
-    pub(crate) fn new(meter: Arc<ConnMeter>, slot: TcpSlot) -> Self {
-        SocketTally { meter, _slot: slot }
+    pub(crate) fn new(meter: Arc<ConnMeter>, slot: TcpSlot, address: Option<AddressSlot>) -> Self {
+        SocketTally {
+            meter,
+            _slot: slot,
+            _address: address,
+        }
+    }
+}
+
+/// Open connections per peer address, for `--max-connections-per-address`. A std Mutex: taken
+/// once per accept and once per close.
+#[derive(Debug, Default)]
+pub(crate) struct Addresses {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Addresses {
+    /// A slot for one more connection from `ip`, unless it has `limit` open already.
+    pub(crate) fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            addresses: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection counted against its address until the socket closes.
+#[derive(Debug)]
+pub(crate) struct AddressSlot {
+    addresses: Arc<Addresses>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .addresses
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 

@@ -62,6 +62,28 @@ pub enum ApiError {
     /// The server is stopping.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// A JSON endpoint was sent another content type (a form or `text/plain` post, which a
+    /// page on another site can send without asking).
+    #[error("unsupported content type {0:?}: send application/json")]
+    NotJson(String),
+    /// The request body did not arrive within the request timeout.
+    #[error("request timeout: the body took longer than {0} ms")]
+    BodyTimeout(u128),
+    /// Too many connections from one address.
+    #[error("too many connections from this address: the limit is {limit}")]
+    TooManyFromAddress {
+        /// The limit.
+        limit: usize,
+    },
+    /// A page from another origin tried to change something or open a WebSocket.
+    #[error("origin {0:?} is not allowed here (see --allow-origin)")]
+    ForeignOrigin(String),
+    /// The `Host` header names a host this server does not answer for (DNS rebinding).
+    #[error("host {0:?} is not served here (see --allow-host)")]
+    ForeignHost(String),
+    /// A teacher's endpoint without the teacher's token.
+    #[error("this needs the teacher's token (the teacher URL that duplex serve printed)")]
+    NotTeacher,
 }
 
 impl ApiError {
@@ -80,7 +102,12 @@ impl ApiError {
             }
             ApiError::ShuttingDown
             | ApiError::TooManyConnections { .. }
+            | ApiError::TooManyFromAddress { .. }
             | ApiError::Publish(PublishError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::ForeignOrigin(_) | ApiError::NotTeacher => StatusCode::FORBIDDEN,
+            ApiError::ForeignHost(_) => StatusCode::MISDIRECTED_REQUEST,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -8,10 +8,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
+use axum::http::header;
 use axum::http::request::Parts;
+use bytes::BytesMut;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -39,19 +41,51 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let config = Arc::<Config>::from_ref(state);
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge {
-                    limit: config.max_body,
-                }
-            } else {
-                ApiError::Body(e.body_text())
-            }
-        })?;
+        // A cross-site page may post text/plain or a form without asking; only JSON is taken.
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::NotJson(content_type));
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > config.max_body as u64) {
+            return Err(ApiError::TooLarge {
+                limit: config.max_body,
+            });
+        }
+        let body = tokio::time::timeout(
+            config.request_timeout,
+            read_body(req.into_body(), config.max_body),
+        )
+        .await
+        .map_err(|_| ApiError::BodyTimeout(config.request_timeout.as_millis()))??;
         serde_json::from_slice(&body)
             .map(JsonBody)
             .map_err(|e| ApiError::BadJson(e.to_string()))
     }
+}
+
+/// Reads a body into one buffer, copying each chunk as it comes: a body trickled a byte per
+/// segment would otherwise be held as thousands of small buffers, each pinning a read buffer of
+/// its own. More than `limit` bytes is a 413 naming it.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut out = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::Body(e.to_string()))?;
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
 }
 
 /// The query parameters the feed endpoints read, as sent (text), so each can be checked with

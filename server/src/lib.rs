@@ -7,7 +7,8 @@
 //! [`live`] (the classroom page and dashboard), [`extract`] (the request checks both share),
 //! [`router`] (the one place both are mounted), [`state`] (what handlers share), [`metrics`]
 //! (counters and their Prometheus names), `conn` (what a server socket's bytes are credited to,
-//! and its connection slot), [`server`] (bind, accept, shutdown), `config` (the limits). The
+//! and its connection slot), `guard` (a socket's time limits), [`server`] (bind, accept, shutdown), `config` (the limits), [`log`] (a log
+//! writer that never blocks serving). The
 //! JSON shapes and the byte-counting socket wrapper are the `wire` crate's, shared with the
 //! loadgen. How a publish flows through the feed to each transport, and where to add one, is
 //! told in `docs/ARCHITECTURE.md`.
@@ -15,12 +16,15 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod boundary;
 mod config;
 mod conn;
 pub mod error;
 pub mod extract;
 pub mod feed;
+mod guard;
 pub mod live;
+pub mod log;
 pub mod metrics;
 pub mod router;
 pub mod server;

@@ -117,6 +117,10 @@ pub struct Metrics {
     tcp_open: AtomicUsize,
     tcp_accepted: AtomicU64,
     tcp_refused: AtomicU64,
+    /// Connections dropped because their client took no bytes for `write_timeout`.
+    write_timeouts: AtomicU64,
+    /// Connections closed because a request head (408) or body did not arrive in time.
+    request_timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -161,6 +165,21 @@ impl Metrics {
 
     pub(crate) fn record_refused(&self) {
         self.tcp_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was dropped: its client read nothing for the write timeout.
+    pub(crate) fn record_write_timeout(&self) {
+        self.write_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request head or body did not arrive within the request timeout.
+    pub(crate) fn record_request_timeout(&self) {
+        self.request_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections dropped so far because their client read nothing for the write timeout.
+    pub fn write_timeouts(&self) -> u64 {
+        self.write_timeouts.load(Ordering::Relaxed)
     }
 
     /// TCP connections open right now, all endpoints.
@@ -291,6 +310,24 @@ impl Metrics {
             w,
             "duplex_tcp_refused_total {}",
             self.tcp_refused.load(Ordering::Relaxed)
+        );
+        header(
+            w,
+            "duplex_write_timeouts_total",
+            "counter",
+            "Connections dropped because the client read nothing for the write timeout.",
+        );
+        let _ = writeln!(w, "duplex_write_timeouts_total {}", self.write_timeouts());
+        header(
+            w,
+            "duplex_request_timeouts_total",
+            "counter",
+            "Requests whose head (408) or body did not arrive within the request timeout.",
+        );
+        let _ = writeln!(
+            w,
+            "duplex_request_timeouts_total {}",
+            self.request_timeouts.load(Ordering::Relaxed)
         );
         header(w, "duplex_rooms", "gauge", "Rooms that exist.");
         let _ = writeln!(w, "duplex_rooms {}", feed.room_count());

@@ -1,13 +1,17 @@
 //! [`app`]: the one router, assembled here from [`crate::api::routes`] (the wire API) and
 //! [`crate::live::routes`] (the classroom page), plus `/metrics`, `/healthz`, the JSON 404/405
-//! fallbacks, the body limit and the request-counting middleware that every route shares.
+//! fallbacks, the body limit, the browser boundary checks ([`crate::boundary`]) and the
+//! request-counting middleware that every route shares.
 //! Neither `api` nor `live` knows about the other; this module is the only one that sees both.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,6 +34,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Publishing reads at most this much; more is a 413 naming the limit.
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            state.config.clone(),
+            crate::boundary::check,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -43,13 +51,58 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         meter.serve(endpoint);
     }
     let response = next.run(req).await;
-    if let Some(meter) = &meter {
-        meter.finish();
-    }
     state
         .metrics
         .record_request(endpoint, response.status().as_u16());
-    response
+    let Some(meter) = meter else {
+        return response;
+    };
+    meter.finish();
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        meter.upgrade();
+    }
+    // The connection waits for its next head only once this body is written (a stream may
+    // run for hours), which the wrapper reports when hyper drops it.
+    response.map(|body| {
+        Body::new(Written {
+            body,
+            meter: Some(meter),
+        })
+    })
+}
+
+/// A response body that tells the connection's meter when it is done.
+struct Written {
+    body: Body,
+    meter: Option<Arc<ConnMeter>>,
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            meter.response_done();
+        }
+    }
+}
+
+impl http_body::Body for Written {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -11,25 +11,26 @@
 //! long polls, closes WebSockets with a reason and asks hyper to finish keep-alive connections;
 //! after [`SHUTDOWN_DEADLINE`] whatever is left is dropped.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
 use crate::Config;
-use crate::conn::{ConnMeter, Peer, SocketTally};
+use crate::conn::{AddressSlot, Addresses, ConnMeter, Peer, SocketTally};
 use crate::error::ApiError;
+use crate::guard::Guarded;
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
 use crate::state::AppState;
 use wire::metered::Metered;
@@ -42,8 +43,13 @@ pub const BACKLOG: u32 = 8192;
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(1500);
 /// The longest wait between two passes that expire idle rooms.
 const ROOM_SWEEP: Duration = Duration::from_secs(60);
-/// A refused (503) connection gets this long to send its request and read the answer.
-const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A refused (503) connection is closed this long after it was accepted, at the latest.
+const REFUSE_TIMEOUT: Duration = Duration::from_millis(400);
+/// Refusals answered at once; beyond this many in flight a refused socket is just closed.
+const REFUSING_AT_ONCE: usize = 256;
+/// Descriptors kept free below the open-file limit when `--max-connections` is derived from it:
+/// for refusals, log files, the listener, and tokio's own.
+pub const DESCRIPTOR_RESERVE: u64 = 512;
 
 /// Binds a listener on `addr` with a [`BACKLOG`]-deep accept queue. Call inside a tokio runtime.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -58,30 +64,43 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serves the feed on `listener` with fresh state until `shutdown` completes. Also raises this
-/// process's soft open-file limit to its hard limit (often 1024 -> far more), since every client
-/// holds a descriptor.
+/// Serves the feed on `listener` with fresh state until `shutdown` completes, after
+/// [`raise_descriptor_limit`].
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let state = AppState::open(config).map_err(io::Error::other)?;
-    run_state(listener, state, shutdown).await
+    let state = AppState::open(raise_descriptor_limit(config)).map_err(io::Error::other)?;
+    serve(listener, state, shutdown).await
 }
 
 /// [`run`] with state already made (`duplex serve` connects to its backplane before it
-/// announces its address).
+/// announces its address); make that state from a config passed through
+/// [`raise_descriptor_limit`].
 pub async fn run_state(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve(listener, state, shutdown).await
+}
+
+/// Raises this process's soft open-file limit to its hard limit (often 1024 -> far more), since
+/// every client holds a descriptor, and, when `max_connections` is not set, sets it to that limit
+/// less [`DESCRIPTOR_RESERVE`], so accepting never fails for want of a descriptor.
+pub fn raise_descriptor_limit(mut config: Config) -> Config {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit");
+            if config.max_connections.is_none() {
+                let max = limit.saturating_sub(DESCRIPTOR_RESERVE).max(16);
+                config.max_connections = Some(usize::try_from(max).unwrap_or(usize::MAX));
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    serve(listener, state, shutdown).await
+    config
 }
 
 /// Serves `state` on `listener` until `shutdown` completes or `state.shutdown` is cancelled,
@@ -94,6 +113,10 @@ pub async fn serve(
     let router = crate::app(state.clone());
     let cancel = state.shutdown.clone();
     let mut connections = JoinSet::new();
+    let addresses = Arc::new(Addresses::default());
+    // Refusals being answered now; past REFUSING_AT_ONCE a refused socket is closed unanswered,
+    // so a flood of connects cannot turn the refusals themselves into held descriptors.
+    let refusing = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
     // Idle rooms also expire when the table is full; this pass gives their memory back sooner.
     let sweep_every = (state.config.room_idle / 2).clamp(Duration::from_millis(50), ROOM_SWEEP);
@@ -133,17 +156,37 @@ pub async fn serve(
             .max_connections
             .is_some_and(|max| state.metrics.tcp_open() >= max);
         if over_limit {
-            state.metrics.record_refused();
             let limit = state.config.max_connections.unwrap_or_default();
-            connections.spawn(refuse(tcp, state.metrics.clone(), limit));
+            refuse_soon(
+                &mut connections,
+                &refusing,
+                tcp,
+                &state,
+                ApiError::TooManyConnections { limit },
+            );
             continue;
         }
+        // Off this machine, one address gets a share; loopback is exempt (the loadgen's
+        // thousands of clients come from 127.0.0.x) unless the config says otherwise.
+        let per_address = state.config.max_connections_per_address;
+        let address = if peer.ip().is_loopback() && !state.config.limit_loopback {
+            None
+        } else {
+            match addresses.take(peer.ip(), per_address) {
+                Some(slot) => Some(slot),
+                None => {
+                    let error = ApiError::TooManyFromAddress { limit: per_address };
+                    refuse_soon(&mut connections, &refusing, tcp, &state, error);
+                    continue;
+                }
+            }
+        };
         // The slot is taken here, not in the task, so the next accept sees it.
         let slot = state.metrics.tcp_slot();
         connections.spawn(serve_connection(
             tcp,
             Peer(peer),
-            slot,
+            (slot, address),
             router.clone(),
             state.clone(),
         ));
@@ -172,12 +215,19 @@ pub async fn serve(
 async fn serve_connection(
     tcp: TcpStream,
     peer: Peer,
-    slot: TcpSlot,
+    (slot, address): (TcpSlot, Option<AddressSlot>),
     router: Router,
     state: AppState,
 ) {
     let meter = Arc::new(ConnMeter::new(state.metrics.clone()));
-    let io = TokioIo::new(Metered::new(tcp, SocketTally::new(meter.clone(), slot)));
+    let metered = Metered::new(tcp, SocketTally::new(meter.clone(), slot, address));
+    let io = TokioIo::new(Guarded::new(
+        metered,
+        meter.clone(),
+        state.metrics.clone(),
+        state.config.write_timeout,
+        state.config.request_timeout,
+    ));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(meter.clone());
         req.extensions_mut().insert(peer);
@@ -204,18 +254,69 @@ async fn serve_connection(
     }
 }
 
-/// Answers one request on a connection past `--max-connections` with `503` and closes it.
-/// Served through hyper (rather than writing bytes and closing) so the client's request is read
-/// first and it sees the answer instead of a reset.
-async fn refuse(tcp: TcpStream, metrics: Arc<Metrics>, limit: usize) {
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        metrics.record_request(Endpoint::from_path(req.uri().path()), 503);
-        async move { Ok::<_, Infallible>(ApiError::TooManyConnections { limit }.into_response()) }
+/// Counts a refusal and answers it in the background, unless too many are being answered.
+fn refuse_soon(
+    connections: &mut JoinSet<()>,
+    refusing: &Arc<AtomicUsize>,
+    tcp: TcpStream,
+    state: &AppState,
+    error: ApiError,
+) {
+    state.metrics.record_refused();
+    if refusing.fetch_add(1, Ordering::Relaxed) >= REFUSING_AT_ONCE {
+        refusing.fetch_sub(1, Ordering::Relaxed);
+        // Dropped: closed at once, unanswered.
+        return;
+    }
+    let refusing = refusing.clone();
+    let metrics = state.metrics.clone();
+    connections.spawn(async move {
+        refuse(tcp, &metrics, error).await;
+        refusing.fetch_sub(1, Ordering::Relaxed);
     });
-    let connection = http1::Builder::new()
-        .keep_alive(false)
-        .serve_connection(TokioIo::new(tcp), service);
-    let _ = tokio::time::timeout(REFUSE_TIMEOUT, connection).await;
+}
+
+/// Answers a connection that is refused (`--max-connections`, or its address's share) with a
+/// `503` and a JSON error and closes it within [`REFUSE_TIMEOUT`]. The request head is waited
+/// for (briefly) first, because an HTTP client that gets an answer before it has sent its
+/// request treats it as garbage; a client that sends nothing gets the answer when the wait ends.
+async fn refuse(mut tcp: TcpStream, metrics: &Metrics, error: ApiError) {
+    let body = serde_json::to_string(&wire::ErrorBody {
+        error: error.to_string(),
+    })
+    .expect("an error body serializes");
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    let _ = tokio::time::timeout(REFUSE_TIMEOUT / 2, async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, io::Error>(())
+    })
+    .await;
+    let _ = tokio::time::timeout(REFUSE_TIMEOUT / 2, async {
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await?;
+        // Whatever else comes is read and dropped, so closing does not reset the connection
+        // before the client has read the answer.
+        while tcp.read(&mut buf).await? > 0 {}
+        Ok::<_, io::Error>(())
+    })
+    .await;
+    let path = std::str::from_utf8(&head)
+        .ok()
+        .and_then(|h| h.split(' ').nth(1))
+        .unwrap_or("");
+    metrics.record_request(Endpoint::from_path(path), 503);
 }
 
 /// A server running in the background of the current runtime, for tests and embedding.

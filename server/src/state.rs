@@ -59,8 +59,8 @@ impl AppState {
                 },
             )),
             metrics: Arc::new(Metrics::default()),
+            live: Arc::new(Live::new(config.teacher_token.clone())),
             config: Arc::new(config),
-            live: Arc::new(Live::default()),
             shutdown: CancellationToken::new(),
         }
     }

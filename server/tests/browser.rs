@@ -19,11 +19,24 @@ use wire::Transport;
 const BROWSER_DEADLINE: Duration = Duration::from_secs(240);
 const PROMPT: Duration = Duration::from_secs(5);
 
+/// The teacher's token in these tests; every request below carries it, as the dashboard does
+/// (the student page's requests do not need it; `hardening.rs` checks it is required).
+const TEACHER: &str = "0123456789abcdef0123456789abcdef";
+
 async fn start() -> (SpawnedServer, reqwest::Client) {
-    let server = server::spawn(Config::default())
-        .await
-        .expect("server starts");
-    (server, reqwest::Client::new())
+    let server = server::spawn(Config {
+        teacher_token: Some(TEACHER.to_owned()),
+        ..Config::default()
+    })
+    .await
+    .expect("server starts");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-duplex-teacher", TEACHER.parse().unwrap());
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    (server, http)
 }
 
 async fn post(
@@ -75,6 +88,7 @@ async fn live_page_passes_its_checks_in_headless_chromium() {
         .arg("live.mjs")
         .arg(server.url())
         .arg(&screenshots)
+        .arg(TEACHER)
         .env("CHROMIUM", &chromium)
         .current_dir(&dir)
         .kill_on_drop(true)

@@ -268,3 +268,160 @@ async fn names_cannot_hide_what_they_are() {
     let err: Value = resp.json().await.unwrap();
     assert!(err["error"].as_str().unwrap().contains("reserved"));
 }
+
+fn heartbeat(tab: &str, room: &str) -> Value {
+    json!({"tab": tab, "client": "s", "room": room, "transport": "sse", "state": "active"})
+}
+
+#[tokio::test]
+async fn the_teachers_controls_need_the_token_from_the_teacher_url() {
+    let t = start(Config {
+        teacher_token: Some("sesame-0123456789".into()),
+        ..Config::default()
+    })
+    .await;
+    let flash = json!({"text": "forged flash"});
+    let resp = t
+        .http
+        .post(t.url("/live/flash"))
+        .json(&flash)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let err: Value = resp.json().await.unwrap();
+    assert!(err["error"].as_str().unwrap().contains("teacher"));
+    for path in [
+        "/dashboard",
+        "/live/stats",
+        "/live/stream",
+        "/dashboard?token=guess",
+    ] {
+        assert_eq!(t.get(path).await.status(), 403, "{path}");
+    }
+    // The student page needs nothing.
+    assert_eq!(t.get("/").await.status(), 200);
+    assert_eq!(
+        t.get("/dashboard?token=sesame-0123456789").await.status(),
+        200
+    );
+    let resp = t
+        .http
+        .post(t.url("/live/flash"))
+        .header("x-duplex-teacher", "sesame-0123456789")
+        .json(&json!({"text": "look up", "room": "lobby"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
+#[tokio::test]
+async fn forged_presence_is_bounded_per_address_and_tabs_belong_to_their_address() {
+    let t = start(Config {
+        limit_loopback: true,
+        ..Config::default()
+    })
+    .await;
+    let mallory = client_from([127, 0, 0, 66]);
+    let mut refused = 0;
+    for i in 0..40 {
+        let resp = mallory
+            .post(t.url("/live/presence"))
+            .json(&heartbeat(&format!("fake{i}"), "lobby"))
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            204 => {}
+            400 => refused += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(refused, 40 - server::live::presence::TABS_PER_ADDRESS);
+    // A real student still joins, and nobody else can move or remove their tab.
+    let alice = client_from([127, 0, 0, 7]);
+    let resp = alice
+        .post(t.url("/live/presence"))
+        .json(&heartbeat("alice-tab", "lobby"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let mut gone = heartbeat("alice-tab", "elsewhere");
+    gone["state"] = json!("gone");
+    let resp = mallory
+        .post(t.url("/live/presence"))
+        .json(&gone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(t.server.state.live.presence.is_present("alice-tab"));
+}
+
+#[tokio::test]
+async fn delay_reports_come_only_from_tabs_on_the_page_and_dashboards_see_no_tab_ids() {
+    let t = start(Config {
+        teacher_token: Some("sesame-0123456789".into()),
+        ..Config::default()
+    })
+    .await;
+    let teacher =
+        |req: reqwest::RequestBuilder| req.header("x-duplex-teacher", "sesame-0123456789");
+    t.http
+        .post(t.url("/live/presence"))
+        .json(&heartbeat("secret-tab-id", "lobby"))
+        .send()
+        .await
+        .unwrap();
+    let sent: Value = teacher(t.http.post(t.url("/live/flash")))
+        .json(&json!({"text": "now"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report = |tab: &str| json!({"flash": sent["flash"], "tab": tab, "client": "s", "transport": "sse", "delay_ms": 3.0});
+    let forged = t
+        .http
+        .post(t.url("/live/flash/report"))
+        .json(&report("made-up"))
+        .send()
+        .await;
+    assert_eq!(forged.unwrap().status(), 400);
+    let real = t
+        .http
+        .post(t.url("/live/flash/report"))
+        .json(&report("secret-tab-id"))
+        .send()
+        .await;
+    assert_eq!(real.unwrap().status(), 204);
+    let stats = teacher(t.http.get(t.url("/live/stats")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = teacher(t.http.get(t.url("/live/stream")))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let chunk = tokio::time::timeout(PROMPT, futures_util::StreamExt::next(&mut stream))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(
+        text.contains("event: delays") && text.contains("\"dot\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret-tab-id") && !stats.contains("secret-tab-id"),
+        "{text}"
+    );
+}

@@ -65,7 +65,13 @@ impl TestServer {
 
     pub async fn say_json(&self, room: &str, body: serde_json::Value) -> u64 {
         let resp = self.publish_json(room, body).await;
-        assert_eq!(resp.status(), 201);
+        let status = resp.status();
+        if status != 201 {
+            panic!(
+                "publish answered {status}: {}",
+                resp.text().await.unwrap_or_default()
+            );
+        }
         let published: wire::Published = resp.json().await.unwrap();
         published.seq
     }

@@ -7,4 +7,5 @@ mod browser;
 mod hardening;
 mod helpers;
 mod operations;
+mod time_limits;
 mod transports;

@@ -45,6 +45,8 @@ pub struct Answer {
     pub status: StatusCode,
     /// Status line and headers, bytes.
     pub head_len: u64,
+    /// The headers (nchan's poll cursor rides in them).
+    pub headers: hyper::HeaderMap,
     /// The body.
     pub body: Bytes,
     /// Bytes read for this answer (head + body + framing).
@@ -128,16 +130,18 @@ impl HttpConn {
             let response = self.send.send_request(request).await?;
             let head_len = head_len(&response);
             let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, ClientError>((status, head_len, body))
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, ClientError>((status, head_len, parts.headers, body))
         };
-        let (status, head_len, body) = tokio::time::timeout(limit, work)
+        let (status, head_len, headers, body) = tokio::time::timeout(limit, work)
             .await
             .map_err(|_| ClientError::Timeout(limit))??;
         let end = Instant::now();
         Ok(Answer {
             status,
             head_len,
+            headers,
             body,
             bytes_down: self.bytes.read.load(Relaxed) - before,
             start,

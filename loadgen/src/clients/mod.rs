@@ -106,6 +106,8 @@ pub struct PhaseCtx {
     pub long_poll_timeout: Duration,
     /// Bytes per published body.
     pub payload_bytes: usize,
+    /// Senders in this phase (for [`Stamp::log_position`]).
+    pub senders: usize,
     /// Seqs the server acknowledged to this phase's senders.
     pub published: Mutex<Vec<u64>>,
 }
@@ -143,6 +145,9 @@ pub struct ClientHandle {
     pub since: u64,
     /// Publish orders, for a WebSocket sender (which publishes over its own socket).
     pub orders: Option<mpsc::UnboundedReceiver<PublishOrder>>,
+    /// Where to resume on a server whose cursor is not a seq (nchan's message id, or its poll
+    /// answer's `Last-Modified` + `Etag`), kept across reconnects like `since`.
+    pub resume: Option<String>,
 }
 
 impl ClientHandle {
@@ -156,6 +161,7 @@ impl ClientHandle {
             trace: traced.then(Vec::new),
             since: 0,
             orders: None,
+            resume: None,
         }
     }
 
@@ -184,6 +190,25 @@ impl ClientHandle {
                 seq,
             });
         }
+    }
+
+    /// Accounts for a delivered `body` from a server that numbers nothing: its seq is the
+    /// stamp's [`Stamp::log_position`], and its bytes count as payload. A body without the
+    /// loadgen's stamp is not this chat's message: an error naming what came.
+    pub fn on_stamped(&mut self, body: &str, at: Instant) -> Result<(), ClientError> {
+        let stamp = Stamp::parse(body).ok_or_else(|| {
+            ClientError::Protocol(
+                crate::codec::CodecError::new("a message carrying the loadgen's stamp", body)
+                    .to_string(),
+            )
+        })?;
+        self.phase
+            .meter
+            .traffic
+            .payload_down
+            .fetch_add(body.len() as u64, Relaxed);
+        self.on_message(stamp.log_position(self.phase.senders), body, at);
+        Ok(())
     }
 
     /// The server said `missed` messages were lost.

@@ -9,6 +9,9 @@
 //! WebSocket endpoint) is one more module here implementing [`TargetProtocol`].
 
 pub mod duplex;
+pub mod generic;
+pub mod nchan;
+pub mod socketio;
 
 use std::fmt::Debug;
 
@@ -21,6 +24,7 @@ use wire::Transport;
 use crate::clients::http::Answer;
 use crate::clients::life::ClientReport;
 use crate::clients::{ClientError, ClientHandle, PhaseCtx};
+use crate::stamp::Stamp;
 
 /// How a target is subscribed to and published to.
 pub trait TargetProtocol: Debug + Send + Sync {
@@ -47,7 +51,13 @@ pub trait TargetProtocol: Debug + Send + Sync {
         body: String,
     ) -> Request<Full<bytes::Bytes>>;
 
-    /// The seq the server gave a publish, read from its answer; an error when the answer says
-    /// the publish was refused or is not this protocol's.
-    fn published_seq(&self, answer: &Answer) -> Result<u64, ClientError>;
+    /// The seq the server gave a publish of `stamp`, read from its answer (or, for a server
+    /// that numbers nothing, [`Stamp::log_position`]); an error when the answer says the
+    /// publish was refused or is not this protocol's.
+    fn published_seq(
+        &self,
+        phase: &PhaseCtx,
+        answer: &Answer,
+        stamp: &Stamp,
+    ) -> Result<u64, ClientError>;
 }

@@ -43,6 +43,7 @@ use crate::probe::{Probe, ServerReading, self_cpu_s};
 use crate::protocol::TargetProtocol;
 use crate::publisher::{PublishVia, Schedule, run_sender};
 use crate::scenario::Scenario;
+pub use progress::ProgressMode;
 use progress::{progress_bar, tick_seconds};
 use warnings::{LoadgenLoad, PhaseFacts, phase_warnings};
 
@@ -66,8 +67,8 @@ pub struct PhaseSetup {
     pub probe: Arc<Probe>,
     /// Cancelled on Ctrl-C or when the server is gone.
     pub abort: CancellationToken,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
+    /// How to show progress on stderr.
+    pub progress: ProgressMode,
     /// A label for the progress bar (e.g. the sweep value).
     pub label: String,
 }
@@ -129,6 +130,7 @@ pub async fn run_phase(
         short_poll_interval: s.short_poll_interval,
         long_poll_timeout: s.long_poll_timeout,
         payload_bytes: s.payload_bytes,
+        senders: s.senders as usize,
         published: Default::default(),
     });
     let bar = progress_bar(setup, transport, s.warmup + s.duration + s.drain);

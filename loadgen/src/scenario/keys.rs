@@ -30,6 +30,8 @@ pub enum Type {
     Bandwidth,
     /// A table of threshold checks (`"websocket.latency_p99_ms" = "< 50"`).
     Thresholds,
+    /// One of a few words ([`Range::OneOf`]).
+    Choice,
 }
 
 /// A key's value when the file leaves it out.
@@ -109,6 +111,8 @@ pub enum Range {
     AtLeast(f64),
     /// Each entry is checked by the threshold grammar (see `scenarios/README.md`).
     Thresholds,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
 }
 
 impl fmt::Display for Range {
@@ -138,6 +142,10 @@ impl fmt::Display for Range {
             }
             Range::AtLeast(min) => write!(f, "at least {}", grouped(min)),
             Range::Thresholds => f.write_str("see [Thresholds](#thresholds)"),
+            Range::OneOf(words) => {
+                let quoted: Vec<String> = words.iter().map(|w| format!("`\"{w}\"`")).collect();
+                write!(f, "one of {}", quoted.join(", "))
+            }
         }
     }
 }
@@ -533,7 +541,7 @@ pub const CLUSTER_NODES: Key = Key {
 };
 
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 20] = [
+pub const KEYS: [&Key; 28] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -553,6 +561,14 @@ pub const KEYS: [&Key; 20] = [
     &NETWORK_RTT,
     &NETWORK_JITTER,
     &NETWORK_BANDWIDTH,
+    &super::target::TARGET_PEER,
+    &super::target::TARGET_URL,
+    &super::target::TARGET_PROTOCOL,
+    &super::target::TARGET_NCHAN_BUFFER,
+    &super::target::TARGET_SOCKETIO_WEBSOCKET,
+    &super::target::TARGET_SUBSCRIBE,
+    &super::target::TARGET_PUBLISH,
+    &super::target::TARGET_PUBLISH_BODY,
     &CLUSTER_NODES,
 ];
 

@@ -22,11 +22,13 @@ use wire::Transport;
 
 pub mod keys;
 mod raw;
+pub mod target;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use keys::{MAX_CLIENTS, MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
+pub use target::{ProtocolChoice, TargetSpec};
 
 use crate::thresholds::Threshold;
 
@@ -120,6 +122,8 @@ pub struct Scenario {
     /// What validation changed and the user should hear about (e.g. a drain extended so the
     /// last messages can arrive), each naming the file and the key.
     pub notes: Vec<String>,
+    /// The server measured (`[target]`).
+    pub target: TargetSpec,
 }
 
 /// Emulated network conditions.
@@ -212,6 +216,8 @@ pub struct Overrides {
     pub duration: Option<String>,
     /// `--seed`
     pub seed: Option<i64>,
+    /// `--peer` (replaces `target.peer`)
+    pub peer: Option<String>,
     /// `--threshold`, each `<transport>.<metric> <op> <number>`, added to the file's.
     pub thresholds: Vec<String>,
 }
@@ -224,6 +230,11 @@ impl Overrides {
             Some("duration") if self.duration.is_some() => "--duration",
             Some("clients.count") if self.clients.is_some() => "--clients",
             Some("seed") if self.seed.is_some() => "--seed",
+            Some("target.peer" | "target.url" | "target.protocol" | "transports")
+                if self.peer.is_some() =>
+            {
+                "--peer"
+            }
             _ => return error,
         };
         match error {

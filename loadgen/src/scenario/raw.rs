@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 use super::keys::{self, KEYS};
+use super::target as keys_target;
 use super::{Overrides, ScenarioError, SweepKey};
 
 /// A scenario file as written. Unknown keys are errors. Fields: see [`keys::KEYS`].
@@ -41,7 +42,31 @@ pub(super) struct RawScenario {
     #[serde(default)]
     pub network: RawNetwork,
     #[serde(default)]
+    pub target: RawTarget,
+    #[serde(default)]
     pub cluster: RawCluster,
+}
+
+/// `[target]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    #[serde(default)]
+    pub peer: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub nchan_buffer: Option<i64>,
+    #[serde(default)]
+    pub socketio_websocket: Option<String>,
+    #[serde(default)]
+    pub subscribe: Option<String>,
+    #[serde(default)]
+    pub publish: Option<String>,
+    #[serde(default)]
+    pub publish_body: Option<String>,
 }
 
 /// `[cluster]`
@@ -136,6 +161,17 @@ pub(super) fn apply_overrides(table: &mut toml::Table, o: &Overrides) {
     }
     if let Some(seed) = o.seed {
         table.insert(keys::SEED.name.into(), toml::Value::Integer(seed));
+    }
+    if let Some(peer) = &o.peer {
+        let target = table
+            .entry(keys_target::TARGET_PEER.section().unwrap_or_default())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = target {
+            t.insert(
+                keys_target::TARGET_PEER.field().into(),
+                toml::Value::String(peer.clone()),
+            );
+        }
     }
     if let Some(n) = o.clients {
         let clients = table

@@ -24,7 +24,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, key: &str, problem: impl Into<String>) -> ScenarioError {
+    pub(super) fn err(&self, key: &str, problem: impl Into<String>) -> ScenarioError {
         ScenarioError::Invalid {
             file: self.file.to_owned(),
             key: key.to_owned(),
@@ -43,6 +43,7 @@ impl Validator<'_> {
             return Err(self.err(keys::DESCRIPTION.name, "must say what the scenario shows"));
         }
         let transports = self.transports(raw.transports)?;
+        let target = self.target(raw.target, &transports)?;
         let duration = self.duration(&keys::DURATION, raw.duration.as_deref())?;
         let warmup = self.duration(&keys::WARMUP, raw.warmup.as_deref())?;
         let drain = self.duration(&keys::DRAIN, raw.drain.as_deref())?;
@@ -159,6 +160,7 @@ impl Validator<'_> {
             seed,
             thresholds,
             notes,
+            target,
         })
     }
 
@@ -267,7 +269,7 @@ impl Validator<'_> {
         }
     }
 
-    fn integer(&self, key: &Key, value: Option<i64>) -> Result<i64, ScenarioError> {
+    pub(super) fn integer(&self, key: &Key, value: Option<i64>) -> Result<i64, ScenarioError> {
         let i = match (value, key.default) {
             (Some(i), _) => i,
             (None, Default::Integer(d)) => d,

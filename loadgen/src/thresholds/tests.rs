@@ -166,6 +166,9 @@ fn a_failing_threshold_fails_and_shows_its_figure() {
             && l.ends_with("--threshold")),
         "{text}"
     );
+    // The six passing integrity checks are one line, not six rows.
+    assert!(!text.contains("duplicates == 0"), "{text}");
+    assert!(text.contains("the other 6 integrity checks"), "{text}");
     assert!(
         text.ends_with(&format!("checks: 1 of {} failed\n", v.checks.len())),
         "{text}"

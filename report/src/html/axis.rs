@@ -250,6 +250,9 @@ pub enum Mark {
     Dot,
     /// An arrow.
     Arrow,
+    /// A row of small boxes, one per colour in the item's comma-separated `colour` (a mark
+    /// drawn in "its transport's colour", whichever transport that is).
+    Palette,
 }
 
 /// One legend entry, placed.
@@ -290,6 +293,19 @@ impl LegendItem {
     /// The mark is an arrow.
     pub fn is_arrow(&self) -> bool {
         self.mark == Mark::Arrow
+    }
+    /// For a palette mark, each colour's box: (x, width, colour), together as wide as a box.
+    pub fn palette(&self) -> Vec<(f64, f64, &str)> {
+        if self.mark != Mark::Palette {
+            return Vec::new();
+        }
+        let colours: Vec<&str> = self.colour.split(',').collect();
+        let w = 36.0 / colours.len().max(1) as f64;
+        colours
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (px(self.x + i as f64 * w), px(w), c))
+            .collect()
     }
 }
 

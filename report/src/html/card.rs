@@ -62,6 +62,12 @@ impl CardCell {
     }
 
     fn compared(comparison: Comparison, fmt: fn(f64) -> String, detail: String) -> Self {
+        // A dash never stands alone: say why there is no figure.
+        let detail = if comparison.measured.is_none() && detail.is_empty() {
+            "nothing delivered".into()
+        } else {
+            detail
+        };
         Self {
             measured: comparison.measured.map_or_else(|| "—".into(), fmt),
             detail,
@@ -261,6 +267,9 @@ fn explanation(results: &Results, run: &Run, a: &PhaseAnalysis) -> String {
         .bytes_down_per_message
         .map_or_else(|| "—".into(), format::bytes);
     let lambda = results.scenario.senders as f64 * run.rate_per_sender;
+    if phase.integrity.deliveries_received == 0 {
+        return idle_explanation(results, run, a);
+    }
     // The model's fixed part (see `model`): a message crosses the network twice, sender to
     // server and server to reader. Worth a sentence only when the run emulated a network.
     let trips = if run.rtt_ms > 0.0 {
@@ -308,6 +317,47 @@ fn explanation(results: &Results, run: &Run, a: &PhaseAnalysis) -> String {
         None => format!(
             "An unknown transport ({}): the report shows its measurements without a model.",
             phase.transport
+        ),
+    }
+}
+
+/// The explanation when nothing was delivered (an idle room, or a phase that failed): what the
+/// transport did while waiting, without figures per message that do not exist.
+fn idle_explanation(results: &Results, run: &Run, a: &PhaseAnalysis) -> String {
+    let req = format::real(a.measured.requests_per_s);
+    let nothing = if a.phase.messages_published == 0 {
+        "Nothing was published during the measured seconds"
+    } else {
+        "Nothing was delivered to these clients"
+    };
+    match a.transport {
+        Some(Transport::ShortPoll) => format!(
+            "Every client asks “anything new?” every {} whether or not anything happened. \
+             {nothing}, so all {req} requests per second were asked for nothing{}.",
+            format::ms(run.short_poll_interval_ms),
+            a.measured.empty_share.map_or_else(String::new, |s| format!(
+                " ({} of the answers empty)",
+                format::share(s)
+            ))
+        ),
+        Some(Transport::LongPoll) => format!(
+            "Every client asks once and the server holds the question open until a message \
+             arrives or {} pass. {nothing}, so each question waited out its timeout and came \
+             back empty: {req} requests per second.",
+            format::ms(results.scenario.long_poll_timeout_ms)
+        ),
+        Some(Transport::Sse) => format!(
+            "Every client holds one HTTP response open for the server to write into. {nothing}, \
+             so the streams stayed silent apart from a comment line now and then that keeps \
+             them open."
+        ),
+        Some(Transport::WebSocket) => format!(
+            "Every client holds one upgraded connection that either side may send on. \
+             {nothing}, so the connections stayed silent."
+        ),
+        None => format!(
+            "An unknown transport ({}): the report shows its measurements without a model.",
+            a.id()
         ),
     }
 }

@@ -41,7 +41,7 @@ pub struct Series {
 }
 
 /// Builds a path from points already in SVG coordinates.
-fn path(points: &[(f64, f64)]) -> String {
+pub(super) fn path(points: &[(f64, f64)]) -> String {
     let mut out = String::with_capacity(points.len() * 14);
     for (i, (x, y)) in points.iter().enumerate() {
         out.push_str(if i == 0 { "M" } else { " L" });
@@ -51,7 +51,7 @@ fn path(points: &[(f64, f64)]) -> String {
 }
 
 /// A legend entry per transport (solid line in its colour), plus the dashed model's when asked.
-fn transport_legend<'a>(
+pub(super) fn transport_legend<'a>(
     transports: impl IntoIterator<Item = &'a str>,
     with_model: bool,
 ) -> Vec<(String, String, Mark)> {

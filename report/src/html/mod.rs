@@ -7,15 +7,18 @@
 mod axis;
 mod bytes;
 mod card;
+mod crossover;
 mod line;
 mod swimlane;
 
 use askama::Template;
 
 use crate::analysis::{Analysis, RunAnalysis};
+use crate::findings::{self, Finding};
 use crate::format;
+use crate::recommend::{self, Recommendation};
 use crate::results::{Results, Run};
-use crate::transport;
+use crate::transport::{self, Style as _};
 
 use bytes::BytesChart;
 use card::Card;
@@ -31,16 +34,73 @@ struct IndexPage {
     description: String,
     /// "Sections 1–5 show ..." when the results hold several runs.
     headline_note: Option<String>,
+    /// What this run actually did, under the scenario's own description (which quotes the
+    /// scenario file and goes stale when `--clients` or `--duration` override it).
+    this_run: String,
+    /// The findings the page opens with.
+    findings: Vec<Finding>,
+    /// Which transport suits the scenario, when something was measured.
+    recommendation: Option<Recommendation>,
+    /// Each section's number (sections the run has no data for are left out, so the numbers
+    /// run on without gaps).
+    sections: Sections,
     legend: Vec<LegendEntry>,
     card: Card,
     cdf: LineChart,
     bytes: BytesChart,
     swimlane: Option<Swimlane>,
     per_second: Vec<LineChart>,
+    /// Requests per client against the message rate, with the models' curves.
+    crossover: Option<LineChart>,
     sweep: Vec<LineChart>,
     scenario_facts: Vec<(String, String)>,
     environment_facts: Vec<(String, String)>,
     warnings: Vec<String>,
+}
+
+/// The numbers of the page's sections, in page order; `None` for one the page leaves out.
+struct Sections {
+    card: usize,
+    latency: usize,
+    bytes: usize,
+    timeline: Option<usize>,
+    over_time: usize,
+    crossover: Option<usize>,
+    sweep: Option<usize>,
+    recommendation: Option<usize>,
+    about: usize,
+}
+
+impl Sections {
+    fn number(timeline: bool, crossover: bool, sweep: bool, recommendation: bool) -> Self {
+        let mut next = 0;
+        let mut take = |shown: bool| {
+            shown.then(|| {
+                next += 1;
+                next
+            })
+        };
+        let card = take(true).unwrap_or_default();
+        let latency = take(true).unwrap_or_default();
+        let bytes = take(true).unwrap_or_default();
+        let timeline = take(timeline);
+        let over_time = take(true).unwrap_or_default();
+        let crossover = take(crossover);
+        let sweep = take(sweep);
+        let recommendation = take(recommendation);
+        let about = take(true).unwrap_or_default();
+        Self {
+            card,
+            latency,
+            bytes,
+            timeline,
+            over_time,
+            crossover,
+            sweep,
+            recommendation,
+            about,
+        }
+    }
 }
 
 /// A transport and its colour, for the page-wide legend.
@@ -69,21 +129,6 @@ fn page(results: &Results) -> IndexPage {
     let analysis = Analysis::of(results);
     let empty_analysis = RunAnalysis::of(results, &empty_run);
     let analysed = analysis.headline().unwrap_or(&empty_analysis);
-    let headline_note = match (&scenario.sweep, headline) {
-        (Some(sweep), Some(run)) if results.runs.len() > 1 => Some(format!(
-            "This scenario swept {} over {} values. Sections 1–5 show the last run ({} = {}), \
-             as do summary.csv, latency_percentiles.csv and timeseries.csv; section 6 and \
-             sweep.csv compare all of them.",
-            sweep.key,
-            results.runs.len(),
-            sweep.key,
-            run.sweep_value.map_or_else(
-                || "—".into(),
-                |v| format!("{} {}", format::real(v), sweep.unit)
-            ),
-        )),
-        _ => None,
-    };
     let legend = analysed
         .phases
         .iter()
@@ -92,16 +137,51 @@ fn page(results: &Results) -> IndexPage {
             colour: a.colour(),
         })
         .collect();
+    let swimlane = swimlane::swimlane(results, analysed);
+    let sweep: Vec<LineChart> = Cost::ALL
+        .into_iter()
+        .filter_map(|cost| line::sweep_cost(&analysis, cost))
+        .collect();
+    let recommendation = recommend::recommend(&analysis);
+    let crossover = crossover::crossover(&analysis);
+    let sections = Sections::number(
+        swimlane.is_some(),
+        crossover.is_some(),
+        !sweep.is_empty(),
+        recommendation.is_some(),
+    );
+    let headline_note = match (&scenario.sweep, headline) {
+        (Some(sweep), Some(run)) if results.runs.len() > 1 => Some(format!(
+            "This scenario swept {} over {} values. Sections {}–{} show the last run ({} = {}), \
+             as do summary.csv, latency_percentiles.csv and timeseries.csv; section {} and \
+             sweep.csv compare all of them.",
+            sweep.key,
+            results.runs.len(),
+            sections.card,
+            sections.over_time,
+            sweep.key,
+            run.sweep_value.map_or_else(
+                || "—".into(),
+                |v| format!("{} {}", format::real(v), sweep.unit)
+            ),
+            sections.sweep.map_or_else(|| "—".into(), |n| n.to_string()),
+        )),
+        _ => None,
+    };
     IndexPage {
         title: format!("duplex report: {}", scenario.name),
         scenario_name: scenario.name.clone(),
         description: scenario.description.clone(),
         headline_note,
+        this_run: this_run(results, headline),
+        findings: findings::findings(&analysis),
+        recommendation,
+        sections,
         legend,
         card: card::card(results, analysed),
         cdf: line::latency_cdf(analysed),
         bytes: bytes::bytes_per_message(analysed),
-        swimlane: swimlane::swimlane(results, analysed),
+        swimlane,
         per_second: [
             PerSecond::Requests,
             PerSecond::Deliveries,
@@ -110,34 +190,65 @@ fn page(results: &Results) -> IndexPage {
         .into_iter()
         .map(|what| line::per_second(analysed, what))
         .collect(),
-        sweep: Cost::ALL
-            .into_iter()
-            .filter_map(|cost| line::sweep_cost(&analysis, cost))
-            .collect(),
-        scenario_facts: scenario_facts(results),
+        crossover,
+        sweep,
+        scenario_facts: scenario_facts(results, headline),
         environment_facts: environment_facts(results),
         warnings: warnings(results),
     }
 }
 
-fn scenario_facts(results: &Results) -> Vec<(String, String)> {
+/// One line with the figures the run the page shows actually used.
+fn this_run(results: &Results, headline: Option<&Run>) -> String {
     let s = &results.scenario;
+    let clients = headline.map_or(s.clients, |r| r.clients);
+    let rate = headline.map_or(s.rate_per_sender, |r| r.rate_per_sender);
+    let rtt = headline.map_or(s.network.rtt_ms, |r| r.rtt_ms);
+    format!(
+        "This run: {} clients per transport, {} of them sending {} msg/s each, {} s measured \
+         per transport{}.",
+        format::count(clients),
+        format::count(s.senders),
+        format::value(rate),
+        format::value(s.duration_s),
+        if rtt > 0.0 {
+            format!(", {} round trip", format::ms(rtt))
+        } else {
+            ", on loopback".into()
+        }
+    )
+}
+
+/// The scenario as the run the page shows ran it: for a sweep, the swept keys take that
+/// run's values (the card and section 7 must describe the same run), and the sweep's other
+/// values are listed under "Sweep".
+fn scenario_facts(results: &Results, headline: Option<&Run>) -> Vec<(String, String)> {
+    let s = &results.scenario;
+    let clients = headline.map_or(s.clients, |r| r.clients);
+    let rate = headline.map_or(s.rate_per_sender, |r| r.rate_per_sender);
+    let interval = headline.map_or(s.short_poll_interval_ms, |r| r.short_poll_interval_ms);
+    let rtt = headline.map_or(s.network.rtt_ms, |r| r.rtt_ms);
+    let in_run = if s.sweep.is_some() {
+        " in the run shown"
+    } else {
+        ""
+    };
     let mut facts = vec![
         ("Transports".into(), s.transports.join(", ")),
         (
-            "Clients per transport".into(),
+            format!("Clients per transport{in_run}"),
             format!(
                 "{} (connecting at {}/s)",
-                format::count(s.clients),
+                format::count(clients),
                 format::real(s.connect_rate)
             ),
         ),
         (
-            "Chat".into(),
+            format!("Chat{in_run}"),
             format!(
                 "{} senders × {} msg/s into room “{}”, {} bytes each",
                 s.senders,
-                format::real(s.rate_per_sender),
+                format::real(rate),
                 s.room,
                 s.payload_bytes
             ),
@@ -151,10 +262,7 @@ fn scenario_facts(results: &Results) -> Vec<(String, String)> {
                 format::real(s.drain_s)
             ),
         ),
-        (
-            "Short-poll interval".into(),
-            format::ms(s.short_poll_interval_ms),
-        ),
+        (format!("Short-poll interval{in_run}"), format::ms(interval)),
         (
             "Long-poll timeout".into(),
             format::ms(s.long_poll_timeout_ms),
@@ -163,7 +271,7 @@ fn scenario_facts(results: &Results) -> Vec<(String, String)> {
             "Network".into(),
             format!(
                 "rtt {}, jitter {}{}",
-                format::ms(s.network.rtt_ms),
+                format::ms(rtt),
                 format::ms(s.network.jitter_ms),
                 s.network
                     .bandwidth_bytes_per_s
@@ -229,6 +337,17 @@ fn environment_facts(results: &Results) -> Vec<(String, String)> {
     ]
 }
 
+/// Phrases of the loadgen's phase warnings that restate a fact the report words itself from
+/// the numbers (saturation, a phase cut short, clients that never connected, missing
+/// deliveries, errors); listing both showed each of those warnings twice.
+const RESTATED: [&str; 5] = [
+    "loadgen saturated",
+    "phase cut short",
+    "clients never connected",
+    "deliveries missing",
+    "errors (failed connects",
+];
+
 /// Every reason to doubt a number, in one list: the run's own warnings, then each phase's,
 /// plus what the report can see for itself (saturated loadgen, incomplete phases, clients that
 /// never connected, lost messages).
@@ -280,7 +399,13 @@ fn warnings(results: &Results) -> Vec<String> {
                     format::count(phase.traffic.errors)
                 ));
             }
-            out.extend(phase.warnings.iter().map(|w| format!("{name}{at}: {w}")));
+            out.extend(
+                phase
+                    .warnings
+                    .iter()
+                    .filter(|w| !RESTATED.iter().any(|fact| w.contains(fact)))
+                    .map(|w| format!("{name}{at}: {w}")),
+            );
         }
     }
     out

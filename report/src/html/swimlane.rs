@@ -7,6 +7,7 @@
 use crate::analysis::{PhaseAnalysis, RunAnalysis};
 use crate::format;
 use crate::results::{Phase, Results, TraceEvent};
+use crate::transport::{Style, Transport};
 
 use super::axis::{
     self, Axis, LEFT, Mark, PHASE_SECONDS, Plot, RIGHT, Scale, WIDTH, legend_rows, px,
@@ -31,6 +32,8 @@ pub struct Swimlane {
     pub legend: Vec<axis::LegendItem>,
     /// The window, in words, for the caption.
     pub window: String,
+    /// What each lane shows, in words, with this run's share of empty polls.
+    pub reading: String,
 }
 
 /// One client's lane.
@@ -139,11 +142,12 @@ pub fn swimlane(results: &Results, run: &RunAnalysis) -> Option<Swimlane> {
     }
     let phases: Vec<&Phase> = traced.iter().map(|a| a.phase).collect();
     let (w0, w1) = window(results, &phases);
+    let lane_colours: Vec<&str> = traced.iter().map(|a| a.colour()).collect();
     let entries = vec![
         (
-            "#555555".into(),
-            "request (transport colour)".into(),
-            Mark::Box,
+            lane_colours.join(","),
+            "request (in its transport's colour)".into(),
+            Mark::Palette,
         ),
         (EMPTY_GREY.into(), "empty answer".into(), Mark::Box),
         (
@@ -297,5 +301,48 @@ pub fn swimlane(results: &Results, run: &RunAnalysis) -> Option<Swimlane> {
             w0 / 1000.0,
             w1 / 1000.0
         ),
+        reading: reading(&traced),
     })
+}
+
+/// The caption's description of the lanes shown, true to this run: how many short polls
+/// really came back empty, rather than "most of them".
+fn reading(traced: &[&PhaseAnalysis]) -> String {
+    let mut parts = Vec::new();
+    for a in traced {
+        match a.transport {
+            Some(Transport::ShortPoll) => parts.push(match a.measured.empty_share {
+                Some(share) => format!(
+                    "short polls are thin bars on a fixed beat, grey when they came back empty \
+                     ({} of this run's polls did)",
+                    format::share(share)
+                ),
+                None => "short polls are thin bars on a fixed beat".into(),
+            }),
+            Some(Transport::LongPoll) => parts.push(
+                "long polls are long bars held open until a message arrives (or the timeout)"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
+    let streams: Vec<&str> = traced
+        .iter()
+        .filter(|a| a.transport.is_some() && !a.is_polling())
+        .map(|a| a.transport.map_or("", |t| t.short_label()))
+        .collect();
+    if !streams.is_empty() {
+        parts.push(format!(
+            "{} {} one stream open and {} each message as soon as the server has it",
+            streams.join(" and "),
+            if streams.len() == 1 { "keeps" } else { "keep" },
+            if streams.len() == 1 {
+                "receives"
+            } else {
+                "receive"
+            },
+        ));
+    }
+    let text = parts.join("; ");
+    crate::findings::capitalized(&text) + "."
 }

@@ -9,7 +9,10 @@
 //! TCP rather than buffered in memory. A client that falls behind the history gets a `gap` frame.
 //!
 //! Bad frames get an `error` frame and the connection stays usable; a frame over `--max-body`
-//! or a protocol error closes the connection with a code and a reason.
+//! (1009), invalid UTF-8 in a text frame (1007) or another protocol error (1002) closes the
+//! connection with a code and a reason. A client quiet for `ws_ping` is pinged; one that sends
+//! nothing (not even the pong) for twice that is closed, so a vanished laptop does not hold its
+//! socket until TCP gives up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +22,7 @@ use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -75,6 +79,8 @@ pub(super) async fn websocket(
     );
     let max = state.config.max_body;
     let session = Session {
+        heard: AtomicU64::new(0),
+        started: tokio::time::Instant::now(),
         room,
         client,
         peer,
@@ -90,6 +96,10 @@ pub(super) async fn websocket(
 
 /// What both halves of one connection need.
 struct Session {
+    /// When the client last sent a frame (ms since `started`): a quiet client is pinged, one
+    /// that answers nothing is closed.
+    heard: AtomicU64,
+    started: tokio::time::Instant,
     room: Arc<Room>,
     client: String,
     peer: Option<std::net::IpAddr>,
@@ -127,6 +137,9 @@ async fn write_loop(
     s: &Session,
 ) {
     let shutdown = &s.state.shutdown;
+    let every = s.state.config.ws_ping;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Read, then wait with `changed()` rather than `next()`: news goes out before queued
         // replies, but while waiting a reply (an ack) is taken before a publish.
@@ -181,6 +194,25 @@ async fn write_loop(
                 }
             },
             () = follower.changed() => {}
+            _ = ping.tick() => {
+                let heard = Duration::from_millis(s.heard.load(Ordering::Relaxed));
+                let quiet = s.started.elapsed().saturating_sub(heard);
+                if quiet >= every * 2 {
+                    // Pinged a period ago and nothing came back: the peer is gone.
+                    close(&mut sink, close_code::AWAY, "no answer to ping".to_owned()).await;
+                    return;
+                }
+                if quiet >= every {
+                    let sent = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        sent = sink.send(Message::Ping(Bytes::new())) => sent,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
     // Shutting down: say so, briefly; a client that does not read is simply dropped.
@@ -218,6 +250,8 @@ fn item_frame(item: &StreamItem) -> Message {
 
 async fn read_loop(mut stream: SplitStream<WebSocket>, replies: mpsc::Sender<Reply>, s: &Session) {
     while let Some(frame) = stream.next().await {
+        s.heard
+            .store(s.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let reply = match frame {
             Ok(Message::Text(text)) => Reply::Item(handle_text(&text, s).await),
             Ok(Message::Binary(_)) => Reply::Item(StreamItem::Error {
@@ -283,7 +317,13 @@ async fn handle_text(text: &str, s: &Session) -> StreamItem {
 
 fn close_reason(error: &axum::Error, max_body: usize) -> (u16, String) {
     let text = error.to_string();
-    if text.contains("Space limit exceeded") || text.contains("too long") {
+    if text.contains("UTF-8") || text.contains("utf-8") || text.contains("Utf8") {
+        // RFC 6455 7.4.1: 1007 for data inconsistent with the message type.
+        (
+            close_code::INVALID,
+            format!("invalid UTF-8 in a text frame: {text}"),
+        )
+    } else if text.contains("Space limit exceeded") || text.contains("too long") {
         (
             close_code::SIZE,
             format!("frame larger than the limit of {max_body} bytes"),

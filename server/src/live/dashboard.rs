@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::Live;
-use super::flash::{DelayReport, FlashRecord};
+use super::flash::{DelayView, FlashRecord};
 use crate::metrics::{Metrics, TransportStats};
 use wire::Transport;
 
@@ -128,6 +128,7 @@ fn snapshot(
 
 /// `GET /live/stats`: one snapshot, without rates.
 pub(super) async fn stats(
+    _teacher: super::Teacher,
     State(metrics): State<Arc<Metrics>>,
     State(live): State<Arc<Live>>,
 ) -> Json<Snapshot> {
@@ -139,7 +140,7 @@ struct Follower {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     live: Arc<Live>,
-    reports: broadcast::Receiver<DelayReport>,
+    reports: broadcast::Receiver<DelayView>,
     ticker: tokio::time::Interval,
     previous: Option<(Vec<TransportStats>, Instant)>,
     /// Events to send before waiting again (the backlog of reports on connect).
@@ -147,8 +148,9 @@ struct Follower {
 }
 
 /// `GET /live/stream`: `event: stats` every second (a [`Snapshot`] with rates), `event: delay`
-/// for each flash report (a [`DelayReport`]); on connect, `event: delays` with the reports kept.
+/// for each flash report (a [`DelayView`]: no tab ids, which would let anyone act as a tab); on connect, `event: delays` with the reports kept.
 pub(super) async fn stream(
+    _teacher: super::Teacher,
     State(metrics): State<Arc<Metrics>>,
     State(shutdown): State<CancellationToken>,
     State(live): State<Arc<Live>>,

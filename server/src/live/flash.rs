@@ -83,6 +83,23 @@ pub struct DelayReport {
     pub delay_ms: f64,
 }
 
+/// A delay report as dashboards see it: the reporting tab's id (which would let anyone act as
+/// that tab) is replaced by `dot`, a salted digest of it that only keeps one tab's dots apart
+/// from another's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelayView {
+    /// Which flash.
+    pub flash: u64,
+    /// Stands for the reporting tab, without naming it.
+    pub dot: String,
+    /// The student's name.
+    pub client: String,
+    /// The transport the flash arrived over.
+    pub transport: Transport,
+    /// From the server's send time to the page's receipt, clocks aligned.
+    pub delay_ms: f64,
+}
+
 /// Flashes and their delay reports.
 #[derive(Debug)]
 pub struct Flashes {
@@ -91,7 +108,9 @@ pub struct Flashes {
     log: Mutex<Log>,
     /// New reports, for the dashboards' streams; a lagging dashboard skips some and catches up
     /// from [`Flashes::reports`] on reconnect.
-    reports_tx: broadcast::Sender<DelayReport>,
+    reports_tx: broadcast::Sender<DelayView>,
+    /// Keys the `dot` digests, so they cannot be reversed into tab ids by guessing.
+    salt: std::collections::hash_map::RandomState,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +125,7 @@ impl Default for Flashes {
             next: AtomicU64::new(1),
             log: Mutex::default(),
             reports_tx: broadcast::channel(256).0,
+            salt: std::collections::hash_map::RandomState::new(),
         }
     }
 }
@@ -117,12 +137,23 @@ impl Flashes {
     }
 
     /// The delay reports kept, oldest first.
-    pub fn reports(&self) -> Vec<DelayReport> {
-        self.lock().reports.iter().cloned().collect()
+    pub fn reports(&self) -> Vec<DelayView> {
+        self.lock().reports.iter().map(|r| self.view(r)).collect()
+    }
+
+    fn view(&self, report: &DelayReport) -> DelayView {
+        use std::hash::BuildHasher;
+        DelayView {
+            flash: report.flash,
+            dot: format!("{:08x}", self.salt.hash_one(&report.tab) as u32),
+            client: report.client.clone(),
+            transport: report.transport,
+            delay_ms: report.delay_ms,
+        }
     }
 
     /// New reports as they arrive.
-    pub fn subscribe(&self) -> broadcast::Receiver<DelayReport> {
+    pub fn subscribe(&self) -> broadcast::Receiver<DelayView> {
         self.reports_tx.subscribe()
     }
 
@@ -136,6 +167,15 @@ impl Flashes {
             log.flashes.pop_front();
         }
         log.flashes.push_back(record);
+    }
+
+    /// A report for an unknown flash is refused, naming the flash.
+    fn check_known(&self, flash: u64) -> Result<(), ApiError> {
+        if self.lock().flashes.iter().any(|f| f.flash == flash) {
+            Ok(())
+        } else {
+            Err(ApiError::param("flash", format!("no recent flash {flash}")))
+        }
     }
 
     /// Keeps a report unless the flash is unknown or the tab already reported it.
@@ -160,7 +200,7 @@ impl Flashes {
         log.reports.push_back(report.clone());
         drop(log);
         // No dashboard open is fine: the report is kept above.
-        let _ = self.reports_tx.send(report);
+        let _ = self.reports_tx.send(self.view(&report));
         Ok(())
     }
 }
@@ -178,6 +218,7 @@ pub struct FlashSent {
 
 /// `POST /live/flash`.
 pub(super) async fn send(
+    _teacher: super::Teacher,
     State(feed): State<Arc<Feed>>,
     State(live): State<Arc<Live>>,
     JsonBody(req): JsonBody<FlashRequest>,
@@ -248,6 +289,15 @@ pub(super) async fn report(
             format!("expected 0 to {MAX_DELAY_MS} ms, got {}", report.delay_ms),
         ));
     }
+    // Only a tab on the page reports, so forged reports are bounded by the heartbeats an
+    // address may send (see `presence`).
+    if !live.presence.is_present(&report.tab) {
+        live.flashes.check_known(report.flash)?;
+        return Err(ApiError::param(
+            "tab",
+            "no such tab on the live page: send a heartbeat first",
+        ));
+    }
     live.flashes.accept(report)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -295,6 +345,6 @@ mod tests {
             f.accept(report(1, &format!("t{i}"))).unwrap();
         }
         assert_eq!(f.reports().len(), KEPT_REPORTS);
-        assert_eq!(f.reports()[0].tab, "t10");
+        assert_eq!(f.reports()[0], f.view(&report(1, "t10")));
     }
 }

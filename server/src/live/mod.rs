@@ -12,6 +12,11 @@
 //! - `GET /live/stats`, `GET /live/stream`: the dashboard's numbers, once or as an SSE stream.
 //!   See [`dashboard`].
 //!
+//! The teacher's controls (`/dashboard`, `/live/stats`, `/live/stream`, `POST /live/flash`)
+//! need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
+//! needs nothing. Dashboards are never sent tab ids (which would let anyone act as a tab), and
+//! a tab belongs to the address that made it.
+//!
 //! Traffic counters are the server's own ([`crate::metrics::Metrics::transport`]); this module
 //! keeps no second set. The HTML, JS and CSS are compiled into the binary, so `duplex serve` alone
 //! is enough in a classroom without internet.
@@ -22,8 +27,9 @@ pub mod presence;
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -43,12 +49,90 @@ const LIVE_CSS: &str = include_str!("../../assets/live.css");
 
 /// What the live page remembers between requests: who is connected how, and the flashes.
 /// Kept in the server's state (`AppState::live`), one per server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Live {
     /// Tabs that sent a heartbeat recently.
     pub presence: presence::Presence,
     /// Flashes sent and the delays the pages reported.
     pub flashes: flash::Flashes,
+    /// What the teacher's URL carries; the dashboard and the flash need it.
+    teacher_token: String,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live::new(None)
+    }
+}
+
+impl Live {
+    /// Live state whose teacher token is `token`, or a fresh random one.
+    pub fn new(token: Option<String>) -> Self {
+        Live {
+            presence: presence::Presence::default(),
+            flashes: flash::Flashes::default(),
+            teacher_token: token.unwrap_or_else(new_token),
+        }
+    }
+
+    /// The token the teacher's URL carries (`/dashboard?token=...`).
+    pub fn teacher_token(&self) -> &str {
+        &self.teacher_token
+    }
+}
+
+/// A fresh random token: 128 bits as hex, from the standard library's per-process random
+/// SipHash keys (no RNG dependency for one secret a lesson long).
+pub fn new_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let part = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}", part(), part())
+}
+
+/// Proof that a request carries the teacher's token: `?token=` (the dashboard's URL and its
+/// `EventSource`) or an `X-Duplex-Teacher` header. Anything else is a `403`.
+#[derive(Debug)]
+pub struct Teacher;
+
+impl<S> FromRequestParts<S> for Teacher
+where
+    S: Send + Sync,
+    Arc<Live>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let live = Arc::<Live>::from_ref(state);
+        let from_query = parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(str::to_owned)
+        });
+        let from_header = parts
+            .headers
+            .get("x-duplex-teacher")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let given = from_header.or(from_query).unwrap_or_default();
+        if same_secret(given.as_bytes(), live.teacher_token.as_bytes()) {
+            Ok(Teacher)
+        } else {
+            Err(ApiError::NotTeacher)
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a prefix.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The live page's routes, merged into [`crate::app`]'s router. Generic over the state, which
@@ -67,7 +151,7 @@ where
         .route("/", get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
         .route(
             "/dashboard",
-            get(|| asset("text/html; charset=utf-8", DASHBOARD_HTML)),
+            get(|_: Teacher| asset("text/html; charset=utf-8", DASHBOARD_HTML)),
         )
         .route(
             "/live/live.js",

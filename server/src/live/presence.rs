@@ -7,14 +7,18 @@
 //! these counts on the dashboard, because the difference is itself a lesson.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::Live;
+use crate::config::Config;
+use crate::conn::Peer;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::feed::RoomName;
@@ -25,6 +29,9 @@ pub const FRESH: Duration = Duration::from_secs(12);
 
 /// Most tabs remembered at once, so heartbeats with made-up tab ids cannot grow memory.
 pub const MAX_TABS: usize = 10_000;
+/// Fresh tabs one address off this machine may have: a student's browser or two, not the 2,500
+/// fake students per transport a script could otherwise show (or use to crowd out real ones).
+pub const TABS_PER_ADDRESS: usize = 16;
 
 /// What a tab is doing with its transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +65,8 @@ pub struct Heartbeat {
 
 #[derive(Debug, Clone)]
 struct Tab {
+    /// Who sent its heartbeats (`None`: exempt, a loopback peer or no socket).
+    address: Option<IpAddr>,
     room: String,
     transport: Option<Transport>,
     state: TabState,
@@ -80,12 +89,36 @@ pub struct Headcount {
 }
 
 impl Presence {
-    /// Records a heartbeat; `Gone` forgets the tab.
-    pub fn beat(&self, beat: Heartbeat) -> Result<(), ApiError> {
+    /// Records a heartbeat from `address` (`None`: not limited); `Gone` forgets the tab. A tab
+    /// is only moved or forgotten by the address that made it.
+    pub fn beat(&self, beat: Heartbeat, address: Option<IpAddr>) -> Result<(), ApiError> {
         let mut tabs = self.tabs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tab) = tabs.get(&beat.tab)
+            && tab.address != address
+            && tab.seen.elapsed() < FRESH
+        {
+            return Err(ApiError::param(
+                "tab",
+                "this tab id belongs to another client",
+            ));
+        }
         if beat.state == TabState::Gone {
             tabs.remove(&beat.tab);
             return Ok(());
+        }
+        if let Some(ip) = address
+            && !tabs.contains_key(&beat.tab)
+        {
+            let mine = tabs
+                .values()
+                .filter(|t| t.address == Some(ip) && t.seen.elapsed() < FRESH)
+                .count();
+            if mine >= TABS_PER_ADDRESS {
+                return Err(ApiError::param(
+                    "tab",
+                    format!("{TABS_PER_ADDRESS} tabs from this address are already on the page"),
+                ));
+            }
         }
         if !tabs.contains_key(&beat.tab) && tabs.len() >= MAX_TABS {
             tabs.retain(|_, t| t.seen.elapsed() < FRESH);
@@ -99,6 +132,7 @@ impl Presence {
         tabs.insert(
             beat.tab,
             Tab {
+                address,
                 room: beat.room,
                 transport: beat.transport,
                 state: beat.state,
@@ -106,6 +140,12 @@ impl Presence {
             },
         );
         Ok(())
+    }
+
+    /// Whether `tab` sent a heartbeat recently.
+    pub fn is_present(&self, tab: &str) -> bool {
+        let tabs = self.tabs.lock().unwrap_or_else(|e| e.into_inner());
+        tabs.get(tab).is_some_and(|t| t.seen.elapsed() < FRESH)
     }
 
     /// How many fresh tabs use `transport`, following or paused.
@@ -141,13 +181,19 @@ impl Presence {
 /// `POST /live/presence`.
 pub(super) async fn report(
     State(live): State<Arc<Live>>,
+    State(config): State<Arc<Config>>,
+    peer: Option<Extension<Peer>>,
     JsonBody(beat): JsonBody<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
     super::check_tab_and_client(&beat.tab, &beat.client)?;
     if beat.state != TabState::Gone {
         RoomName::parse(&beat.room)?;
     }
-    live.presence.beat(beat)?;
+    // As for connections: loopback (this machine) is not limited unless the config says so.
+    let address = peer
+        .map(|Extension(Peer(addr))| addr.ip())
+        .filter(|ip| config.limit_loopback || !ip.is_loopback());
+    live.presence.beat(beat, address)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -168,10 +214,13 @@ mod tests {
     #[test]
     fn headcount_counts_tabs_once_and_forgets_gone_ones() {
         let p = Presence::default();
-        p.beat(beat("a", Transport::Sse, TabState::Active)).unwrap();
-        p.beat(beat("a", Transport::Sse, TabState::Active)).unwrap();
-        p.beat(beat("b", Transport::Sse, TabState::Paused)).unwrap();
-        p.beat(beat("c", Transport::ShortPoll, TabState::Fallback))
+        p.beat(beat("a", Transport::Sse, TabState::Active), None)
+            .unwrap();
+        p.beat(beat("a", Transport::Sse, TabState::Active), None)
+            .unwrap();
+        p.beat(beat("b", Transport::Sse, TabState::Paused), None)
+            .unwrap();
+        p.beat(beat("c", Transport::ShortPoll, TabState::Fallback), None)
             .unwrap();
         assert_eq!(
             p.headcount(Transport::Sse),
@@ -181,7 +230,8 @@ mod tests {
             }
         );
         assert_eq!(p.headcount(Transport::ShortPoll).clients, 1);
-        p.beat(beat("a", Transport::Sse, TabState::Gone)).unwrap();
+        p.beat(beat("a", Transport::Sse, TabState::Gone), None)
+            .unwrap();
         assert_eq!(p.headcount(Transport::Sse).clients, 0);
         assert_eq!(p.rooms(), vec![("lobby".to_owned(), 2)]);
     }
@@ -189,8 +239,9 @@ mod tests {
     #[test]
     fn a_tab_that_switches_counts_under_its_new_transport_only() {
         let p = Presence::default();
-        p.beat(beat("a", Transport::Sse, TabState::Active)).unwrap();
-        p.beat(beat("a", Transport::WebSocket, TabState::Active))
+        p.beat(beat("a", Transport::Sse, TabState::Active), None)
+            .unwrap();
+        p.beat(beat("a", Transport::WebSocket, TabState::Active), None)
             .unwrap();
         assert_eq!(p.headcount(Transport::Sse).clients, 0);
         assert_eq!(p.headcount(Transport::WebSocket).clients, 1);

@@ -11,7 +11,7 @@ import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const [base, shotDir] = process.argv.slice(2);
+const [base, shotDir, teacherToken] = process.argv.slice(2);
 if (!base || !shotDir) {
   console.error('usage: node live.mjs <base-url> <screenshot-dir>');
   process.exit(2);
@@ -215,7 +215,7 @@ await check('dashboard shows clients per transport and flash delays; a student s
   const ctxs = [];
   try {
     const dash = await teacher.newPage();
-    await dash.goto(`${base}/dashboard`);
+    await dash.goto(`${base}/dashboard?token=${teacherToken}`);
     await dash.waitForSelector('#status[data-state=live]', { timeout: WAIT });
     const pages = [];
     for (const [t, n] of Object.entries(plan)) {

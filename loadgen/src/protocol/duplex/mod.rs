@@ -23,6 +23,7 @@ use super::TargetProtocol;
 use crate::clients::http::{Answer, HttpConn, snippet};
 use crate::clients::life::{ClientReport, client_task};
 use crate::clients::{ClientError, ClientHandle, PhaseCtx};
+use crate::stamp::Stamp;
 use long_poll::LongPollClient;
 use short_poll::ShortPollClient;
 use sse::SseClient;
@@ -73,7 +74,12 @@ impl TargetProtocol for Duplex {
         HttpConn::request(phase, "POST", &room_path(phase, "messages"), Some(json))
     }
 
-    fn published_seq(&self, answer: &Answer) -> Result<u64, ClientError> {
+    fn published_seq(
+        &self,
+        _phase: &PhaseCtx,
+        answer: &Answer,
+        _stamp: &Stamp,
+    ) -> Result<u64, ClientError> {
         if answer.status != StatusCode::CREATED {
             return Err(ClientError::Status {
                 status: answer.status.as_u16(),

@@ -1,0 +1,192 @@
+//! nchan's push subscribers: EventSource (`/sub/sse/<room>`, which nchan refuses without
+//! `Accept: text/event-stream`) and WebSocket (`/sub/ws/<room>` with the `ws+meta.nchan`
+//! subprotocol, so each frame carries its message id). Both resume after a reconnect from the
+//! last id seen, with `Last-Event-ID` or `?last_event_id=`.
+//!
+//! Byte accounting as for duplex's streams: the response head is header bytes, each message
+//! payload; `id:`/`data:` lines, the frames' meta headers, pings and frame headers are framing.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, HeaderValue};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use super::sub_path;
+use crate::clients::http::{CONNECT_TIMEOUT, HttpConn, head_len, snippet};
+use crate::clients::{ClientError, ClientHandle, TransportClient};
+use crate::codec::nchan::{MessageId, WS_SUBPROTOCOL, WsFrame};
+use crate::conn::ClientIo;
+use crate::protocol::duplex::sse::SseParser;
+
+/// How long the subscription's response head may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An nchan EventSource subscription.
+#[derive(Debug)]
+pub struct EventSourceClient {
+    /// Kept for the stream's lifetime: dropping it ends the connection.
+    _conn: HttpConn,
+    body: Incoming,
+    parser: SseParser,
+}
+
+impl TransportClient for EventSourceClient {
+    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+        let start = Instant::now();
+        let mut conn = HttpConn::open(&me.phase).await?;
+        let mut request = HttpConn::request(&me.phase, "GET", &sub_path(&me.phase, "sse"), None);
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(id) = me
+            .resume
+            .as_deref()
+            .and_then(|r| HeaderValue::from_str(r).ok())
+        {
+            headers.insert("last-event-id", id);
+        }
+        let (response, head_len) = conn
+            .open_stream(&me.phase, request, SUBSCRIBE_TIMEOUT)
+            .await?;
+        if response.status() != StatusCode::OK {
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            return Err(ClientError::Status {
+                status,
+                body: body.map(|b| snippet(&b)).unwrap_or_default(),
+            });
+        }
+        me.phase
+            .meter
+            .traffic
+            .header_down
+            .fetch_add(head_len, Relaxed);
+        me.connected(start);
+        Ok(Self {
+            _conn: conn,
+            body: response.into_body(),
+            parser: SseParser::default(),
+        })
+    }
+
+    async fn run(
+        &mut self,
+        me: &mut ClientHandle,
+        stop: &CancellationToken,
+    ) -> Result<(), ClientError> {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                f = self.body.frame() => f,
+            };
+            let frame = frame.ok_or(ClientError::Closed)??;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            let at = Instant::now();
+            for event in self.parser.feed(data) {
+                me.on_stamped(&event.data, at)?;
+                if let Some(id) = event.id {
+                    // Checked, so a resume never sends nchan something it did not write.
+                    id.parse::<MessageId>()
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    me.resume = Some(id);
+                }
+            }
+        }
+    }
+}
+
+/// Chat frames are small: 4 KiB buffers keep thousands of idle sockets cheap (as duplex's).
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(1024 * 1024))
+        .max_frame_size(Some(1024 * 1024))
+}
+
+/// An nchan WebSocket subscription.
+#[derive(Debug)]
+pub struct WebSocketClient {
+    socket: WebSocketStream<ClientIo>,
+}
+
+impl TransportClient for WebSocketClient {
+    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+        let start = Instant::now();
+        let phase = &me.phase;
+        let mut url = format!("ws://{}{}", phase.authority, sub_path(phase, "ws"));
+        if let Some(id) = &me.resume {
+            url.push_str("?last_event_id=");
+            url.push_str(id);
+        }
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(WS_SUBPROTOCOL),
+        );
+        let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
+            .await
+            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        phase.meter.request_started();
+        let handshake = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::client_async_with_config(request, io, Some(config())),
+        )
+        .await;
+        phase.meter.request_finished();
+        let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        phase
+            .meter
+            .traffic
+            .header_down
+            .fetch_add(head_len(&response), Relaxed);
+        me.connected(start);
+        Ok(Self { socket })
+    }
+
+    async fn run(
+        &mut self,
+        me: &mut ClientHandle,
+        stop: &CancellationToken,
+    ) -> Result<(), ClientError> {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
+                    return Ok(());
+                }
+                f = self.socket.next() => f,
+            };
+            let text = match frame.ok_or(ClientError::Closed)?? {
+                WsMessage::Text(text) => text,
+                WsMessage::Close(_) => return Err(ClientError::Closed),
+                WsMessage::Binary(_) => {
+                    return Err(ClientError::Protocol("nchan sent a binary frame".into()));
+                }
+                // Pings are answered by tungstenite itself.
+                _ => continue,
+            };
+            let at = Instant::now();
+            let frame = WsFrame::parse(&text).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            me.on_stamped(frame.data, at)?;
+            me.resume = Some(frame.id.to_string());
+        }
+    }
+}
