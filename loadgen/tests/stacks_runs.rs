@@ -234,7 +234,7 @@ async fn generic_sse_and_websocket_find_the_stamp_in_another_servers_json() {
             protocol: s.target.adapter(),
             probe: Probe::with_metrics(target.addr, None, abort.clone(), false),
             abort,
-            progress: false,
+            progress: loadgen::ProgressMode::Hidden,
             label: String::new(),
         };
         results.push((t, run_phase(&s, t, format!("generic-{t}"), &setup).await));
