@@ -385,9 +385,10 @@ fn serve(listen: &str, mut config: server::Config) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr()?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "duplex listening on http://{local}")?;
-        // The second line, never the first (`duplex run` reads the first): the teacher's URL.
-        // On 0.0.0.0 the students' address is the laptop's own; the token works with any host.
-        writeln!(stdout, "teacher: http://{local}/dashboard?token={token}")?;
+        // The second line, never the first (`duplex run` reads the first): the teacher's URL;
+        // then every address students can use, or why they cannot and how to fix it.
+        let join = server::live::join::join_for(local, &server::live::join::interface_addresses());
+        server::live::join::announce(&mut stdout, local, &token, &join)?;
         stdout.flush()?;
         drop(stdout);
         server::run_state(listener, state, shutdown_signal()).await?;

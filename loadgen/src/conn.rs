@@ -17,7 +17,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use wire::metered::{Metered, Tally};
 
 use crate::meter::PhaseMeter;
-use crate::netem::{DelayedStream, NetworkConditions, emulate};
+use crate::netem::{DelayedStream, NetworkConditions, emulate_seeded};
+use crate::seed::{Stream, derive};
 
 /// Source addresses the clients are spread over: 127.0.0.2 ..= 127.0.0.(1 + this). Each gives
 /// its own ~28k ephemeral ports, so connections in TIME_WAIT from earlier phases never run a
@@ -132,6 +133,10 @@ pub struct Connector {
     next_source: AtomicUsize,
     next_server: AtomicUsize,
     spread: bool,
+    /// The run's seed, for each connection's jitter.
+    seed: u64,
+    /// Connections opened so far: the next one's jitter stream.
+    opened: AtomicU64,
 }
 
 impl Connector {
@@ -151,7 +156,16 @@ impl Connector {
             network,
             next_source: AtomicUsize::new(0),
             next_server: AtomicUsize::new(0),
+            seed: 0,
+            opened: AtomicU64::new(0),
         }
+    }
+
+    /// The same connector with its connections' jitter drawn from the run's `seed` (the n-th
+    /// connection opened gets the n-th jitter stream).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// Source addresses in use (1 when not spreading).
@@ -191,7 +205,9 @@ impl Connector {
         let io = if self.network.is_ideal() {
             ClientIo::Direct(counted)
         } else {
-            let delayed = emulate(counted, self.network);
+            let n = self.opened.fetch_add(1, Relaxed);
+            let seed = derive(self.seed, Stream::Jitter, n);
+            let delayed = emulate_seeded(counted, self.network, seed);
             tokio::time::sleep(self.network.connect_delay()).await;
             delayed.into()
         };

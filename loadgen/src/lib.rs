@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod publisher;
 pub mod runner;
 pub mod scenario;
+pub mod seed;
 pub mod stamp;
 pub mod summary;
 pub mod target;
@@ -71,9 +72,74 @@ pub enum RunError {
 /// Pause between phases, so one transport's connections are closed before the next starts.
 const BETWEEN_PHASES: Duration = Duration::from_millis(500);
 
+/// The server one or more phases run against, with the probe watching it.
+struct Watched {
+    target: Target,
+    probe: Arc<Probe>,
+    tasks: JoinSet<()>,
+    stop: CancellationToken,
+}
+
+impl Watched {
+    async fn start(
+        choice: &ServerChoice,
+        speaks: ProtocolChoice,
+        cluster_nodes: u64,
+        abort: &CancellationToken,
+    ) -> Result<Self, TargetError> {
+        let target = match choice {
+            ServerChoice::Child {
+                exe,
+                max_connections,
+            } if cluster_nodes > 1 => {
+                Target::start_cluster(exe, *max_connections, cluster_nodes).await?
+            }
+            _ => Target::start_speaking(choice, speaks).await?,
+        };
+        let probe = Probe::with_metrics(
+            target.addr,
+            target.child_pid(),
+            abort.clone(),
+            speaks == ProtocolChoice::Duplex,
+        );
+        let mut tasks = JoinSet::new();
+        let stop = CancellationToken::new();
+        probe.start(&mut tasks, stop.clone());
+        Ok(Self {
+            target,
+            probe,
+            tasks,
+            stop,
+        })
+    }
+
+    /// Stops the probe and the server; why the server was declared gone, if it was (with the
+    /// child's exit status and last output).
+    async fn end(mut self) -> Option<String> {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        let failure = self.probe.failure().map(|why| {
+            let detail = self
+                .target
+                .child_exit()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            format!("{why}{detail}")
+        });
+        self.target.stop().await;
+        failure
+    }
+}
+
 /// Runs the scenario: every sweep value, every transport. Returns the results, marked
 /// incomplete (with a warning saying why) when interrupted or when the server died; fails
 /// before any load when the server cannot be started or reached.
+///
+/// When duplex starts its own server (not a peer), every phase gets a fresh child (with
+/// `[cluster] nodes` above 1, a fresh cluster: an empty Redis and new nodes), so each transport's
+/// CPU and memory start from the same empty server instead of from what the phases before it
+/// left behind (memory the allocator keeps, rooms in history). A `--target` server is shared
+/// by every phase (fresh rooms keep them apart).
 pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let wall = std::time::Instant::now();
     let started_at = environment::rfc3339(SystemTime::now());
@@ -82,7 +148,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
 
     // The scenario's [target] says which server when the command line did not name one.
     let speaks = s.target.protocol;
-    let server = match (&options.server, &s.target.peer, &s.target.url) {
+    let chosen = match (&options.server, &s.target.peer, &s.target.url) {
         (ServerChoice::Child { .. }, Some(peer), _) => ServerChoice::Peer {
             peer: peer.clone(),
             dir: peer::peers_dir(),
@@ -90,26 +156,14 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         (ServerChoice::Child { .. }, None, Some(url)) => ServerChoice::External(url.clone()),
         (chosen, _, _) => chosen.clone(),
     };
-    let mut target = match &server {
-        ServerChoice::Child {
-            exe,
-            max_connections,
-        } if s.cluster_nodes > 1 => {
-            Target::start_cluster(exe, *max_connections, s.cluster_nodes).await?
-        }
-        _ => Target::start_speaking(&server, speaks).await?,
-    };
+    let fresh_per_phase = matches!(chosen, ServerChoice::Child { .. });
     let abort = options.interrupt.child_token();
-    let probe = Probe::with_metrics(
-        target.addr,
-        target.child_pid(),
-        abort.clone(),
-        speaks == ProtocolChoice::Duplex,
-    );
+    // Started before any load, so a server that cannot start fails the run at once.
+    let mut server = Some(Watched::start(&chosen, speaks, s.cluster_nodes, &abort).await?);
+    let server_is_child = server.as_ref().is_some_and(|w| w.probe.server_is_child());
     let adapter = s.target.adapter();
-    let mut probe_tasks = JoinSet::new();
-    let probe_stop = CancellationToken::new();
-    probe.start(&mut probe_tasks, probe_stop.clone());
+    let mut described = String::new();
+    let mut failure = None;
 
     // Fresh rooms per phase: a short run id keeps reruns against one server apart.
     let run_id = SystemTime::now()
@@ -125,20 +179,6 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
             jitter: point.network.jitter,
             bandwidth: point.network.bandwidth_bytes_per_s,
         };
-        let connector = Arc::new(Connector::across(target.nodes.clone(), network));
-        source_addresses = connector.source_addresses();
-        let setup = PhaseSetup {
-            connector,
-            authority: target.addr.to_string(),
-            protocol: Arc::clone(&adapter),
-            probe: Arc::clone(&probe),
-            abort: abort.clone(),
-            progress: options.progress,
-            label: match (sweep_value, &s.sweep) {
-                (Some(v), Some(sw)) => format!("{}={v} ", sw.key),
-                _ => String::new(),
-            },
-        };
         let mut run = Run {
             sweep_value: *sweep_value,
             clients: point.clients,
@@ -152,9 +192,41 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                 runs.push(run);
                 break 'points;
             }
-            if p + t > 0 {
+            let watched = match server.take() {
+                Some(w) => w,
+                None => match Watched::start(&chosen, speaks, s.cluster_nodes, &abort).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        failure = Some(format!("the server for the {transport} phase: {e}"));
+                        runs.push(run);
+                        break 'points;
+                    }
+                },
+            };
+            // Between phases, so one transport's connections are closed before the next starts;
+            // and after a fresh server started, so that every phase's server has settled (and
+            // answered the probe's first /metrics scrape, which grows it by most of a MiB)
+            // before its memory at the start is read.
+            if p + t > 0 || fresh_per_phase {
                 tokio::time::sleep(BETWEEN_PHASES).await;
             }
+            described = watched.target.describe();
+            let connector = Arc::new(
+                Connector::across(watched.target.nodes.clone(), network).with_seed(point.seed),
+            );
+            source_addresses = connector.source_addresses();
+            let setup = PhaseSetup {
+                connector,
+                authority: watched.target.addr.to_string(),
+                protocol: Arc::clone(&adapter),
+                probe: Arc::clone(&watched.probe),
+                abort: abort.clone(),
+                progress: options.progress,
+                label: match (sweep_value, &s.sweep) {
+                    (Some(v), Some(sw)) => format!("{}={v} ", sw.key),
+                    _ => String::new(),
+                },
+            };
             let room = format!("{}-{run_id}-{p}-{transport}", point.room);
             let mut phase = run_phase(point, transport, room, &setup).await;
             if speaks == ProtocolChoice::Nchan && phase.integrity.missing > 0 {
@@ -163,12 +235,20 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                     .push(protocol::nchan::SILENT_LOSS_WARNING.to_owned());
             }
             run.phases.push(phase);
+            if fresh_per_phase {
+                failure = failure.or(watched.end().await);
+            } else {
+                server = Some(watched);
+            }
         }
         runs.push(run);
     }
-
-    probe_stop.cancel();
-    while probe_tasks.join_next().await.is_some() {}
+    if let Some(watched) = server.take() {
+        if described.is_empty() {
+            described = watched.target.describe();
+        }
+        failure = failure.or(watched.end().await);
+    }
 
     let mut warnings = Vec::new();
     let planned = points.len() * s.transports.len();
@@ -176,12 +256,8 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     if options.interrupt.is_cancelled() {
         warnings.push("interrupted by Ctrl-C".to_owned());
     }
-    if let Some(why) = probe.failure() {
-        let detail = target
-            .child_exit()
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
-        warnings.push(format!("stopped early: {why}{detail}"));
+    if let Some(why) = failure {
+        warnings.push(format!("stopped early: {why}"));
     }
     let complete = !abort.is_cancelled()
         && measured == planned
@@ -189,13 +265,15 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     if !complete && warnings.is_empty() {
         warnings.push(format!("only {measured} of {planned} phases were measured"));
     }
+    if fresh_per_phase {
+        described = format!("a fresh embedded child per phase (the last: {described})");
+    }
     let env = environment::environment(
-        target.describe(),
-        probe.server_is_child(),
+        described,
+        server_is_child,
         open_files_limit,
         source_addresses,
     );
-    target.stop().await;
 
     Ok(Results {
         schema_version: SCHEMA_VERSION,

@@ -144,6 +144,15 @@ pub fn emulate<S>(stream: S, conditions: NetworkConditions) -> DelayedStream
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    emulate_seeded(stream, conditions, rand::rng().random())
+}
+
+/// Like [`emulate`], with the jitter of both directions drawn from `seed` (so a run's seed
+/// makes its network's random delays reproducible).
+pub fn emulate_seeded<S>(stream: S, conditions: NetworkConditions, seed: u64) -> DelayedStream
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (client_end, proxy_end) = tokio::io::duplex(PIPE_BYTES);
     let (server_read, server_write) = tokio::io::split(stream);
     let (proxy_read, proxy_write) = tokio::io::split(proxy_end);
@@ -170,7 +179,7 @@ where
         pump(
             proxy_read,
             server_write,
-            Shaper::new(conditions),
+            Shaper::new(conditions, seed),
             upstream_stop,
             failures,
         )
@@ -190,7 +199,7 @@ where
         pump(
             server_read,
             proxy_write,
-            Shaper::new(conditions),
+            Shaper::new(conditions, seed ^ 1),
             downstream_stop,
             failures,
         )
@@ -311,12 +320,13 @@ struct Shaper {
     link_free: Instant,
     /// Release time of the previous chunk: no chunk overtakes it.
     last_release: Instant,
-    /// Per-pump generator: `Send`, unlike the thread-local one, and cheap to draw from.
+    /// Per-pump generator: `Send`, unlike the thread-local one, cheap to draw from, and seeded
+    /// (from the run's seed when the connector has one).
     rng: SmallRng,
 }
 
 impl Shaper {
-    fn new(conditions: NetworkConditions) -> Self {
+    fn new(conditions: NetworkConditions, seed: u64) -> Self {
         let now = Instant::now();
         Self {
             one_way: conditions.one_way_delay(),
@@ -324,7 +334,7 @@ impl Shaper {
             bytes_per_second: conditions.bandwidth.filter(|&b| b > 0),
             link_free: now,
             last_release: now,
-            rng: SmallRng::from_rng(&mut rand::rng()),
+            rng: SmallRng::seed_from_u64(seed),
         }
     }
 
@@ -484,7 +494,7 @@ mod tests {
     use super::*;
 
     fn shaper(conditions: NetworkConditions) -> Shaper {
-        Shaper::new(conditions)
+        Shaper::new(conditions, 0)
     }
 
     #[test]
@@ -495,6 +505,25 @@ mod tests {
         ));
         let t0 = Instant::now();
         assert_eq!(s.release_time(t0, 10), t0 + Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_jitter() {
+        let conditions =
+            NetworkConditions::new(Duration::from_millis(40), Duration::from_millis(30));
+        let t0 = Instant::now();
+        // Chunks 100 ms apart, so no release waits for the one before and each shows its draw.
+        let delays = |seed| {
+            let mut s = Shaper::new(conditions, seed);
+            (0..50u64)
+                .map(|i| {
+                    let arrival = t0 + Duration::from_millis(i * 100);
+                    s.release_time(arrival, 1) - arrival
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(delays(42), delays(42));
+        assert_ne!(delays(42), delays(43));
     }
 
     #[test]

@@ -184,6 +184,11 @@ impl Target {
         match self.child_pid() {
             Some(pid) => match self.peer {
                 Some(name) => format!("{name} peer, child pid {pid} at {}", self.url),
+                None if self.nodes.len() > 1 => format!(
+                    "a cluster of {} nodes on one Redis, child pid {pid} at {} and the others",
+                    self.nodes.len(),
+                    self.url
+                ),
                 None => format!("embedded child pid {pid} at {}", self.url),
             },
             None => self.url.clone(),

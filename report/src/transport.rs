@@ -38,11 +38,14 @@ impl Style for Transport {
     }
 
     /// The transport's colour, from the Okabe–Ito palette (distinguishable with the common
-    /// forms of colour blindness). Each transport keeps its colour in every chart.
+    /// forms of colour blindness). Each transport keeps its colour in every chart, and on the
+    /// live page and dashboard (`server/assets/live.css`, checked by a test there). Long polling
+    /// is reddish purple, not Okabe–Ito's orange: projected, orange and short polling's
+    /// vermillion looked like one colour (issue 13); purple differs from it in hue and lightness.
     fn colour(self) -> &'static str {
         match self {
             Transport::ShortPoll => "#D55E00", // vermillion
-            Transport::LongPoll => "#E69F00",  // orange
+            Transport::LongPoll => "#CC79A7",  // reddish purple
             Transport::Sse => "#0072B2",       // blue
             Transport::WebSocket => "#009E73", // bluish green
         }

@@ -81,7 +81,7 @@ fn the_request_swatch_shows_the_transports_colours_not_grey() {
         .split("<g class=\"legend-item\">")
         .find(|i| i.contains("request (in its transport"))
         .expect("a request legend item");
-    for colour in ["#D55E00", "#E69F00", "#0072B2", "#009E73"] {
+    for colour in ["#D55E00", "#CC79A7", "#0072B2", "#009E73"] {
         assert!(item.contains(colour), "{colour} missing: {item}");
     }
     assert!(!item.contains("#555555"), "{item}");

@@ -1,8 +1,10 @@
-// duplex's projector dashboard: follows /live/stream (the server's own SSE stream) and draws,
-// per transport, the students, the server's open connections and the request, delivery and byte
-// rates; the flash button publishes a flash and the delays the pages report are drawn by
-// transport. Text from the network goes in with textContent only. Colours are not named here: each
-// chart element gets its transport's `t-<id>` class and live.css colours it (one palette).
+// duplex's projector dashboard: shows where students join (/live/join, large, with the QR code
+// the server renders), follows /live/stream (the server's own SSE stream) and draws, per
+// transport, the requests and the bytes written per delivered message in large figures, then the
+// students, the server's open connections and the request and byte rates; the flash button
+// publishes a flash and the delays the pages report are drawn by transport. Text from the network
+// goes in with textContent only. Colours are not named here: each chart element gets its
+// transport's `t-<id>` class and live.css colours it (one palette).
 'use strict';
 
 const TRANSPORTS = ['short_poll', 'long_poll', 'sse', 'websocket'];
@@ -43,16 +45,24 @@ function buildCards() {
   for (const t of TRANSPORTS) {
     const card = el('section', { class: `card t-${t}`, 'data-transport': t });
     card.append(el('h2', {}, LABEL[t]));
-    const big = el('div', { class: 'big clients' }, '0');
-    card.append(big, el('div', { class: 'muted' }, 'students'));
+    // The two numbers that teach, large: what each transport costs in requests and in bytes.
+    card.append(el('div', { class: 'big requests' }, '0'), el('div', { class: 'label' }, 'requests'));
+    card.append(el('div', { class: 'big per-message' }, '–'), el('div', { class: 'label' }, 'bytes / message'));
     const dl = el('dl');
-    for (const [key, label] of [['paused', 'paused (hidden)'], ['open', 'open at server'],
-      ['rps', 'requests/s'], ['dps', 'deliveries/s'], ['bps', 'bytes/s'], ['requests', 'requests total']]) {
+    for (const [key, label] of [['clients', 'students'], ['paused', 'paused (hidden)'], ['open', 'open at server'],
+      ['rps', 'requests/s'], ['bps', 'bytes/s']]) {
       dl.append(el('dt', {}, label), el('dd', { class: key }, '–'));
     }
     card.append(dl, el('svg:svg', { class: 'spark', viewBox: `0 0 ${HISTORY} 40`, preserveAspectRatio: 'none', 'aria-label': 'requests/s, last minute' }));
     cards.append(card);
   }
+}
+
+/** Bytes the server wrote per message it delivered: headers, framing and empty answers included. */
+function perMessage(row) {
+  if (!row.deliveries) return '–';
+  const b = row.bytes_sent / row.deliveries;
+  return b >= 10000 ? `${(b / 1000).toFixed(1)} k` : Math.round(b).toLocaleString();
 }
 
 function renderStats(s) {
@@ -64,9 +74,9 @@ function renderStats(s) {
     card.querySelector('.paused').textContent = String(row.paused);
     card.querySelector('.open').textContent = String(row.open_connections);
     card.querySelector('.rps').textContent = rate(row.requests_per_s);
-    card.querySelector('.dps').textContent = rate(row.deliveries_per_s);
     card.querySelector('.bps').textContent = bytesRate(row.bytes_per_s);
     card.querySelector('.requests').textContent = row.requests.toLocaleString();
+    card.querySelector('.per-message').textContent = perMessage(row);
     if (row.requests_per_s != null) {
       const h = history[row.transport];
       h.push(row.requests_per_s);
@@ -94,14 +104,14 @@ function drawSpark(svg, values) {
 function drawDelays() {
   const box = $('delays');
   const latest = flashes.length ? flashes[flashes.length - 1].flash : null;
-  if (latest == null) { box.replaceChildren(el('p', { class: 'muted' }, 'No flash yet: press ⚡ and every student page flashes and reports its delay.')); return; }
-  const W = 900, left = 110, right = 190, rowH = 44, top = 10, H = top + rowH * 4 + 30;
+  if (latest == null) { box.replaceChildren(el('p', { class: 'muted caption' }, 'No flash yet: press ⚡ and every student page flashes and reports its delay.')); return; }
+  const W = 900, left = 110, right = 190, rowH = 34, top = 6, H = top + rowH * 4 + 22;
   const min = 0.1, max = 10000; // ms
   const x = (ms) => left + (Math.log10(Math.min(max, Math.max(min, ms)) / min) / Math.log10(max / min)) * (W - left - right);
   const svg = el('svg:svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'flash delays by transport' });
   for (const tick of [0.1, 1, 10, 100, 1000, 10000]) {
     svg.append(el('svg:line', { x1: x(tick), x2: x(tick), y1: top, y2: top + rowH * 4, stroke: '#e2e2dc' }));
-    svg.append(el('svg:text', { x: x(tick), y: H - 8, 'text-anchor': 'middle' }, tick >= 1000 ? `${tick / 1000} s` : `${tick} ms`));
+    svg.append(el('svg:text', { x: x(tick), y: H - 5, 'text-anchor': 'middle' }, tick >= 1000 ? `${tick / 1000} s` : `${tick} ms`));
   }
   const recent = new Set(flashes.slice(-5).map((f) => f.flash));
   TRANSPORTS.forEach((t, i) => {
@@ -111,7 +121,7 @@ function drawDelays() {
     const mine = reports.filter((r) => r.transport === t && recent.has(r.flash));
     for (const r of mine) {
       const current = r.flash === latest;
-      const jitter = ((r.dot.charCodeAt(0) * 7 + r.dot.charCodeAt(1) * 13) % 21) - 10; // stable spread
+      const jitter = ((r.dot.charCodeAt(0) * 7 + r.dot.charCodeAt(1) * 13) % 15) - 7; // stable spread
       const dot = el('svg:circle', { class: `t-${t}`, cx: x(r.delay_ms), cy: y + jitter, r: current ? 6 : 4, 'fill-opacity': current ? 0.85 : 0.2 });
       dot.append(el('svg:title', {}, `${r.client}: ${r.delay_ms.toFixed(1)} ms (flash #${r.flash})`));
       svg.append(dot);
@@ -120,13 +130,34 @@ function drawDelays() {
     let summary = 'no report';
     if (now.length) {
       const med = now[Math.floor((now.length - 1) / 2)];
-      svg.append(el('svg:line', { x1: x(med), x2: x(med), y1: y - 16, y2: y + 16, stroke: '#1d232a', 'stroke-width': 2 }));
+      svg.append(el('svg:line', { x1: x(med), x2: x(med), y1: y - 13, y2: y + 13, stroke: '#1d232a', 'stroke-width': 2 }));
       summary = `${now.length} × median ${med < 10 ? med.toFixed(1) : Math.round(med)} ms`;
     }
     svg.append(el('svg:text', { x: W - right + 12, y: y + 4, class: `summary-${t}` }, summary));
   });
   const f = flashes[flashes.length - 1];
-  box.replaceChildren(el('p', { class: 'muted' }, `Flash #${f.flash} “${f.text}” to ${f.rooms.length} room(s): bold dots; the four before it faint; black tick = median.`), svg);
+  box.replaceChildren(el('p', { class: 'muted caption' }, `Flash #${f.flash} “${f.text}” to ${f.rooms.length} room(s): bold dots; the four before it faint; black tick = median.`), svg);
+}
+
+// ---- where students join ----------------------------------------------------------------
+
+/** The join address in large type and as a QR code, both from the server (/live/join), which
+ *  knows the port it listens on and the laptop's addresses; other addresses in small print. */
+async function showJoin() {
+  const token = encodeURIComponent(TOKEN);
+  try {
+    const res = await fetch(`/live/join?token=${token}`);
+    const join = await res.json();
+    if (!res.ok) { $('join-url').textContent = join.error; return; }
+    $('join-url').textContent = join.shown;
+    $('join-qr').src = `/live/join.svg?token=${token}`;
+    const others = join.urls.slice(1).map((u) => `${u.url} (${u.interface})`);
+    $('join-more').textContent = others.length ? `or ${others.join(', ')}` : '';
+    $('join-fix').hidden = !join.fix;
+    $('join-fix').textContent = join.fix || '';
+  } catch (err) {
+    $('join-url').textContent = String(err);
+  }
 }
 
 // ---- wiring ------------------------------------------------------------------------------
@@ -180,8 +211,7 @@ function joinCensus() {
 
 buildCards();
 joinCensus();
-const local = ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
-$('join-url').textContent = local ? `http://<this laptop's address>:${location.port || 80}/` : `${location.protocol}//${location.host}/`;
+showJoin();
 $('flash-form').addEventListener('submit', sendFlash);
 drawDelays();
 follow();

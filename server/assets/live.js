@@ -15,7 +15,15 @@ const HELD = new Set(['long_poll', 'sse']); // transports that keep an HTTP/1.1 
 const MAX_HELD = 4; // of the browser's six per host: leaves two for sends and page loads
 const FALLBACK_INTERVAL_MS = 2000;
 const LONG_POLL_TIMEOUT_MS = 25000;
-const SSE_EVENTS = ['chat', 'flash', 'message', 'gap', 'reset'];
+// The three broadcast modes the seeds teach (io.emit, socket.broadcast.emit, io.to(id).emit):
+// the wire API's default, `"echo":false` and `"to":"<client>"`. A delivered message does not
+// say how it was addressed, so the mode also travels as the event name and every page shows it.
+const MODES = {
+  chat: { label: 'to everyone', wire: () => ({}) },
+  others: { label: 'to everyone but the sender', wire: () => ({ echo: false }) },
+  direct: { label: 'to one student', wire: (to) => ({ to }) },
+};
+const SSE_EVENTS = ['chat', 'others', 'direct', 'flash', 'message', 'gap', 'reset'];
 const MAX_LOG_ROWS = 300;
 const MAX_MESSAGES = 200;
 const MAX_DELAYS = 500;
@@ -136,7 +144,8 @@ function renderMessage(msg, via, delayMs) {
   body.textContent = msg.event === 'flash' ? flashText(msg) : msg.body;
   const meta = document.createElement('small');
   meta.className = 'meta';
-  meta.textContent = `#${msg.seq} · ${LABEL[via]} · ` + (delayMs == null ? 'earlier' : `+${formatMs(delayMs)}`);
+  const how = MODES[msg.event] ? ` · ${MODES[msg.event].label}` : '';
+  meta.textContent = `#${msg.seq} · ${LABEL[via]}${how} · ` + (delayMs == null ? 'earlier' : `+${formatMs(delayMs)}`);
   li.append(from, body, meta);
   const list = $('messages');
   list.append(li);
@@ -213,9 +222,9 @@ const roomPath = (room) => `/api/rooms/${encodeURIComponent(room)}`;
 const clientParam = () => `client=${encodeURIComponent(session.name)}`;
 
 /** Publish over HTTP (every transport but WebSocket, which sends a frame on its socket). */
-async function publishHttp(via, body) {
+async function publishHttp(via, body, addressing) {
   const url = `${roomPath(feed.room)}/messages`;
-  const json = JSON.stringify({ from: session.name, body });
+  const json = JSON.stringify({ from: session.name, body, ...addressing });
   const t0 = performance.now();
   count(via, 'requests');
   count(via, 'up', requestBytes('POST', url, json));
@@ -365,6 +374,27 @@ function startSse(via) {
   return { stop() { clearTimeout(retry); es.close(); } };
 }
 
+/**
+ * The WebSocket handshake's bytes, estimated: a page cannot read the upgrade request or the 101
+ * (neither Resource Timing nor the WebSocket API exposes them), so this writes out the headers
+ * Chromium sends (Host, Connection, Pragma, Cache-Control, User-Agent, Upgrade, Origin,
+ * Sec-WebSocket-Version, Accept-Encoding, Accept-Language, Sec-WebSocket-Key,
+ * Sec-WebSocket-Extensions) and the server's 101 (Upgrade, Connection, Sec-WebSocket-Accept,
+ * Date). Cookies, if any, are not counted.
+ */
+function handshakeBytes(path) {
+  const up = utf8(`GET ${path} HTTP/1.1\r\nHost: ${location.host}\r\nConnection: Upgrade\r\n`
+    + 'Pragma: no-cache\r\nCache-Control: no-cache\r\n'
+    + `User-Agent: ${navigator.userAgent}\r\nUpgrade: websocket\r\nOrigin: ${location.origin}\r\n`
+    + 'Sec-WebSocket-Version: 13\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n'
+    + `Accept-Language: ${(navigator.languages || [navigator.language]).join(',')}\r\n`
+    + `Sec-WebSocket-Key: ${'x'.repeat(24)}\r\n`
+    + 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n');
+  const down = utf8('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n'
+    + `sec-websocket-accept: ${'x'.repeat(28)}\r\ndate: ${new Date().toUTCString()}\r\n\r\n`);
+  return { up, down };
+}
+
 /** WebSocket frame size: 2-byte header, +2 or +8 for longer payloads, +4 mask from the client. */
 const frameBytes = (payload, fromClient) =>
   payload + (payload <= 125 ? 2 : payload <= 65535 ? 4 : 10) + (fromClient ? 4 : 0);
@@ -381,10 +411,12 @@ function startWebSocket(via) {
     const t0 = performance.now();
     ws = new WebSocket(`${proto}//${location.host}${path}`);
     count(via, 'requests');
-    count(via, 'up', requestBytes('GET', path));
+    const handshake = handshakeBytes(path);
+    count(via, 'up', handshake.up);
     setStatus('connecting', 'WebSocket: connecting');
     ws.onopen = () => {
-      log(via, 'upgraded (101)', { tookMs: performance.now() - t0, note: 'one connection, frames both ways' });
+      count(via, 'down', handshake.down);
+      log(via, 'upgraded (101)', { up: handshake.up, down: handshake.down, tookMs: performance.now() - t0, note: 'handshake bytes estimated from the headers a browser sends and the 101; then one connection, frames both ways' });
       setStatus('live', 'WebSocket: open');
     };
     ws.onmessage = (e) => {
@@ -419,10 +451,10 @@ function startWebSocket(via) {
   open();
   return {
     stop() { stopped = true; clearTimeout(retry); ws.close(); },
-    send(body) {
+    send(body, addressing) {
       if (ws.readyState !== WebSocket.OPEN) { log(via, 'not sent', { kind: 'error', note: 'socket not open yet' }); return; }
       const ref = nextRef++;
-      const frame = JSON.stringify({ type: 'send', body, ref });
+      const frame = JSON.stringify({ type: 'send', body, ...addressing, ref });
       const up = frameBytes(utf8(frame), true);
       count(via, 'up', up);
       pending.set(ref, performance.now());
@@ -622,9 +654,14 @@ function init() {
     if (!body || !session) return;
     $('body').value = '';
     const via = mode && !mode.paused ? mode.transport : session.transport;
-    if (receiver && receiver.send) receiver.send(body);
-    else publishHttp(via, body);
+    const event = $('mode').value;
+    const to = $('to').value.trim();
+    if (event === 'direct' && !to) { log(via, 'not sent', { kind: 'error', note: 'name the student to send to' }); return; }
+    const addressing = { event, ...MODES[event].wire(to) };
+    if (receiver && receiver.send) receiver.send(body, addressing);
+    else publishHttp(via, body, addressing);
   });
+  $('mode').addEventListener('change', () => { $('to').hidden = $('mode').value !== 'direct'; });
   $('clear-log').addEventListener('click', () => $('log').tBodies[0].replaceChildren());
   document.addEventListener('visibilitychange', () => { announce(); reconcile(); });
   window.addEventListener('pagehide', () => {

@@ -111,6 +111,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let router = crate::app(state.clone());
+    // The dashboard shows where students join, which follows from the listening address.
+    if let Ok(at) = listener.local_addr() {
+        state.live.set_listening(at);
+    }
     let cancel = state.shutdown.clone();
     let mut connections = JoinSet::new();
     let addresses = Arc::new(Addresses::default());

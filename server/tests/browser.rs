@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 use server::{Config, SpawnedServer};
 use wire::Transport;
 
-/// The whole browser run: four transport pairs, XSS, seven tabs, dashboard and flash.
-const BROWSER_DEADLINE: Duration = Duration::from_secs(240);
+/// The whole browser run: four transport pairs, XSS, seven tabs, dashboard and flash, broadcast
+/// modes, the QR code (about 3 minutes on a loaded 2-core machine; 240 s once ran out).
+const BROWSER_DEADLINE: Duration = Duration::from_secs(480);
 const PROMPT: Duration = Duration::from_secs(5);
 
 /// The teacher's token in these tests; every request below carries it, as the dashboard does
@@ -129,6 +130,9 @@ async fn pages_and_assets_are_served_from_the_binary() {
         ("/live/live.js", "text/javascript", "textContent"),
         ("/live/dashboard.js", "text/javascript", "EventSource"),
         ("/live/live.css", "text/css", "--websocket"),
+        ("/favicon.ico", "image/svg+xml", "<svg"),
+        ("/favicon.svg", "image/svg+xml", "<svg"),
+        ("/live/join.svg", "image/svg+xml", "<path"),
     ] {
         let res = http
             .get(format!("{}{path}", server.url()))
@@ -142,6 +146,26 @@ async fn pages_and_assets_are_served_from_the_binary() {
     }
     let clock = get_json(&http, &server, "/live/clock").await;
     assert!(clock["now_us"].as_u64().unwrap() > 1_700_000_000_000_000);
+}
+
+#[tokio::test]
+async fn join_view_names_the_server_and_says_loopback_is_out_of_students_reach() {
+    let (server, http) = start().await;
+    let join = get_json(&http, &server, "/live/join").await;
+    assert_eq!(join["shown"], format!("{}/", server.url()), "{join}");
+    assert_eq!(join["loopback_only"], true, "{join}");
+    assert_eq!(join["urls"], json!([]), "{join}");
+    assert!(
+        join["fix"].as_str().unwrap().contains("--listen 0.0.0.0:"),
+        "{join}"
+    );
+    // The teacher's, like the rest of the dashboard.
+    for path in ["/live/join", "/live/join.svg"] {
+        let res = reqwest::get(format!("{}{path}", server.url()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{path} without the token");
+    }
 }
 
 #[test]

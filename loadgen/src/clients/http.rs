@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::profile::RequestKind;
 use super::{ClientError, PhaseCtx};
 use crate::conn::ConnBytes;
 use crate::meter::PhaseMeter;
@@ -111,9 +112,18 @@ impl HttpConn {
         if body.is_some() {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        builder
+        let mut request = builder
             .body(Full::new(body.map(Bytes::from).unwrap_or_default()))
-            .expect("a request built from valid parts")
+            .expect("a request built from valid parts");
+        let kind = if method == "POST" {
+            RequestKind::FetchPost
+        } else {
+            RequestKind::Fetch
+        };
+        phase
+            .profile
+            .apply(request.headers_mut(), kind, &phase.authority);
+        request
     }
 
     /// Sends `request` and reads the whole answer within `limit`.

@@ -12,12 +12,15 @@
 
 pub mod http;
 pub mod life;
+pub mod profile;
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use report::results::TraceEvent;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -29,6 +32,7 @@ use crate::conn::Connector;
 use crate::ledger::{Arrival, Ledger};
 use crate::meter::PhaseMeter;
 use crate::protocol::TargetProtocol;
+use crate::seed::{Stream, derive};
 use crate::stamp::Stamp;
 
 /// Most events kept per traced client, so a long phase cannot grow a trace without bound.
@@ -106,6 +110,10 @@ pub struct PhaseCtx {
     pub long_poll_timeout: Duration,
     /// Bytes per published body.
     pub payload_bytes: usize,
+    /// The run's seed (`seed` in the scenario), for the clients' random choices.
+    pub seed: u64,
+    /// The request headers the clients send.
+    pub profile: profile::ClientProfile,
     /// Senders in this phase (for [`Stamp::log_position`]).
     pub senders: usize,
     /// Seqs the server acknowledged to this phase's senders.
@@ -148,11 +156,14 @@ pub struct ClientHandle {
     /// Where to resume on a server whose cursor is not a seq (nchan's message id, or its poll
     /// answer's `Last-Modified` + `Etag`), kept across reconnects like `since`.
     pub resume: Option<String>,
+    /// Its random choices (poll phases), seeded from the run's seed and its index.
+    pub rng: StdRng,
 }
 
 impl ClientHandle {
     /// A client that has seen nothing yet.
     pub fn new(index: usize, phase: Arc<PhaseCtx>, traced: bool) -> Self {
+        let phase_seed = phase.seed;
         Self {
             index,
             id: format!("c{index}"),
@@ -162,6 +173,7 @@ impl ClientHandle {
             since: 0,
             orders: None,
             resume: None,
+            rng: StdRng::seed_from_u64(derive(phase_seed, Stream::PollPhase, index as u64)),
         }
     }
 

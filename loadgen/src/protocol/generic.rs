@@ -17,7 +17,6 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, StatusCode};
 use tokio::time::Instant;
@@ -28,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use wire::Transport;
 
 use super::TargetProtocol;
-use super::duplex::sse::SseParser;
+use super::duplex::sse::EventStream;
 use crate::clients::http::{Answer, CONNECT_TIMEOUT, HttpConn, head_len, snippet};
 use crate::clients::life::{ClientReport, client_task};
 use crate::clients::{ClientError, ClientHandle, PhaseCtx, TransportClient};
@@ -137,8 +136,7 @@ impl TargetProtocol for Generic {
 pub struct GenericSse {
     /// Kept for the stream's lifetime: dropping it ends the connection.
     _conn: HttpConn,
-    body: Incoming,
-    parser: SseParser,
+    stream: EventStream,
 }
 
 impl TransportClient for GenericSse {
@@ -174,8 +172,7 @@ impl TransportClient for GenericSse {
         me.connected(start);
         Ok(Self {
             _conn: conn,
-            body: response.into_body(),
-            parser: SseParser::default(),
+            stream: EventStream::new(response.into_body()),
         })
     }
 
@@ -184,21 +181,12 @@ impl TransportClient for GenericSse {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Ok(()),
-                f = self.body.frame() => f,
-            };
-            let frame = frame.ok_or(ClientError::Closed)??;
-            let Some(data) = frame.data_ref() else {
-                continue;
-            };
-            let at = Instant::now();
-            for event in self.parser.feed(data) {
+        while let Some((events, at)) = self.stream.next(stop).await? {
+            for event in events {
                 take_data(me, &event.data, at)?;
             }
         }
+        Ok(())
     }
 }
 

@@ -130,6 +130,8 @@ pub async fn run_phase(
         short_poll_interval: s.short_poll_interval,
         long_poll_timeout: s.long_poll_timeout,
         payload_bytes: s.payload_bytes,
+        seed: s.seed,
+        profile: s.client_profile,
         senders: s.senders as usize,
         published: Default::default(),
     });
@@ -143,6 +145,9 @@ pub async fn run_phase(
         ticker_stop.clone(),
     ));
 
+    // Before any client connects (the field's meaning; with a fresh server per phase, what an
+    // empty server holds).
+    let server_at_start = setup.probe.server_reading_now().await;
     let mut ramped = ramp(s, &phase, &setup.abort).await;
     let connected = warm_up(s, &meter, ramped.started, start, &setup.abort).await;
     let mut measured =
@@ -179,7 +184,7 @@ pub async fn run_phase(
             _ => 0.0,
         },
         rss_peak_bytes: m.rss_peak,
-        rss_start_bytes: m.server_before.map_or(0, |r| r.rss_bytes),
+        rss_start_bytes: server_at_start.map_or(0, |r| r.rss_bytes),
         open_connections_peak: m.open_connections_peak,
         tcp_connections_peak: m.tcp_connections_peak,
     };
@@ -266,6 +271,7 @@ async fn ramp(s: &Scenario, phase: &Arc<PhaseCtx>, abort: &CancellationToken) ->
             let schedule = Schedule {
                 sender: i,
                 rate: s.rate,
+                seed: s.seed,
             };
             ramped.senders.spawn(run_sender(
                 Arc::clone(phase),

@@ -398,6 +398,30 @@ pub const CLIENTS_CONNECT_RATE: Key = Key {
     doc: "connects per second while the clients ramp up",
 };
 
+/// `clients.profile`
+pub const CLIENTS_PROFILE: Key = Key {
+    name: "clients.profile",
+    ty: Type::Choice,
+    default: Default::Text("browser"),
+    range: Range::OneOf(&["browser", "minimal"]),
+    range_note: "",
+    unit: "text",
+    sweep: false,
+    doc: "the request headers the clients send: `browser`, what a current Chromium sends for `fetch`, `EventSource` and the WebSocket upgrade (User-Agent, Accept*, sec-ch-ua*, Sec-Fetch-*, Referer, Origin where the browser sends it); `minimal`, only what the protocol needs",
+};
+
+/// `clients.cookie_bytes`
+pub const CLIENTS_COOKIE_BYTES: Key = Key {
+    name: "clients.cookie_bytes",
+    ty: Type::Integer,
+    default: Default::Integer(0),
+    range: Range::Integer { min: 0, max: 8192 },
+    range_note: "",
+    unit: "bytes",
+    sweep: false,
+    doc: "length of the `Cookie` header a `browser` client sends on every request (0: none, as a fresh browser; a site with a login and analytics sends hundreds)",
+};
+
 /// `chat.room`
 pub const CHAT_ROOM: Key = Key {
     name: "chat.room",
@@ -541,7 +565,7 @@ pub const CLUSTER_NODES: Key = Key {
 };
 
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 28] = [
+pub const KEYS: [&Key; 30] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -552,6 +576,8 @@ pub const KEYS: [&Key; 28] = [
     &THRESHOLDS,
     &CLIENTS_COUNT,
     &CLIENTS_CONNECT_RATE,
+    &CLIENTS_PROFILE,
+    &CLIENTS_COOKIE_BYTES,
     &CHAT_ROOM,
     &CHAT_SENDERS,
     &CHAT_RATE,

@@ -95,6 +95,8 @@ pub struct Scenario {
     pub clients: u64,
     /// Connects per second while ramping.
     pub connect_rate: f64,
+    /// The request headers the clients send.
+    pub client_profile: crate::clients::profile::ClientProfile,
     /// Room name prefix.
     pub room: String,
     /// Clients that also publish.

@@ -85,6 +85,10 @@ pub(super) struct RawClients {
     pub count: Option<toml::Value>,
     #[serde(default)]
     pub connect_rate: Option<f64>,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub cookie_bytes: Option<i64>,
 }
 
 /// `[chat]`

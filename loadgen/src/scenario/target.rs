@@ -190,7 +190,11 @@ pub const TARGET_PUBLISH_BODY: Key = Key {
 
 impl Validator<'_> {
     /// One of the key's words, or its default.
-    fn choice(&self, key: &Key, value: Option<String>) -> Result<Option<String>, ScenarioError> {
+    pub(super) fn choice(
+        &self,
+        key: &Key,
+        value: Option<String>,
+    ) -> Result<Option<String>, ScenarioError> {
         let Range::OneOf(words) = key.range else {
             unreachable!("{} is a choice", key.name)
         };

@@ -12,6 +12,7 @@ use wire::Transport;
 use super::keys::{self, Default, Key, Range, duration_text, grouped};
 use super::raw::RawScenario;
 use super::{Network, Overrides, Scenario, ScenarioError, Sweep, SweepKey};
+use crate::clients::profile::ClientProfile;
 use crate::thresholds::{self, Origin};
 
 /// What the drain must leave beyond the network's share and the poll interval: the server's
@@ -69,6 +70,15 @@ impl Validator<'_> {
         let rates =
             self.sweep_values(key, raw.chat.rate.as_ref(), |v| self.number_value(key, v))?;
         let payload = self.integer(&keys::CHAT_PAYLOAD_BYTES, raw.chat.payload_bytes)?;
+        let cookie_bytes =
+            self.integer(&keys::CLIENTS_COOKIE_BYTES, raw.clients.cookie_bytes)? as usize;
+        let client_profile = match self
+            .choice(&keys::CLIENTS_PROFILE, raw.clients.profile.clone())?
+            .as_deref()
+        {
+            Some("minimal") => ClientProfile::Minimal,
+            _ => ClientProfile::Browser { cookie_bytes },
+        };
 
         let key = &keys::SHORT_POLL_INTERVAL;
         let intervals = self.sweep_values(key, raw.short_poll.interval.as_ref(), |v| {
@@ -144,6 +154,7 @@ impl Validator<'_> {
             drain,
             clients: counts[0] as u64,
             connect_rate,
+            client_profile,
             room,
             senders: senders as u64,
             rate: rates[0],

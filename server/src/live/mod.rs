@@ -9,11 +9,12 @@
 //!   count). See [`presence`].
 //! - `POST /live/flash`, `POST /live/flash/report`: the teacher's flash and each page's delay.
 //!   See [`flash`].
+//! - `GET /live/join`, `GET /live/join.svg`: where students join, and its QR code. See [`join`].
 //! - `GET /live/stats`, `GET /live/stream`: the dashboard's numbers, once or as an SSE stream.
 //!   See [`dashboard`].
 //!
-//! The teacher's controls (`/dashboard`, `/live/stats`, `/live/stream`, `POST /live/flash`)
-//! need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
+//! The teacher's controls (`/dashboard`, `/live/join*`, `/live/stats`, `/live/stream`,
+//! `POST /live/flash`) need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
 //! needs nothing. Dashboards are never sent tab ids (which would let anyone act as a tab), and
 //! a tab belongs to the address that made it.
 //!
@@ -23,6 +24,7 @@
 
 pub mod dashboard;
 pub mod flash;
+pub mod join;
 pub mod presence;
 
 use std::sync::Arc;
@@ -46,6 +48,7 @@ const LIVE_JS: &str = include_str!("../../assets/live.js");
 const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
 const LIVE_CSS: &str = include_str!("../../assets/live.css");
+const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
 /// What the live page remembers between requests: who is connected how, and the flashes.
 /// Kept in the server's state (`AppState::live`), one per server.
@@ -57,6 +60,9 @@ pub struct Live {
     pub flashes: flash::Flashes,
     /// What the teacher's URL carries; the dashboard and the flash need it.
     teacher_token: String,
+    /// The address the server listens on, set once by [`crate::server::serve`]: the join
+    /// addresses shown on the dashboard follow from it (see [`join`]).
+    listening: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Default for Live {
@@ -72,7 +78,18 @@ impl Live {
             presence: presence::Presence::default(),
             flashes: flash::Flashes::default(),
             teacher_token: token.unwrap_or_else(new_token),
+            listening: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records the address the server listens on (the first call wins: one listener a state).
+    pub fn set_listening(&self, at: std::net::SocketAddr) {
+        let _ = self.listening.set(at);
+    }
+
+    /// The address the server listens on, once [`Live::set_listening`] was called.
+    pub fn listening(&self) -> Option<std::net::SocketAddr> {
+        self.listening.get().copied()
     }
 
     /// The token the teacher's URL carries (`/dashboard?token=...`).
@@ -165,6 +182,11 @@ where
             "/live/live.css",
             get(|| asset("text/css; charset=utf-8", LIVE_CSS)),
         )
+        .route("/live/join", get(join::view))
+        .route("/live/join.svg", get(join::qr))
+        // Both names: the pages link the SVG, and a browser asks for /favicon.ico anyway.
+        .route("/favicon.svg", get(|| asset("image/svg+xml", FAVICON)))
+        .route("/favicon.ico", get(|| asset("image/svg+xml", FAVICON)))
         .route("/live/clock", get(clock))
         .route("/live/presence", post(presence::report))
         .route("/live/flash", post(flash::send))

@@ -8,7 +8,7 @@
 // bounded. Separate browser contexts stand for separate laptops; pages of one context share one
 // connection pool, like tabs of one browser.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const [base, shotDir, teacherToken] = process.argv.slice(2);
@@ -46,18 +46,48 @@ function assert(cond, message) {
 }
 
 /** A fresh "laptop": its own profile, cookies, storage and connection pool. */
-async function laptop() {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+async function laptop(viewport = { width: 1280, height: 860 }) {
+  const ctx = await browser.newContext({ viewport });
   ctx.dialogs = [];
   ctx.errors = [];
   return ctx;
+}
+
+/** Collects `page`'s uncaught errors and console errors (a 404 for a favicon is one) into
+ *  `ctx.errors`, which each check asserts empty. */
+function watchConsole(page, ctx, name) {
+  page.on('pageerror', (e) => ctx.errors.push(`${name}: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') ctx.errors.push(`${name} console: ${m.text()}`); });
+}
+
+/** What on `page` is cut off: the page scrolls, or an element's box (zero-sized ones aside)
+ *  reaches outside the viewport or outside an ancestor that clips its overflow. */
+function cutOff(page) {
+  return page.evaluate(() => {
+    const W = innerWidth, H = innerHeight, out = [];
+    const doc = document.documentElement;
+    if (doc.scrollWidth > W || doc.scrollHeight > H) out.push(`the page scrolls: ${doc.scrollWidth}x${doc.scrollHeight} in ${W}x${H}`);
+    const name = (e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.getAttribute('class') ? '.' + e.getAttribute('class').split(' ').join('.') : ''}`;
+    const outside = (r, b) => r.left < b.left - 1 || r.top < b.top - 1 || r.right > b.right + 1 || r.bottom > b.bottom + 1;
+    for (const e of document.body.querySelectorAll('*')) {
+      const r = e.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0) continue;
+      if (outside(r, { left: 0, top: 0, right: W, bottom: H })) { out.push(`${name(e)} at ${Math.round(r.left)},${Math.round(r.top)}-${Math.round(r.right)},${Math.round(r.bottom)}`); continue; }
+      for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+        if (getComputedStyle(a).overflow === 'visible') continue;
+        if (outside(r, a.getBoundingClientRect())) out.push(`${name(e)} clipped by ${name(a)}`);
+        break;
+      }
+    }
+    return out;
+  });
 }
 
 /** Opens the student page in `ctx`, joined to `room` over `transport`, and waits until live. */
 async function student(ctx, { name, room, transport, viaForm = false }) {
   const page = await ctx.newPage();
   page.on('dialog', (d) => { ctx.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
-  page.on('pageerror', (e) => ctx.errors.push(`${name}: ${e.message}`));
+  watchConsole(page, ctx, name);
   if (viaForm) {
     await page.goto(`${base}/`);
     await page.fill('#name', name);
@@ -72,10 +102,21 @@ async function student(ctx, { name, room, transport, viaForm = false }) {
   return page;
 }
 
-async function send(page, body) {
+async function send(page, body, { mode = 'chat', to = '' } = {}) {
+  await page.selectOption('#mode', mode);
+  if (mode === 'direct') await page.fill('#to', to);
   await page.fill('#body', body);
   await page.click('#send-button');
 }
+
+/** The texts of the messages `page` shows. */
+const bodies = (page) => page.$$eval('#messages .body', (els) => els.map((e) => e.textContent));
+
+/** The meta line (seq, transport, mode, delay) of the message whose body is `body`. */
+const metaOf = (page, body) => page.$$eval('#messages li', (lis, b) => {
+  const li = lis.find((l) => l.querySelector('.body').textContent === b);
+  return li ? li.querySelector('.meta').textContent : null;
+}, body);
 
 /** Waits until `page` shows a message whose body (as text) is exactly `body`. */
 async function received(page, body) {
@@ -198,6 +239,9 @@ for (const transport of ['long_poll', 'sse']) {
       assert(!early.includes('said while you were away'), 'a paused tab still received');
       await setVisible(hider, true);
       await received(hider, 'said while you were away');
+      // The counters table is redrawn on the next animation frame, after the message shows.
+      await hider.waitForFunction((t) => parseInt(document.querySelector(`#counters tr[data-transport=${t}] .received`).textContent, 10) >= 1,
+        transport, { timeout: WAIT }).catch(() => {});
       const rx = await counters(hider, transport);
       assert(rx.received === 1, `expected exactly one message after catching up, counted ${rx.received}`);
     } finally {
@@ -211,10 +255,11 @@ for (const transport of ['long_poll', 'sse']) {
 await check('dashboard shows clients per transport and flash delays; a student switches transports without loss', async () => {
   const room = `class-${RUN}`;
   const plan = { short_poll: 1, long_poll: 1, sse: 2, websocket: 1 };
-  const teacher = await laptop();
+  const teacher = await laptop({ width: 1280, height: 720 }); // a common projector
   const ctxs = [];
   try {
     const dash = await teacher.newPage();
+    watchConsole(dash, teacher, 'dashboard');
     await dash.goto(`${base}/dashboard?token=${teacherToken}`);
     await dash.waitForSelector('#status[data-state=live]', { timeout: WAIT });
     const pages = [];
@@ -245,6 +290,8 @@ await check('dashboard shows clients per transport and flash delays; a student s
     // Let the sparklines gather a few seconds of rates, then take the projector's picture.
     await dash.waitForTimeout(3000);
     await dash.screenshot({ path: join(shotDir, 'dashboard.png'), fullPage: true });
+    const cut = await cutOff(dash);
+    assert(cut.length === 0, `at 1280x720 the dashboard cuts off: ${cut.join('; ')}`);
     // A student switches through every transport while another keeps talking: each message
     // arrives once, counted under the transport in use when it came.
     const [switcher, talker] = [pages[2], pages[0]];
@@ -267,6 +314,82 @@ await check('dashboard shows clients per transport and flash delays; a student s
     assert(ctxs.flatMap((c) => c.dialogs).length === 0, 'a flash text ran as script');
   } finally {
     for (const c of ctxs) await c.close();
+    await teacher.close();
+  }
+});
+
+// 7. The three broadcast modes, sent over a WebSocket frame and over an HTTP POST: everyone,
+//    everyone but the sender, one student; every page says which mode a message came with.
+await check('broadcast modes: everyone, everyone but me, one student, shown on each page', async () => {
+  const room = `modes-${RUN}`;
+  const ctxs = [await laptop(), await laptop(), await laptop()];
+  try {
+    const ann = await student(ctxs[0], { name: 'ann', room, transport: 'websocket' });
+    const bob = await student(ctxs[1], { name: 'bob', room, transport: 'sse' });
+    const cy = await student(ctxs[2], { name: 'cy', room, transport: 'short_poll' });
+    const all = [ann, bob, cy];
+    for (const [sender, via] of [[ann, 'ws'], [bob, 'http']]) {
+      const everyone = `everyone ${via}`;
+      await send(sender, everyone);
+      for (const p of all) await received(p, everyone);
+      const meta = await metaOf(cy, everyone);
+      assert(meta.includes('to everyone ·'), `cy shows ${meta}`);
+      const others = `all but me ${via}`;
+      await send(sender, others, { mode: 'others' });
+      for (const p of all.filter((p) => p !== sender)) await received(p, others);
+      const direct = `just cy ${via}`;
+      await send(sender, direct, { mode: 'direct', to: 'cy' });
+      await received(cy, direct);
+      assert((await metaOf(cy, direct)).includes('to one student'), `cy shows ${await metaOf(cy, direct)}`);
+      assert((await metaOf(cy, others)).includes('to everyone but the sender'), `cy shows ${await metaOf(cy, others)}`);
+      // A last message to everyone, after which the left-out pages must not have the others.
+      const last = `done ${via}`;
+      await send(sender, last);
+      for (const p of all) await received(p, last);
+      await cy.waitForTimeout(1200); // two short polls
+      assert(!(await bodies(sender)).includes(others), `${via}: the sender received its own "everyone but me"`);
+      for (const p of all.filter((p) => p !== cy)) {
+        assert(!(await bodies(p)).includes(direct), `${via}: a page other than cy's received the direct message`);
+      }
+    }
+    const errors = ctxs.flatMap((c) => c.errors);
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    for (const c of ctxs) await c.close();
+  }
+});
+
+// 6. The dashboard's QR code, decoded here (jsQR on the pixels the browser drew), is the join
+//    URL in large type, which is the server's own address (a loopback server shows its loopback
+//    URL and says students cannot reach it).
+await check('dashboard QR code decodes to the join URL shown in large type', async () => {
+  const teacher = await laptop();
+  try {
+    const dash = await teacher.newPage();
+    watchConsole(dash, teacher, 'dashboard');
+    await dash.goto(`${base}/dashboard?token=${teacherToken}`);
+    await dash.waitForFunction(() => document.querySelector('#join-url').textContent.startsWith('http'), null, { timeout: WAIT });
+    // Evaluated over the DevTools protocol, which the page's CSP (own scripts only) allows.
+    await dash.evaluate(readFileSync('node_modules/jsqr/dist/jsQR.js', 'utf8') + ';0');
+    const decoded = await dash.evaluate(async () => {
+      const img = document.querySelector('#join-qr');
+      await img.decode();
+      const size = 400;
+      const canvas = Object.assign(document.createElement('canvas'), { width: size, height: size });
+      const g = canvas.getContext('2d');
+      g.fillStyle = '#fff';
+      g.fillRect(0, 0, size, size);
+      g.drawImage(img, 0, 0, size, size);
+      const code = jsQR(g.getImageData(0, 0, size, size).data, size, size);
+      return code ? code.data : null;
+    });
+    const shown = await dash.$eval('#join-url', (e) => e.textContent);
+    assert(decoded === shown, `QR code says ${JSON.stringify(decoded)}, the page shows ${JSON.stringify(shown)}`);
+    assert(shown === `${base}/`, `a server on ${base} should be joined at ${base}/, the page shows ${shown}`);
+    const fix = await dash.$eval('#join-fix', (e) => (e.hidden ? '' : e.textContent));
+    assert(fix.includes('students cannot reach'), `a loopback server should say students cannot reach it: ${JSON.stringify(fix)}`);
+    assert(teacher.errors.length === 0, `console errors: ${teacher.errors}`);
+  } finally {
     await teacher.close();
   }
 });

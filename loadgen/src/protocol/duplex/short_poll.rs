@@ -27,7 +27,7 @@ impl TransportClient for ShortPollClient {
     async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
         let conn = open(me).await?;
         let period = me.phase.short_poll_interval;
-        let offset = rand::rng().random_range(Duration::ZERO..period);
+        let offset = me.rng.random_range(Duration::ZERO..period);
         let mut ticks = interval_at(Instant::now() + offset, period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         Ok(Self { conn, ticks })

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::room_path;
 use super::stream::take_stream_item;
 use crate::clients::http::{HttpConn, snippet};
+use crate::clients::profile::RequestKind;
 use crate::clients::{ClientError, ClientHandle, TransportClient};
 
 /// How long the subscription's response head may take.
@@ -105,13 +106,51 @@ impl SseParser {
     }
 }
 
-/// An SSE client: one subscription's connection, its event stream and the stream's parser.
+/// An open `text/event-stream` body and its parser: the read loop every SSE client shares,
+/// whatever server it follows (duplex, nchan, a generic endpoint), so each protocol only says
+/// what an event means.
+#[derive(Debug)]
+pub struct EventStream {
+    body: Incoming,
+    parser: SseParser,
+}
+
+impl EventStream {
+    /// Reads `body` as an event stream.
+    pub fn new(body: Incoming) -> Self {
+        EventStream {
+            body,
+            parser: SseParser::default(),
+        }
+    }
+
+    /// The events completed by the next chunk, with the time the chunk arrived (empty when a
+    /// chunk completed none); `None` once `stop` is cancelled. The stream's end is a failure:
+    /// a server does not end a subscription on its own while the phase runs.
+    pub async fn next(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<Option<(Vec<SseEvent>, Instant)>, ClientError> {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(None),
+                f = self.body.frame() => f,
+            };
+            let frame = frame.ok_or(ClientError::Closed)??;
+            if let Some(data) = frame.data_ref() {
+                return Ok(Some((self.parser.feed(data), Instant::now())));
+            }
+        }
+    }
+}
+
+/// An SSE client: one subscription's connection and its event stream.
 #[derive(Debug)]
 pub struct SseClient {
     /// Kept for the stream's lifetime: dropping it ends the connection.
     _conn: HttpConn,
-    body: Incoming,
-    parser: SseParser,
+    stream: EventStream,
 }
 
 /// Hands one event's item to the client; an item only a WebSocket sender receives (`ack`,
@@ -141,6 +180,8 @@ impl TransportClient for SseClient {
             hyper::header::ACCEPT,
             hyper::header::HeaderValue::from_static("text/event-stream"),
         );
+        let profile = me.phase.profile;
+        profile.apply(headers, RequestKind::EventSource, &me.phase.authority);
         if me.since > 0 {
             headers.insert("last-event-id", me.since.into());
         }
@@ -163,8 +204,7 @@ impl TransportClient for SseClient {
         me.connected(start);
         Ok(Self {
             _conn: conn,
-            body: response.into_body(),
-            parser: SseParser::default(),
+            stream: EventStream::new(response.into_body()),
         })
     }
 
@@ -175,21 +215,12 @@ impl TransportClient for SseClient {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Ok(()),
-                f = self.body.frame() => f,
-            };
-            let frame = frame.ok_or(ClientError::Closed)??;
-            let Some(data) = frame.data_ref() else {
-                continue;
-            };
-            let at = Instant::now();
-            for event in self.parser.feed(data) {
+        while let Some((events, at)) = self.stream.next(stop).await? {
+            for event in events {
                 take_event(me, &event, at)?;
             }
         }
+        Ok(())
     }
 }
 

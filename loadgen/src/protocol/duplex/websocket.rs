@@ -23,6 +23,7 @@ use wire::ClientFrame;
 use super::room_path;
 use super::stream::{SendReply, take_stream_item};
 use crate::clients::http::{CONNECT_TIMEOUT, head_len};
+use crate::clients::profile::RequestKind;
 use crate::clients::{ClientError, ClientHandle, PublishOrder, TransportClient};
 use crate::clock;
 use crate::conn::ClientIo;
@@ -116,10 +117,15 @@ impl TransportClient for WebSocketClient {
             phase.authority,
             room_path(phase, &format!("ws?since={}&client={}", me.since, me.id))
         );
-        let request = url
+        let mut request = url
             .as_str()
             .into_client_request()
             .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
+        phase.profile.apply(
+            request.headers_mut(),
+            RequestKind::WebSocket,
+            &phase.authority,
+        );
         let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
             .await
             .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;

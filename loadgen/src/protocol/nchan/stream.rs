@@ -12,7 +12,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use hyper::header::{ACCEPT, HeaderValue};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -26,7 +25,7 @@ use crate::clients::http::{CONNECT_TIMEOUT, HttpConn, head_len, snippet};
 use crate::clients::{ClientError, ClientHandle, TransportClient};
 use crate::codec::nchan::{MessageId, WS_SUBPROTOCOL, WsFrame};
 use crate::conn::ClientIo;
-use crate::protocol::duplex::sse::SseParser;
+use crate::protocol::duplex::sse::EventStream;
 
 /// How long the subscription's response head may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,8 +35,7 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct EventSourceClient {
     /// Kept for the stream's lifetime: dropping it ends the connection.
     _conn: HttpConn,
-    body: Incoming,
-    parser: SseParser,
+    stream: EventStream,
 }
 
 impl TransportClient for EventSourceClient {
@@ -73,8 +71,7 @@ impl TransportClient for EventSourceClient {
         me.connected(start);
         Ok(Self {
             _conn: conn,
-            body: response.into_body(),
-            parser: SseParser::default(),
+            stream: EventStream::new(response.into_body()),
         })
     }
 
@@ -83,18 +80,8 @@ impl TransportClient for EventSourceClient {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Ok(()),
-                f = self.body.frame() => f,
-            };
-            let frame = frame.ok_or(ClientError::Closed)??;
-            let Some(data) = frame.data_ref() else {
-                continue;
-            };
-            let at = Instant::now();
-            for event in self.parser.feed(data) {
+        while let Some((events, at)) = self.stream.next(stop).await? {
+            for event in events {
                 me.on_stamped(&event.data, at)?;
                 if let Some(id) = event.id {
                     // Checked, so a resume never sends nchan something it did not write.
@@ -104,6 +91,7 @@ impl TransportClient for EventSourceClient {
                 }
             }
         }
+        Ok(())
     }
 }
 
