@@ -366,3 +366,31 @@ async fn a_cursor_ahead_of_a_lagging_node_waits_but_one_redis_never_assigned_is_
         assert!(started.elapsed() < Duration::from_secs(2), "{path} waited");
     }
 }
+
+/// Publishes alternate between two nodes while their tails trail Redis: each node's own append is
+/// then not next in its window. It waits for the tail rather than make the window jump, which
+/// would tell every reader on that node that the other node's messages were missed.
+#[tokio::test]
+async fn publishes_through_two_lagging_nodes_reach_readers_on_both_without_a_false_gap() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let room = "interleaved";
+    let mut subs = Vec::new();
+    for n in [&a, &b] {
+        for transport in Transport::ALL {
+            subs.push(n.subscribe(transport, room, Some("reader"), None).await);
+        }
+    }
+    let mut acked = Vec::new();
+    for i in 0..6 {
+        redis.drop_tails(2).await;
+        acked.push(a.say(room, "writer", &format!("a{i}")).await);
+        acked.push(b.say(room, "writer", &format!("b{i}")).await);
+    }
+    assert_eq!(acked, (1..=12).collect::<Vec<_>>());
+    for sub in &mut subs {
+        let got = sub.expect(12).await;
+        assert_eq!(seqs(&got), acked, "{}: {:?}", sub.transport, got[0].item);
+        sub.expect_quiet().await;
+    }
+}

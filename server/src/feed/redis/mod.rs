@@ -263,6 +263,25 @@ impl Shared {
         other_epoch
     }
 
+    /// This node's own append. Next in line, it is pushed at once, so readers here need not wait
+    /// for the tail to read it back. Otherwise another node appended the seqs before it and the
+    /// tail has not brought them yet: pushing it would make the window jump, and count those
+    /// seqs as missed (a gap that loses nothing in Redis). The tail brings it in order (or, for
+    /// another epoch, has the room loaded again); the window only learns that Redis has it.
+    fn push_own(&self, epoch: Epoch, entry: Arc<Entry>) {
+        let head = {
+            let mut window = lock(&self.window);
+            if window.epoch() != Some(epoch) || entry.seq != window.head() + 1 {
+                window.learn(epoch, entry.seq);
+                return;
+            }
+            window.push(epoch, entry);
+            window.head()
+        };
+        // Outside the lock, after the entry is readable: the watch contract.
+        self.head.send_replace(head);
+    }
+
     /// The stream id the tail reads after, when the room is loaded.
     fn tail_from(&self) -> Option<String> {
         let window = lock(&self.window);
@@ -378,9 +397,7 @@ impl RedisLog {
             })?;
         let (epoch, seq) = scripts::appended(&reply).map_err(|e| unavailable(&e))?;
         let entry = Arc::new(draft.into_entry(&self.shared.name, seq));
-        // Next in line: readers here need not wait for the tail to read it back. Otherwise the
-        // tail brings it in order (or, for another epoch, has the room loaded again).
-        self.shared.push(vec![(epoch, entry.clone())]);
+        self.shared.push_own(epoch, entry.clone());
         Ok(entry)
     }
 
