@@ -128,6 +128,8 @@ async fn pages_and_assets_are_served_from_the_binary() {
         ("/", "text/html", "duplex"),
         ("/dashboard", "text/html", "dashboard"),
         ("/live/live.js", "text/javascript", "textContent"),
+        ("/live/live-core.js", "text/javascript", "textContent"),
+        ("/live/live-transports.js", "text/javascript", "startWebSocket"),
         ("/live/dashboard.js", "text/javascript", "EventSource"),
         ("/live/live.css", "text/css", "--websocket"),
         ("/favicon.ico", "image/svg+xml", "<svg"),

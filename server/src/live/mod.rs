@@ -45,6 +45,8 @@ use crate::metrics::Metrics;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
 const LIVE_JS: &str = include_str!("../../assets/live.js");
+const LIVE_CORE_JS: &str = include_str!("../../assets/live-core.js");
+const LIVE_TRANSPORTS_JS: &str = include_str!("../../assets/live-transports.js");
 const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
 const LIVE_CSS: &str = include_str!("../../assets/live.css");
@@ -173,6 +175,14 @@ where
         .route(
             "/live/live.js",
             get(|| asset("text/javascript; charset=utf-8", LIVE_JS)),
+        )
+        .route(
+            "/live/live-core.js",
+            get(|| asset("text/javascript; charset=utf-8", LIVE_CORE_JS)),
+        )
+        .route(
+            "/live/live-transports.js",
+            get(|| asset("text/javascript; charset=utf-8", LIVE_TRANSPORTS_JS)),
         )
         .route(
             "/live/dashboard.js",
