@@ -40,7 +40,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- state -------------------------------------------------------------------------------
 
-const tab = { id: Math.random().toString(36).slice(2, 10), born: Date.now() + Math.random() };
+// `id` names this tab to the other tabs of this browser only (the census, in live.js); `token`
+// is the id the server issued it (POST /live/tab), its credential for heartbeats and reports,
+// never shown or shared.
+const tab = { id: Math.random().toString(36).slice(2, 10), born: Date.now() + Math.random(), token: null };
 const clock = { offsetMs: 0, rttMs: null }; // server time = local time + offsetMs
 const serverNowUs = () => (localNowMs() + clock.offsetMs) * 1000;
 

@@ -99,16 +99,33 @@ async function syncClock() {
 
 function presenceBody(state) {
   return JSON.stringify({
-    tab: tab.id, client: session ? session.name : '', room: session ? session.room : '',
+    tab: tab.token, client: session ? session.name : '', room: session ? session.room : '',
     transport: mode ? mode.transport : null, state,
   });
 }
 
-function sendPresence() {
-  if (!session) return;
+let issuing = null;
+/** This tab's id from the server (POST /live/tab), asked for once; null when it was refused. */
+function tabToken() {
+  if (tab.token) return Promise.resolve(tab.token);
+  if (!issuing) {
+    issuing = fetch('/live/tab', { method: 'POST' })
+      .then((res) => (res.ok ? res.json() : null))
+      .then((issued) => { tab.token = issued ? issued.tab : null; return tab.token; })
+      .catch(() => null)
+      .finally(() => { issuing = null; });
+  }
+  return issuing;
+}
+
+async function sendPresence() {
+  if (!session || !(await tabToken())) return;
   const state = mode && mode.paused ? 'paused' : mode && mode.fallback ? 'fallback' : 'active';
-  fetch('/live/presence', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: presenceBody(state) })
-    .catch(() => { /* the dashboard just misses one heartbeat */ });
+  try {
+    const res = await fetch('/live/presence', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: presenceBody(state) });
+    // The server forgot the id (it was idle long enough to be dropped): ask for a new one.
+    if (res.status === 400 && (await res.text()).includes('unknown tab')) { tab.token = null; sendPresence(); }
+  } catch { /* the dashboard just misses one heartbeat */ }
 }
 
 function flashText(msg) {
@@ -131,7 +148,7 @@ function flash(msg, via) {
   document.body.classList.add('flashing');
   fetch('/live/flash/report', {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ flash: f.flash, tab: tab.id, client: session.name, transport: via, delay_ms: delayMs }),
+    body: JSON.stringify({ flash: f.flash, tab: tab.token, client: session.name, transport: via, delay_ms: delayMs }),
   }).catch(() => {});
 }
 
@@ -206,7 +223,7 @@ function init() {
   document.addEventListener('visibilitychange', () => { announce(); reconcile(); });
   window.addEventListener('pagehide', () => {
     if (channel) channel.postMessage({ type: 'bye', id: tab.id });
-    if (session) navigator.sendBeacon('/live/presence', new Blob([presenceBody('gone')], { type: 'application/json' }));
+    if (session && tab.token) navigator.sendBeacon('/live/presence', new Blob([presenceBody('gone')], { type: 'application/json' }));
   });
   setInterval(() => { announce(); reconcile(); }, 1000);
   setInterval(sendPresence, 5000);

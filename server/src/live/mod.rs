@@ -4,9 +4,9 @@
 //!
 //! - `GET /live/clock`: the server's clock, so a page on another laptop can align its own before
 //!   timing deliveries.
-//! - `POST /live/presence`: a heartbeat from each tab naming its transport, so the dashboard can
-//!   count clients per transport (a short-polling client holds no connection the server could
-//!   count). See [`presence`].
+//! - `POST /live/tab`, `POST /live/presence`: a tab's id, issued by the server, and a heartbeat
+//!   from each tab naming its transport, so the dashboard can count clients per transport (a
+//!   short-polling client holds no connection the server could count). See [`presence`].
 //! - `POST /live/flash`, `POST /live/flash/report`: the teacher's flash and each page's delay.
 //!   See [`flash`].
 //! - `GET /live/join`, `GET /live/join.svg`: where students join, and its QR code. See [`join`].
@@ -15,8 +15,8 @@
 //!
 //! The teacher's controls (`/dashboard`, `/live/join*`, `/live/stats`, `/live/stream`,
 //! `POST /live/flash`) need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
-//! needs nothing. Dashboards are never sent tab ids (which would let anyone act as a tab), and
-//! a tab belongs to the address that made it.
+//! needs nothing but the tab id the server issued it. Dashboards are never sent tab ids (which
+//! would let anyone act as a tab), and a tab belongs to the address that asked for it.
 //!
 //! Traffic counters are the server's own ([`crate::metrics::Metrics::transport`]); this module
 //! keeps no second set. The HTML, JS and CSS are compiled into the binary, so `duplex serve` alone
@@ -198,6 +198,7 @@ where
         .route("/favicon.svg", get(|| asset("image/svg+xml", FAVICON)))
         .route("/favicon.ico", get(|| asset("image/svg+xml", FAVICON)))
         .route("/live/clock", get(clock))
+        .route("/live/tab", post(presence::issue))
         .route("/live/presence", post(presence::report))
         .route("/live/flash", post(flash::send))
         .route("/live/flash/report", post(flash::report))
