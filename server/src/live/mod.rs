@@ -9,12 +9,16 @@
 //!   short-polling client holds no connection the server could count). See [`presence`].
 //! - `POST /live/flash`, `POST /live/flash/report`: the teacher's flash and each page's delay.
 //!   See [`flash`].
+//! - `POST /live/experiment`, `POST /live/experiment/report`, `GET
+//!   /live/experiment/results.json`: the guided experiment (every page runs each transport in
+//!   turn), the pages' figures, and the results file `duplex report` renders. See
+//!   [`experiment`].
 //! - `GET /live/join`, `GET /live/join.svg`: where students join, and its QR code. See [`join`].
 //! - `GET /live/stats`, `GET /live/stream`: the dashboard's numbers, once or as an SSE stream.
 //!   See [`dashboard`].
 //!
 //! The teacher's controls (`/dashboard`, `/live/join*`, `/live/stats`, `/live/stream`,
-//! `POST /live/flash`) need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
+//! `POST /live/flash`, `/live/experiment` and its results) need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
 //! needs nothing but the tab id the server issued it. Dashboards are never sent tab ids (which
 //! would let anyone act as a tab), and a tab belongs to the address that asked for it.
 //!
@@ -23,6 +27,7 @@
 //! is enough in a classroom without internet.
 
 pub mod dashboard;
+pub mod experiment;
 pub mod flash;
 pub mod join;
 pub mod presence;
@@ -60,6 +65,8 @@ pub struct Live {
     pub presence: presence::Presence,
     /// Flashes sent and the delays the pages reported.
     pub flashes: flash::Flashes,
+    /// The guided experiment: the latest one, its plan and the pages' figures.
+    pub experiments: experiment::Experiments,
     /// What the teacher's URL carries; the dashboard and the flash need it.
     teacher_token: String,
     /// The address the server listens on, set once by [`crate::server::serve`]: the join
@@ -79,6 +86,7 @@ impl Live {
         Live {
             presence: presence::Presence::default(),
             flashes: flash::Flashes::default(),
+            experiments: experiment::Experiments::default(),
             teacher_token: token.unwrap_or_else(new_token),
             listening: std::sync::OnceLock::new(),
         }
@@ -202,6 +210,12 @@ where
         .route("/live/presence", post(presence::report))
         .route("/live/flash", post(flash::send))
         .route("/live/flash/report", post(flash::report))
+        .route("/live/experiment", post(experiment::start))
+        .route("/live/experiment/report", post(experiment::report))
+        .route(
+            "/live/experiment/results.json",
+            get(experiment::results_file),
+        )
         .route("/live/stats", get(dashboard::stats))
         .route("/live/stream", get(dashboard::stream))
 }

@@ -180,6 +180,14 @@ impl Presence {
         self.present_in(tab).is_some()
     }
 
+    /// Whether `tab` is on the page and belongs to `address` (as [`Presence::beat`] records
+    /// it), so one student's figures cannot be sent in another's name.
+    pub fn is_present_from(&self, tab: &str, address: Option<IpAddr>) -> bool {
+        let tabs = self.tabs.lock().unwrap_or_else(|e| e.into_inner());
+        tabs.get(tab)
+            .is_some_and(|t| t.seen.elapsed() < FRESH && !t.room.is_empty() && t.address == address)
+    }
+
     /// The room `tab` follows, when it is issued, fresh and has named one.
     pub fn present_in(&self, tab: &str) -> Option<String> {
         let tabs = self.tabs.lock().unwrap_or_else(|e| e.into_inner());
@@ -239,7 +247,7 @@ fn unknown_tab() -> ApiError {
 
 /// The address limits apply to: the peer's, unless it is loopback (this machine) and the config
 /// does not limit loopback, as for connections.
-fn limited_address(peer: Option<Extension<Peer>>, config: &Config) -> Option<IpAddr> {
+pub(super) fn limited_address(peer: Option<Extension<Peer>>, config: &Config) -> Option<IpAddr> {
     peer.map(|Extension(Peer(addr))| addr.ip())
         .filter(|ip| config.limit_loopback || !ip.is_loopback())
 }
