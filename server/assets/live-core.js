@@ -1,7 +1,8 @@
-// duplex's classroom page, part 1 of 3 (loaded in order by index.html as classic scripts that
+// duplex's classroom page, part 1 of 4 (loaded in order by index.html as classic scripts that
 // share one global scope): the constants, the page's state, rendering, the delivery logic every
-// transport shares, and HTTP accounting. live-transports.js holds the four receivers; live.js
-// chooses which one runs and wires up the form, the clock, presence and the flash.
+// transport shares, and HTTP accounting. live-transports.js holds the four receivers;
+// live-experiment.js the guided experiment; live.js chooses which receiver runs and wires up
+// the form, the clock, presence and the flash.
 //
 // The page follows one room over the transport the student picks and shows, per
 // transport, every request/event/frame, its size and timing, and the delay of each message.
@@ -28,7 +29,7 @@ const MODES = {
   others: { label: 'to everyone but the sender', wire: () => ({ echo: false }) },
   direct: { label: 'to one student', wire: (to) => ({ to }) },
 };
-const SSE_EVENTS = ['chat', 'others', 'direct', 'flash', 'message', 'gap', 'reset'];
+const SSE_EVENTS = ['chat', 'others', 'direct', 'flash', 'experiment', 'message', 'gap', 'reset'];
 const MAX_LOG_ROWS = 300;
 const MAX_MESSAGES = 200;
 const MAX_DELAYS = 500;
@@ -50,6 +51,8 @@ const serverNowUs = () => (localNowMs() + clock.offsetMs) * 1000;
 const stats = Object.fromEntries(TRANSPORTS.map((t) => [t, {
   requests: 0, empty: 0, received: 0, sent: 0, down: 0, up: 0, delays: [], lastDelay: null,
   missed: 0, duplicates: 0,
+  // For the guided experiment's figures (live-experiment.js): parts of `down`, and events.
+  headerDown: 0, payloadDown: 0, opened: 0, errors: 0,
 }]));
 
 let session = null; // { name, room, transport, interval } once joined
@@ -60,6 +63,8 @@ const cursor = () => (feed.epoch ? `${feed.epoch}-${feed.lastSeq}` : `${feed.las
 let mode = null; // { key, transport, fallback, paused } actually running
 let receiver = null; // { stop(), send?(body) } of the running mode
 const flashesSeen = new Set();
+// Every flash this page saw: number -> { delayMs, via, sentUs }, for the experiment's reports.
+const flashLog = new Map();
 
 // ---- rendering ---------------------------------------------------------------------------
 
@@ -149,7 +154,8 @@ function renderMessage(msg, via, delayMs) {
   from.textContent = msg.from;
   const body = document.createElement('span');
   body.className = 'body';
-  body.textContent = msg.event === 'flash' ? flashText(msg) : msg.body;
+  body.textContent = msg.event === 'flash' ? flashText(msg)
+    : msg.event === 'experiment' ? experimentText(msg) : msg.body;
   const meta = document.createElement('small');
   meta.className = 'meta';
   const how = MODES[msg.event] ? ` · ${MODES[msg.event].label}` : '';
@@ -175,6 +181,7 @@ function accept(msg, via) {
   }
   feed.lastSeq = msg.seq;
   s.received++;
+  s.payloadDown += utf8(JSON.stringify(msg)); // the message's JSON as delivered
   // Messages from before this page joined the room are history, not a delivery we can time.
   let delayMs = null;
   if (msg.ts_us >= feed.joinedUs) {
@@ -186,6 +193,7 @@ function accept(msg, via) {
   scheduleCounters();
   renderMessage(msg, via, delayMs);
   if (msg.event === 'flash' && delayMs != null) flash(msg, via);
+  if (msg.event === 'experiment' && delayMs != null) startExperiment(msg);
   return delayMs;
 }
 
@@ -240,6 +248,7 @@ async function publishHttp(via, body, addressing) {
     const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: json });
     const text = await res.text();
     count(via, 'down', responseBytes(res, text));
+    count(via, 'headerDown', responseBytes(res, ''));
     if (res.status === 201) {
       count(via, 'sent');
       log(via, `POST → ${res.status}`, { down: responseBytes(res, text), up: requestBytes('POST', url, json), tookMs: performance.now() - t0, note: `seq ${JSON.parse(text).seq}` });
@@ -247,6 +256,7 @@ async function publishHttp(via, body, addressing) {
       log(via, `POST → ${res.status}`, { kind: 'error', tookMs: performance.now() - t0, note: text.slice(0, 200) });
     }
   } catch (e) {
+    count(via, 'errors');
     log(via, 'POST failed', { kind: 'error', note: String(e) });
   }
 }
@@ -266,6 +276,7 @@ async function pollOnce(via, what, url, signal, emptyNote) {
   if (signal.aborted) return null; // the receiver's stop() aborts its signal
   const down = responseBytes(res, text);
   count(via, 'down', down);
+  count(via, 'headerDown', responseBytes(res, ''));
   const tookMs = performance.now() - t0;
   if (res.status === 204) {
     count(via, 'empty');
@@ -273,6 +284,7 @@ async function pollOnce(via, what, url, signal, emptyNote) {
   } else if (res.status === 200) {
     log(via, `GET ${what} → 200`, { down, up, tookMs, note: acceptBatch(via, JSON.parse(text)) });
   } else {
+    count(via, 'errors');
     log(via, `GET ${what} → ${res.status}`, { down, up, tookMs, kind: 'error', note: text.slice(0, 200) });
   }
   return res.status;

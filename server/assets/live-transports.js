@@ -1,4 +1,4 @@
-// duplex's classroom page, part 2 of 3 (after live-core.js, whose globals it uses): the four
+// duplex's classroom page, part 2 of 4 (after live-core.js, whose globals it uses): the four
 // receivers. Each follows feed.room from feed.lastSeq over its transport, counts what it can
 // see of every request, event or frame, hands deliveries to accept(), and returns
 // { stop(), send?(body, addressing) }.
@@ -28,7 +28,7 @@ function startShortPoll(via, intervalMs) {
       if (status == null) return;
       setStatus(mode.fallback ? 'fallback' : 'live', mode.fallback ? 'short poll (fallback)' : `short poll every ${intervalMs / 1000} s`);
     } catch (e) {
-      if (!stopped) { log(via, 'GET poll failed', { kind: 'error', note: String(e) }); setStatus('error', 'poll failed'); }
+      if (!stopped) { count(via, 'errors'); log(via, 'GET poll failed', { kind: 'error', note: String(e) }); setStatus('error', 'poll failed'); }
     } finally {
       inFlight = false;
     }
@@ -50,6 +50,7 @@ function startLongPoll(via) {
         if (status !== 200 && status !== 204) await sleep(1000);
       } catch (e) {
         if (stopped) return;
+        count(via, 'errors');
         log(via, 'GET longpoll failed', { kind: 'error', note: `${e}; retrying in 1 s` });
         setStatus('error', 'long poll failed; retrying');
         await sleep(1000);
@@ -69,6 +70,7 @@ function startSse(via) {
     const t0 = performance.now();
     es = new EventSource(url);
     count(via, 'requests');
+    count(via, 'opened');
     count(via, 'up', requestBytes('GET', url));
     setStatus('connecting', 'SSE: connecting');
     es.onopen = () => {
@@ -78,6 +80,7 @@ function startSse(via) {
     es.onerror = () => {
       if (es.readyState === EventSource.CLOSED) {
         // A refused stream (4xx/5xx): EventSource gives up, so we retry ourselves.
+        count(via, 'errors');
         log(via, 'stream refused', { kind: 'error', note: 'retrying in 2 s' });
         setStatus('error', 'SSE refused; retrying');
         retry = setTimeout(open, 2000);
@@ -85,6 +88,7 @@ function startSse(via) {
         log(via, 'stream dropped', { kind: 'warn', note: 'EventSource reconnects by itself, sending Last-Event-ID' });
         setStatus('connecting', 'SSE: reconnecting');
         count(via, 'requests');
+        count(via, 'errors');
       }
     };
     const onEvent = (e) => {
@@ -142,11 +146,13 @@ function startWebSocket(via) {
     const t0 = performance.now();
     ws = new WebSocket(`${proto}//${location.host}${path}`);
     count(via, 'requests');
+    count(via, 'opened');
     const handshake = handshakeBytes(path);
     count(via, 'up', handshake.up);
     setStatus('connecting', 'WebSocket: connecting');
     ws.onopen = () => {
       count(via, 'down', handshake.down);
+      count(via, 'headerDown', handshake.down);
       log(via, 'upgraded (101)', { up: handshake.up, down: handshake.down, tookMs: performance.now() - t0, note: 'handshake bytes estimated from the headers a browser sends and the 101; then one connection, frames both ways' });
       setStatus('live', 'WebSocket: open');
     };
@@ -174,6 +180,7 @@ function startWebSocket(via) {
     };
     ws.onclose = (e) => {
       if (stopped) return;
+      count(via, 'errors');
       log(via, `closed (${e.code})`, { kind: 'warn', note: 'reconnecting in 1 s' });
       setStatus('error', 'WebSocket closed; reconnecting');
       retry = setTimeout(open, 1000);

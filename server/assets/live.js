@@ -1,4 +1,4 @@
-// duplex's classroom page, part 3 of 3 (after live-core.js and live-transports.js): choosing
+// duplex's classroom page, part 4 of 4 (after the other three): choosing
 // what runs (the transport, a hidden tab, the six-connection census), the clock, presence, the
 // flash, the form and start-up. Everything from the network or the user is rendered with
 // textContent, never innerHTML (see live-core.js).
@@ -139,6 +139,8 @@ function flash(msg, via) {
   if (flashesSeen.has(f.flash)) return;
   flashesSeen.add(f.flash);
   const delayMs = Math.max(0, (serverNowUs() - f.sent_us) / 1000);
+  flashLog.set(f.flash, { delayMs, via, sentUs: f.sent_us });
+  if (flashLog.size > MAX_DELAYS) flashLog.delete(flashLog.keys().next().value);
   const banner = $('flash-banner');
   banner.textContent = `⚡ ${f.text} — arrived ${formatMs(delayMs)} after the teacher pressed flash, via ${LABEL[via]}`;
   banner.hidden = false;

@@ -52,6 +52,7 @@ const INDEX_HTML: &str = include_str!("../../assets/index.html");
 const LIVE_JS: &str = include_str!("../../assets/live.js");
 const LIVE_CORE_JS: &str = include_str!("../../assets/live-core.js");
 const LIVE_TRANSPORTS_JS: &str = include_str!("../../assets/live-transports.js");
+const LIVE_EXPERIMENT_JS: &str = include_str!("../../assets/live-experiment.js");
 const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
 const LIVE_CSS: &str = include_str!("../../assets/live.css");
@@ -191,6 +192,10 @@ where
         .route(
             "/live/live-transports.js",
             get(|| asset("text/javascript; charset=utf-8", LIVE_TRANSPORTS_JS)),
+        )
+        .route(
+            "/live/live-experiment.js",
+            get(|| asset("text/javascript; charset=utf-8", LIVE_EXPERIMENT_JS)),
         )
         .route(
             "/live/dashboard.js",

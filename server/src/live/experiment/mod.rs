@@ -203,6 +203,16 @@ pub struct PhaseView {
     pub reports: usize,
     /// Flashes published in it so far.
     pub flashes: usize,
+    /// Requests per reporting page (the pages' own count).
+    pub requests_per_page: Option<f64>,
+    /// Bytes both ways per reporting page, as the pages count them.
+    pub bytes_per_page: Option<f64>,
+    /// Median of every delay the pages reported for this phase's flashes.
+    pub delay_p50_ms: Option<f64>,
+    /// Flash deliveries the pages reported, and how many there would be with none missed.
+    pub delivered: u64,
+    /// Flashes times reporting pages.
+    pub expected: u64,
 }
 
 /// The latest experiment. A std Mutex: held to update a few maps, never across an await.
@@ -234,12 +244,34 @@ impl Experiments {
                 .phases
                 .iter()
                 .enumerate()
-                .map(|(i, p)| PhaseView {
-                    transport: p.transport,
-                    start_us: p.start_us,
-                    end_us: p.end_us,
-                    reports: e.reports.keys().filter(|(_, phase)| *phase == i).count(),
-                    flashes: e.flashes[i].len(),
+                .map(|(i, p)| {
+                    let figures: Vec<&PhaseFigures> = e
+                        .reports
+                        .iter()
+                        .filter(|((_, phase), _)| *phase == i)
+                        .map(|(_, f)| f)
+                        .collect();
+                    let pages = figures.len();
+                    let per_page = |sum: u64| (pages > 0).then(|| sum as f64 / pages as f64);
+                    let mut delays: Vec<f64> = figures
+                        .iter()
+                        .flat_map(|f| f.delays.iter().map(|d| d.delay_ms))
+                        .collect();
+                    delays.sort_by(f64::total_cmp);
+                    PhaseView {
+                        transport: p.transport,
+                        start_us: p.start_us,
+                        end_us: p.end_us,
+                        reports: pages,
+                        flashes: e.flashes[i].len(),
+                        requests_per_page: per_page(figures.iter().map(|f| f.requests).sum()),
+                        bytes_per_page: per_page(
+                            figures.iter().map(|f| f.bytes_up + f.bytes_down).sum(),
+                        ),
+                        delay_p50_ms: delays.get(delays.len().saturating_sub(1) / 2).copied(),
+                        delivered: delays.len() as u64,
+                        expected: (e.flashes[i].len() * pages) as u64,
+                    }
                 })
                 .collect(),
             finished: e.finished,
@@ -467,7 +499,11 @@ async fn run(
         }
         let before = metrics.transport(phase.transport);
         let mut at = phase.start_us + SETTLE.as_micros() as u64;
-        let last = phase.end_us.saturating_sub(300_000);
+        // The last flash leaves time for a short-polling page to ask once more before the
+        // phase ends, so a flash is timed over the transport of its phase, not the next one.
+        let last = phase
+            .end_us
+            .saturating_sub(plan.short_poll_interval_ms * 1000 + 300_000);
         let mut n = 0;
         while at <= last {
             tokio::select! {
