@@ -168,10 +168,10 @@ impl Connector {
         self
     }
 
-    /// A connector to the same server over loopback as it is (no emulated network), with the
+    /// A connector to the same servers over loopback as it is (no emulated network), with the
     /// same seed: for measurements the models add the network's trips to themselves.
     pub fn without_network(&self) -> Self {
-        Self::new(self.server, NetworkConditions::IDEAL).with_seed(self.seed)
+        Self::across(self.servers.clone(), NetworkConditions::IDEAL).with_seed(self.seed)
     }
 
     /// Source addresses in use (1 when not spreading).

@@ -200,6 +200,7 @@ fn phase(
         traces: Vec::new(),
         warnings,
         model_floor_ms: None,
+        model_floor_spread_ms: None,
     }
 }
 
