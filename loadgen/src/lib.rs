@@ -285,6 +285,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         warnings,
         runs,
         measured_in_browsers: None,
+        checks: Vec::new(),
     })
 }
 

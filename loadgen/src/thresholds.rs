@@ -8,6 +8,8 @@
 //! `results.json`; [`METRICS`] lists them with their meaning (the README's list is checked
 //! against it). [`evaluate`] checks every phase of every sweep point; [`write_table`] prints
 //! the verdict. What the CLI does with a failure (exit status 2) is the CLI's business.
+//! [`record`] keeps the checks in the results document, so `duplex report` and `duplex
+//! compare` judge a run again from the file ([`judge_recorded`], [`regressions`]).
 
 use std::fmt;
 use std::io;
@@ -570,6 +572,11 @@ pub fn write_table(verdict: &Verdict, out: &mut impl io::Write) -> io::Result<()
     }
     writeln!(out)
 }
+
+mod recorded;
+pub use recorded::{
+    judge_both, judge_recorded, parse_recorded, record, regressions, write_regressions,
+};
 
 #[cfg(test)]
 mod tests;

@@ -379,6 +379,7 @@ fn results(scenario: ScenarioInfo, runs: Vec<Run>) -> Results {
         warnings: Vec::new(),
         runs,
         measured_in_browsers: None,
+        checks: Vec::new(),
     }
 }
 

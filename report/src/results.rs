@@ -40,6 +40,21 @@ pub struct Results {
     /// says so at the top. Absent in loadgen results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured_in_browsers: Option<BrowserRun>,
+    /// The checks `duplex run` judged the run by besides the integrity rule (which always
+    /// applies): the scenario's `[thresholds]`, the `--threshold` flags and `--strict`, as
+    /// written, so `duplex report` and `duplex compare` can judge the run again. Empty in
+    /// results written before checks were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<RecordedCheck>,
+}
+
+/// One check as `duplex run` was given it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCheck {
+    /// The rule, e.g. `websocket.latency_p99_ms < 50` or `*.loadgen_saturated == 0`.
+    pub rule: String,
+    /// Where it was written: `scenario`, `--threshold` or `--strict`.
+    pub origin: String,
 }
 
 /// How a results document measured in browsers was measured.

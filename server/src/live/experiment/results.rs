@@ -118,6 +118,7 @@ pub fn results(e: &Experiment, listening: Option<SocketAddr>) -> Results {
             pages_reporting: reporting,
             method: METHOD.into(),
         }),
+        checks: Vec::new(),
     }
 }
 
