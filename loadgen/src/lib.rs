@@ -286,6 +286,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         complete,
         warnings,
         runs,
+        measured_in_browsers: None,
     })
 }
 

@@ -380,6 +380,7 @@ fn results(scenario: ScenarioInfo, runs: Vec<Run>) -> Results {
         complete: true,
         warnings: Vec::new(),
         runs,
+        measured_in_browsers: None,
     }
 }
 
