@@ -332,6 +332,9 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
         }],
         warnings: Vec::new(),
         model_floor_ms: None,
+        reconnects: 0,
+        node_killed: None,
+        server_processes: Vec::new(),
     }
 }
 

@@ -32,6 +32,9 @@ fn phase(transport: &str) -> Phase {
         traces: Vec::new(),
         warnings: Vec::new(),
         model_floor_ms: None,
+        reconnects: 0,
+        node_killed: None,
+        server_processes: Vec::new(),
     };
     p.integrity.deliveries_expected = 100;
     p.integrity.deliveries_received = 100;

@@ -7,6 +7,7 @@
 mod axis;
 mod bytes;
 mod card;
+mod cluster;
 mod crossover;
 mod line;
 mod swimlane;
@@ -22,6 +23,7 @@ use crate::transport::{self, Style as _};
 
 use bytes::BytesChart;
 use card::Card;
+use cluster::ClusterSection;
 use line::{Cost, LineChart, PerSecond};
 use swimlane::Swimlane;
 
@@ -52,6 +54,8 @@ struct IndexPage {
     bytes: BytesChart,
     swimlane: Option<Swimlane>,
     per_second: Vec<LineChart>,
+    /// Each process of a cluster, its fault, and what the design implies per transport.
+    cluster: Option<ClusterSection>,
     /// Requests per client against the message rate, with the models' curves.
     crossover: Option<LineChart>,
     sweep: Vec<LineChart>,
@@ -67,6 +71,7 @@ struct Sections {
     bytes: usize,
     timeline: Option<usize>,
     over_time: usize,
+    cluster: Option<usize>,
     crossover: Option<usize>,
     sweep: Option<usize>,
     recommendation: Option<usize>,
@@ -74,7 +79,13 @@ struct Sections {
 }
 
 impl Sections {
-    fn number(timeline: bool, crossover: bool, sweep: bool, recommendation: bool) -> Self {
+    fn number(
+        timeline: bool,
+        cluster: bool,
+        crossover: bool,
+        sweep: bool,
+        recommendation: bool,
+    ) -> Self {
         let mut next = 0;
         let mut take = |shown: bool| {
             shown.then(|| {
@@ -87,6 +98,7 @@ impl Sections {
         let bytes = take(true).unwrap_or_default();
         let timeline = take(timeline);
         let over_time = take(true).unwrap_or_default();
+        let cluster = take(cluster);
         let crossover = take(crossover);
         let sweep = take(sweep);
         let recommendation = take(recommendation);
@@ -97,6 +109,7 @@ impl Sections {
             bytes,
             timeline,
             over_time,
+            cluster,
             crossover,
             sweep,
             recommendation,
@@ -146,8 +159,10 @@ fn page(results: &Results) -> IndexPage {
         .collect();
     let recommendation = recommend::recommend(&analysis);
     let crossover = crossover::crossover(&analysis);
+    let cluster = cluster::cluster(results, analysed);
     let sections = Sections::number(
         swimlane.is_some(),
+        cluster.is_some(),
         crossover.is_some(),
         !sweep.is_empty(),
         recommendation.is_some(),
@@ -195,10 +210,14 @@ fn page(results: &Results) -> IndexPage {
             PerSecond::Requests,
             PerSecond::Deliveries,
             PerSecond::InFlight,
+            PerSecond::LatencyMax,
+            PerSecond::Reconnects,
         ]
         .into_iter()
+        .filter(|what| what.shown(analysed))
         .map(|what| line::per_second(analysed, what))
         .collect(),
+        cluster,
         crossover,
         sweep,
         scenario_facts: scenario_facts(results, headline),

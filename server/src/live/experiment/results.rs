@@ -200,6 +200,9 @@ fn phase(
         traces: Vec::new(),
         warnings,
         model_floor_ms: None,
+        reconnects: 0,
+        node_killed: None,
+        server_processes: Vec::new(),
     }
 }
 
