@@ -66,6 +66,7 @@ fn scenario(clients: u64, sweep: Option<SweepInfo>) -> ScenarioInfo {
         network: NetworkInfo::default(),
         sweep,
         seed: None,
+        cluster_nodes: 1,
     }
 }
 
@@ -376,6 +377,7 @@ fn results(scenario: ScenarioInfo, runs: Vec<Run>) -> Results {
         complete: true,
         warnings: Vec::new(),
         runs,
+        measured_in_browsers: None,
     }
 }
 

@@ -6,6 +6,8 @@
 //! Times inside a phase are milliseconds since that phase's start (the moment its first client
 //! began to connect), on the loadgen's monotonic clock. Sizes are bytes. Rates are per second.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::LatencyHistogram;
@@ -33,6 +35,22 @@ pub struct Results {
     pub warnings: Vec<String>,
     /// One entry per sweep value, in the order run; a single entry when nothing is swept.
     pub runs: Vec<Run>,
+    /// Set when the figures come from students' browsers on the live page (the classroom's
+    /// guided experiment, `duplex serve`), not from the loadgen's simulated clients; the report
+    /// says so at the top. Absent in loadgen results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_in_browsers: Option<BrowserRun>,
+}
+
+/// How a results document measured in browsers was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrowserRun {
+    /// Student pages that took part (tabs on the page when the experiment started).
+    pub pages: u64,
+    /// Pages that sent at least one phase's figures.
+    pub pages_reporting: u64,
+    /// Which figures each page measured and which it estimated, in a sentence or two.
+    pub method: String,
 }
 
 /// The resolved scenario, as plain numbers.
@@ -74,6 +92,18 @@ pub struct ScenarioInfo {
     /// absent in results written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// duplex nodes the run started on one Redis backplane (`[cluster] nodes`); the server's CPU
+    /// and memory are then the whole cluster's, Redis included. 1 (and absent) for one node.
+    #[serde(default = "one_node", skip_serializing_if = "is_one_node")]
+    pub cluster_nodes: u64,
+}
+
+fn one_node() -> u64 {
+    1
+}
+
+fn is_one_node(n: &u64) -> bool {
+    *n == 1
 }
 
 /// Network conditions applied by the loadgen's delay proxy.
@@ -358,4 +388,26 @@ pub enum TraceEvent {
         /// What.
         message: String,
     },
+}
+
+/// `t` as RFC 3339 in UTC, to the second.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

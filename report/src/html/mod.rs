@@ -34,6 +34,8 @@ struct IndexPage {
     description: String,
     /// "Sections 1–5 show ..." when the results hold several runs.
     headline_note: Option<String>,
+    /// "Measured in N students' browsers ..." for the live classroom's guided experiment.
+    browsers_note: Option<String>,
     /// What this run actually did, under the scenario's own description (which quotes the
     /// scenario file and goes stale when `--clients` or `--duration` override it).
     this_run: String,
@@ -173,6 +175,13 @@ fn page(results: &Results) -> IndexPage {
         scenario_name: scenario.name.clone(),
         description: scenario.description.clone(),
         headline_note,
+        browsers_note: results.measured_in_browsers.as_ref().map(|b| {
+            format!(
+                "Measured in browsers: {} of {} student pages on the live page reported these \
+                 figures from their own browsers (not the loadgen's simulated clients). {}",
+                b.pages_reporting, b.pages, b.method
+            )
+        }),
         this_run: this_run(results, headline),
         findings: findings::findings(&analysis),
         recommendation,
