@@ -191,3 +191,42 @@ fn a_bad_threshold_flag_is_an_error_naming_it_before_any_load() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_run_on_three_nodes_on_redis_delivers_everything_across_nodes_on_every_transport() {
+    let out = out_dir().with_extension("cluster");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let smoke = std::fs::read_to_string(format!("{root}/scenarios/smoke.toml")).unwrap();
+    let scenario = out.with_extension("toml");
+    // The smoke scenario, on three nodes: a table appended at the end of the TOML.
+    let text = smoke.replace("name = \"smoke\"", "name = \"smoke-cluster\"");
+    std::fs::write(&scenario, format!("{text}\n[cluster]\nnodes = 3\n")).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_duplex"))
+        .current_dir(root)
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("duplex runs");
+    assert!(status.success(), "duplex run failed: {status}");
+    let results = report::read_results(out.join("results.json")).expect("results.json reads back");
+    assert!(results.complete, "{:?}", results.warnings);
+    assert_eq!(results.scenario.cluster_nodes, 3);
+    for p in &results.runs[0].phases {
+        let t = &p.transport;
+        assert_eq!(p.clients_connected, results.scenario.clients, "{t}");
+        assert!(p.messages_published > 0, "{t}");
+        assert_eq!(
+            p.integrity.deliveries_expected,
+            p.messages_published * results.scenario.clients,
+            "{t}"
+        );
+        assert_eq!(p.integrity.missing, 0, "{t}: {:?}", p.warnings);
+        assert_eq!(p.integrity.duplicates, 0, "{t}");
+        assert_eq!(p.integrity.out_of_order, 0, "{t}");
+        assert!(p.server.cpu_s > 0.0, "{t}: the cluster's CPU from /proc");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&scenario);
+}

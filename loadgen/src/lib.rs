@@ -84,9 +84,18 @@ impl Watched {
     async fn start(
         choice: &ServerChoice,
         speaks: ProtocolChoice,
+        cluster_nodes: u64,
         abort: &CancellationToken,
     ) -> Result<Self, TargetError> {
-        let target = Target::start_speaking(choice, speaks).await?;
+        let target = match choice {
+            ServerChoice::Child {
+                exe,
+                max_connections,
+            } if cluster_nodes > 1 => {
+                Target::start_cluster(exe, *max_connections, cluster_nodes).await?
+            }
+            _ => Target::start_speaking(choice, speaks).await?,
+        };
         let probe = Probe::with_metrics(
             target.addr,
             target.child_pid(),
@@ -126,7 +135,8 @@ impl Watched {
 /// incomplete (with a warning saying why) when interrupted or when the server died; fails
 /// before any load when the server cannot be started or reached.
 ///
-/// When duplex starts its own server (not a peer), every phase gets a fresh child, so each transport's
+/// When duplex starts its own server (not a peer), every phase gets a fresh child (with
+/// `[cluster] nodes` above 1, a fresh cluster: an empty Redis and new nodes), so each transport's
 /// CPU and memory start from the same empty server instead of from what the phases before it
 /// left behind (memory the allocator keeps, rooms in history). A `--target` server is shared
 /// by every phase (fresh rooms keep them apart).
@@ -149,7 +159,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let fresh_per_phase = matches!(chosen, ServerChoice::Child { .. });
     let abort = options.interrupt.child_token();
     // Started before any load, so a server that cannot start fails the run at once.
-    let mut server = Some(Watched::start(&chosen, speaks, &abort).await?);
+    let mut server = Some(Watched::start(&chosen, speaks, s.cluster_nodes, &abort).await?);
     let server_is_child = server.as_ref().is_some_and(|w| w.probe.server_is_child());
     let adapter = s.target.adapter();
     let mut described = String::new();
@@ -184,7 +194,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
             }
             let watched = match server.take() {
                 Some(w) => w,
-                None => match Watched::start(&chosen, speaks, &abort).await {
+                None => match Watched::start(&chosen, speaks, s.cluster_nodes, &abort).await {
                     Ok(w) => w,
                     Err(e) => {
                         failure = Some(format!("the server for the {transport} phase: {e}"));
@@ -201,8 +211,9 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                 tokio::time::sleep(BETWEEN_PHASES).await;
             }
             described = watched.target.describe();
-            let connector =
-                Arc::new(Connector::new(watched.target.addr, network).with_seed(point.seed));
+            let connector = Arc::new(
+                Connector::across(watched.target.nodes.clone(), network).with_seed(point.seed),
+            );
             source_addresses = connector.source_addresses();
             let setup = PhaseSetup {
                 connector,

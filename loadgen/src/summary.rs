@@ -16,12 +16,20 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
     let s = &results.scenario;
     writeln!(
         out,
-        "\n{} — {} clients/transport, {} senders × {} msg/s, {} s measured{}",
+        "\n{} — {} clients/transport, {} senders × {} msg/s, {} s measured{}{}",
         s.name,
         s.clients,
         s.senders,
         s.rate_per_sender,
         s.duration_s,
+        if s.cluster_nodes > 1 {
+            format!(
+                ", {} nodes on Redis (srv = the whole cluster)",
+                s.cluster_nodes
+            )
+        } else {
+            String::new()
+        },
         if results.complete {
             ""
         } else {

@@ -74,8 +74,10 @@ pub enum TargetError {
 /// The server under measurement.
 #[derive(Debug)]
 pub struct Target {
-    /// Its address.
+    /// Its address (a cluster's first node).
     pub addr: SocketAddr,
+    /// Every node's address: `[addr]`, or a cluster's nodes, which clients are spread over.
+    pub nodes: Vec<SocketAddr>,
     /// Its base URL.
     pub url: String,
     /// The child, when we started it.
@@ -111,6 +113,7 @@ impl Target {
                 let addr = resolve(&url).await.map_err(|e| fail(e.to_string()))?;
                 Ok(Target {
                     addr,
+                    nodes: vec![addr],
                     url,
                     child: Some(child),
                     peer: Some(peer.name()),
@@ -162,6 +165,7 @@ impl Target {
                 }
                 Ok(Target {
                     addr,
+                    nodes: vec![addr],
                     url: url.trim_end_matches('/').to_owned(),
                     child: None,
                     peer: None,
@@ -180,6 +184,11 @@ impl Target {
         match self.child_pid() {
             Some(pid) => match self.peer {
                 Some(name) => format!("{name} peer, child pid {pid} at {}", self.url),
+                None if self.nodes.len() > 1 => format!(
+                    "a cluster of {} nodes on one Redis, child pid {pid} at {} and the others",
+                    self.nodes.len(),
+                    self.url
+                ),
                 None => format!("embedded child pid {pid} at {}", self.url),
             },
             None => self.url.clone(),
@@ -215,7 +224,64 @@ async fn start_child(exe: &PathBuf, max_connections: Option<usize>) -> Result<Ta
     let addr = resolve(&url).await.map_err(|e| fail(e.to_string()))?;
     Ok(Target {
         addr,
+        nodes: vec![addr],
         url,
+        child: Some(child),
+        peer: None,
+    })
+}
+
+impl Target {
+    /// Starts `peers/cluster/start.sh` with duplex binary `exe`: a `redis-server` and `nodes`
+    /// duplex nodes on it, one process tree (so the probe measures the cluster's CPU and RSS
+    /// together, Redis included).
+    pub async fn start_cluster(
+        exe: &std::path::Path,
+        max_connections: Option<usize>,
+        nodes: u64,
+    ) -> Result<Target, TargetError> {
+        start_cluster(exe, max_connections, nodes).await
+    }
+}
+
+async fn start_cluster(
+    exe: &std::path::Path,
+    max_connections: Option<usize>,
+    nodes: u64,
+) -> Result<Target, TargetError> {
+    let script = crate::peer::peers_dir().join("cluster/start.sh");
+    let fail = |why: String| TargetError::Start {
+        exe: script.display().to_string(),
+        why,
+    };
+    let redis_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| fail(format!("no free port for Redis: {e}")))?
+        .port();
+    let mut command = Command::new(&script);
+    command
+        .arg("--exe")
+        .arg(exe)
+        .args(["--nodes", &nodes.to_string()])
+        .args(["--redis-port", &redis_port.to_string()]);
+    if let Some(n) = max_connections {
+        // Each node gets the whole limit: the per-process open-file bound it protects.
+        command.args(["--", "--max-connections", &n.to_string()]);
+    }
+    let (child, urls) = ChildServer::start(command, "cluster listening on", START_TIMEOUT)
+        .await
+        .map_err(fail)?;
+    let mut addrs = Vec::new();
+    for url in urls.split_whitespace() {
+        addrs.push(resolve(url).await.map_err(|e| fail(e.to_string()))?);
+    }
+    let (Some(&addr), Some(url)) = (addrs.first(), urls.split_whitespace().next()) else {
+        return Err(fail(format!("it named no node: {urls:?}")));
+    };
+    Ok(Target {
+        addr,
+        nodes: addrs,
+        url: url.to_owned(),
         child: Some(child),
         peer: None,
     })

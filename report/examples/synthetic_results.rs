@@ -66,6 +66,7 @@ fn scenario(clients: u64, sweep: Option<SweepInfo>) -> ScenarioInfo {
         network: NetworkInfo::default(),
         sweep,
         seed: None,
+        cluster_nodes: 1,
     }
 }
 

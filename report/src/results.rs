@@ -96,6 +96,18 @@ pub struct ScenarioInfo {
     /// absent in results written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// duplex nodes the run started on one Redis backplane (`[cluster] nodes`); the server's CPU
+    /// and memory are then the whole cluster's, Redis included. 1 (and absent) for one node.
+    #[serde(default = "one_node", skip_serializing_if = "is_one_node")]
+    pub cluster_nodes: u64,
+}
+
+fn one_node() -> u64 {
+    1
+}
+
+fn is_one_node(n: &u64) -> bool {
+    *n == 1
 }
 
 /// Network conditions applied by the loadgen's delay proxy.

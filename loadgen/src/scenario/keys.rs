@@ -552,8 +552,20 @@ pub const NETWORK_BANDWIDTH: Key = Key {
     doc: "cap per connection and per direction (not a shared link); chunks are paced in segments of 1,448 bytes. An integer is bytes per second (`125000`), a string is `\"<number><unit>/s\"` with unit `B`, `kB`/`KB`, `MB`, `GB` (powers of 1000), `KiB`, `MiB`, `GiB` (powers of 1024) or `kbit`, `Mbit`, `Gbit`",
 };
 
+/// `cluster.nodes`
+pub const CLUSTER_NODES: Key = Key {
+    name: "cluster.nodes",
+    ty: Type::Integer,
+    default: Default::Integer(1),
+    range: Range::Integer { min: 1, max: 8 },
+    range_note: "",
+    unit: "nodes",
+    sweep: false,
+    doc: "duplex nodes the run starts when it starts the server (not with `--target`): above 1, one `redis-server` and that many `duplex serve --backplane` nodes on 127.0.0.10, .11, ... (`peers/cluster/start.sh`), each client's connections spread over the nodes in turn; the server CPU and memory are the whole cluster's, Redis included",
+};
+
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 29] = [
+pub const KEYS: [&Key; 30] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -583,6 +595,7 @@ pub const KEYS: [&Key; 29] = [
     &super::target::TARGET_SUBSCRIBE,
     &super::target::TARGET_PUBLISH,
     &super::target::TARGET_PUBLISH_BODY,
+    &CLUSTER_NODES,
 ];
 
 /// The key with this dotted name.

@@ -43,6 +43,8 @@ pub(super) struct RawScenario {
     pub network: RawNetwork,
     #[serde(default)]
     pub target: RawTarget,
+    #[serde(default)]
+    pub cluster: RawCluster,
 }
 
 /// `[target]`
@@ -65,6 +67,14 @@ pub(super) struct RawTarget {
     pub publish: Option<String>,
     #[serde(default)]
     pub publish_body: Option<String>,
+}
+
+/// `[cluster]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    #[serde(default)]
+    pub nodes: Option<i64>,
 }
 
 /// `[clients]`. Sweepable keys are kept as TOML values: a scalar or a list.

@@ -143,6 +143,7 @@ impl Validator<'_> {
             },
         });
 
+        let cluster_nodes = self.integer(&keys::CLUSTER_NODES, raw.cluster.nodes)? as u64;
         Ok(Scenario {
             file: self.file.to_owned(),
             name,
@@ -165,6 +166,7 @@ impl Validator<'_> {
                 jitter,
                 bandwidth_bytes_per_s: bandwidth,
             },
+            cluster_nodes,
             sweep,
             seed,
             thresholds,

@@ -49,7 +49,7 @@ pub(super) async fn sse(
     // later publish is in its stream.
     let room = target.open()?;
     let stream = SseStream {
-        follower: Follower::new(room, since, target.client, CHUNK_LIMIT),
+        follower: Follower::start(room, since, target.client, CHUNK_LIMIT).await,
         ping: ping_interval(),
         shutdown: state.shutdown.clone(),
         metrics: state.metrics.clone(),

@@ -73,12 +73,13 @@ pub(super) async fn websocket(
         .client
         .unwrap_or_else(|| format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed)));
     // Fixed before the 101 goes out: every publish after the handshake reaches this client.
-    let follower = Follower::new(
+    let follower = Follower::start(
         room.clone(),
         target.since,
         Some(client.clone()),
         CHUNK_LIMIT,
-    );
+    )
+    .await;
     let max = state.config.max_body;
     let session = Session {
         heard: AtomicU64::new(0),

@@ -133,6 +133,17 @@ impl Room {
         }
     }
 
+    /// Where `cursor` points, as [`Room::position`], once the log has confirmed a seq ahead of
+    /// its head (see [`RoomLog::confirm`]): what a client's first read from its cursor starts
+    /// from.
+    pub async fn locate(&self, cursor: Cursor) -> u64 {
+        let seq = self.position(cursor);
+        if seq != u64::MAX && seq > self.head() {
+            self.log.confirm(seq).await;
+        }
+        seq
+    }
+
     /// Checks the request ([`RESERVED_EVENTS`] are the server's), appends it with the next seq and
     /// wakes every waiting reader.
     pub async fn publish(&self, req: PublishRequest) -> Result<Arc<Entry>, PublishError> {

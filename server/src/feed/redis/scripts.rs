@@ -110,6 +110,17 @@ pub(super) fn appended(value: &Value) -> Result<(Epoch, u64), BadReply> {
     }
 }
 
+/// `{epoch, seq}` from `HMGET <meta> epoch seq`: how far Redis got; `None` for a room it does
+/// not hold.
+pub(super) fn assigned(value: &Value) -> Option<(Epoch, u64)> {
+    match value {
+        Value::Array(parts) if parts.len() == 2 => {
+            Some((Epoch(number(&parts[0])?), number(&parts[1])?))
+        }
+        _ => None,
+    }
+}
+
 /// An entry read from a stream, with the epoch its id names.
 pub(super) type Stamped = (Epoch, Arc<Entry>);
 

@@ -110,6 +110,7 @@ pub fn results(e: &Experiment, listening: Option<SocketAddr>) -> Results {
             network: NetworkInfo::default(),
             sweep: None,
             seed: None,
+            cluster_nodes: 1,
         },
         environment: Environment {
             duplex_version: env!("CARGO_PKG_VERSION").into(),
