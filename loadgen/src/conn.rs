@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -129,6 +129,9 @@ impl AsyncWrite for ClientIo {
 #[derive(Debug)]
 pub struct Connector {
     servers: Vec<SocketAddr>,
+    /// Nodes taken out of the rotation (killed by a fault), as a load balancer's health check
+    /// would: a reconnect goes to a live node instead of failing on the dead one first.
+    down: Vec<AtomicBool>,
     network: NetworkConditions,
     next_source: AtomicUsize,
     next_server: AtomicUsize,
@@ -152,6 +155,7 @@ impl Connector {
         assert!(!servers.is_empty(), "a connector needs a server");
         Self {
             spread: servers.iter().all(|s| s.ip().is_loopback() && s.is_ipv4()),
+            down: servers.iter().map(|_| AtomicBool::new(false)).collect(),
             servers,
             network,
             next_source: AtomicUsize::new(0),
@@ -174,6 +178,28 @@ impl Connector {
         Self::across(self.servers.clone(), NetworkConditions::IDEAL).with_seed(self.seed)
     }
 
+    /// Takes `server` out of the rotation: later connections go to the other nodes (all of them
+    /// still, should every node be down).
+    pub fn mark_down(&self, server: SocketAddr) {
+        for (s, down) in self.servers.iter().zip(&self.down) {
+            if *s == server {
+                down.store(true, Relaxed);
+            }
+        }
+    }
+
+    /// The next server in turn, skipping those marked down.
+    fn next_server(&self) -> SocketAddr {
+        let n = self.servers.len();
+        for _ in 0..n {
+            let i = self.next_server.fetch_add(1, Relaxed) % n;
+            if !self.down[i].load(Relaxed) {
+                return self.servers[i];
+            }
+        }
+        self.servers[self.next_server.fetch_add(1, Relaxed) % n]
+    }
+
     /// Source addresses in use (1 when not spreading).
     pub fn source_addresses(&self) -> u32 {
         if self.spread {
@@ -186,7 +212,7 @@ impl Connector {
     /// Opens one counted (and maybe delayed) connection, charging the emulated handshake round
     /// trip when a network is emulated. Counts the connection in `meter`.
     pub async fn connect(&self, meter: &Arc<PhaseMeter>) -> io::Result<(ClientIo, Arc<ConnBytes>)> {
-        let server = self.servers[self.next_server.fetch_add(1, Relaxed) % self.servers.len()];
+        let server = self.next_server();
         let stream = if self.spread {
             let n = self.next_source.fetch_add(1, Relaxed) % usize::from(SOURCE_ADDRESSES);
             let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + n as u8));

@@ -44,6 +44,7 @@ use tokio::task::JoinSet;
 use crate::conn::Connector;
 use crate::netem::NetworkConditions;
 use crate::probe::Probe;
+use crate::runner::cluster::ClusterWatch;
 use crate::runner::{PhaseSetup, run_phase};
 use crate::scenario::{ProtocolChoice, Scenario};
 use crate::target::{ServerChoice, Target, TargetError};
@@ -226,6 +227,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                     (Some(v), Some(sw)) => format!("{}={v} ", sw.key),
                     _ => String::new(),
                 },
+                cluster: ClusterWatch::of(&watched.target, s.kill_node),
             };
             let room = format!("{}-{run_id}-{p}-{transport}", point.room);
             let mut phase = run_phase(point, transport, room, &setup).await;

@@ -100,6 +100,29 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
             )?;
         }
         for phase in &run.phases {
+            if !phase.server_processes.is_empty() {
+                let each: Vec<String> = phase
+                    .server_processes
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {:.2} s {:.1} MiB{}",
+                            c.name,
+                            c.cpu_s,
+                            c.rss_bytes as f64 / (1024.0 * 1024.0),
+                            if c.killed { " (killed)" } else { "" }
+                        )
+                    })
+                    .collect();
+                writeln!(out, "  {}: {}", phase.transport, each.join(" · "))?;
+            }
+            if let Some(k) = &phase.node_killed {
+                writeln!(
+                    out,
+                    "  {}: {} killed at {:.1} s; {} reconnects",
+                    phase.transport, k.node, k.at_s, phase.reconnects
+                )?;
+            }
             for w in &phase.warnings {
                 writeln!(out, "  ! {}: {w}", phase.transport)?;
             }

@@ -71,6 +71,15 @@ pub enum TargetError {
     },
 }
 
+/// The processes of a cluster the lab started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPids {
+    /// `redis-server`'s.
+    pub redis: u32,
+    /// Each node's, in the order of [`Target::nodes`].
+    pub nodes: Vec<u32>,
+}
+
 /// The server under measurement.
 #[derive(Debug)]
 pub struct Target {
@@ -78,6 +87,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Every node's address: `[addr]`, or a cluster's nodes, which clients are spread over.
     pub nodes: Vec<SocketAddr>,
+    /// A cluster's processes, when the lab started one: Redis's pid and each node's, in the
+    /// order of `nodes` (to measure each and to kill one).
+    pub cluster: Option<ClusterPids>,
     /// Its base URL.
     pub url: String,
     /// The child, when we started it.
@@ -114,6 +126,7 @@ impl Target {
                 Ok(Target {
                     addr,
                     nodes: vec![addr],
+                    cluster: None,
                     url,
                     child: Some(child),
                     peer: Some(peer.name()),
@@ -166,6 +179,7 @@ impl Target {
                 Ok(Target {
                     addr,
                     nodes: vec![addr],
+                    cluster: None,
                     url: url.trim_end_matches('/').to_owned(),
                     child: None,
                     peer: None,
@@ -225,6 +239,7 @@ async fn start_child(exe: &PathBuf, max_connections: Option<usize>) -> Result<Ta
     Ok(Target {
         addr,
         nodes: vec![addr],
+        cluster: None,
         url,
         child: Some(child),
         peer: None,
@@ -271,6 +286,14 @@ async fn start_cluster(
     let (child, urls) = ChildServer::start(command, "cluster listening on", START_TIMEOUT)
         .await
         .map_err(fail)?;
+    let (urls, pids) = urls
+        .split_once(" pids ")
+        .ok_or_else(|| fail(format!("it named no pids: {urls:?}")))?;
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("a pid in {pids:?}: {e}")))?;
     let mut addrs = Vec::new();
     for url in urls.split_whitespace() {
         addrs.push(resolve(url).await.map_err(|e| fail(e.to_string()))?);
@@ -278,8 +301,20 @@ async fn start_cluster(
     let (Some(&addr), Some(url)) = (addrs.first(), urls.split_whitespace().next()) else {
         return Err(fail(format!("it named no node: {urls:?}")));
     };
+    let Some((&redis, node_pids)) = pids.split_first().filter(|(_, n)| n.len() == addrs.len())
+    else {
+        return Err(fail(format!(
+            "{} pids for {} nodes and Redis",
+            pids.len(),
+            addrs.len()
+        )));
+    };
     Ok(Target {
         addr,
+        cluster: Some(ClusterPids {
+            redis,
+            nodes: node_pids.to_vec(),
+        }),
         nodes: addrs,
         url: url.to_owned(),
         child: Some(child),

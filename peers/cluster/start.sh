@@ -7,8 +7,9 @@
 #   peers/cluster/start.sh --exe DUPLEX --nodes N --redis-port P [-- SERVE-FLAGS...]
 #
 # When Redis answers and every node listens this prints
-#   cluster listening on http://127.0.0.10:PORT http://127.0.0.11:PORT ...
-# on stdout. SIGTERM stops every process it started.
+#   cluster listening on http://127.0.0.10:PORT http://127.0.0.11:PORT ... pids REDIS NODE0 NODE1 ...
+# on stdout (the pids let the lab measure each process and kill one node). SIGTERM stops every
+# process it started.
 set -euo pipefail
 
 exe=""
@@ -70,5 +71,5 @@ for i in $(seq 0 $((nodes - 1))); do
   [ -n "$url" ] || { echo "start.sh: node $i did not start" >&2; exit 1; }
   urls+=("$url")
 done
-echo "cluster listening on ${urls[*]}"
+echo "cluster listening on ${urls[*]} pids ${pids[*]}"
 wait

@@ -333,6 +333,9 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
         warnings: Vec::new(),
         model_floor_ms: None,
         model_floor_spread_ms: None,
+        reconnects: 0,
+        node_killed: None,
+        server_processes: Vec::new(),
     }
 }
 

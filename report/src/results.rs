@@ -66,6 +66,10 @@ pub struct BrowserRun {
     pub pages_reporting: u64,
     /// Which figures each page measured and which it estimated, in a sentence or two.
     pub method: String,
+    /// Facts beside the pages' figures, one line each (the live classroom: what the server
+    /// counted at its own sockets per transport, every real header included).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// The resolved scenario, as plain numbers.
@@ -235,6 +239,16 @@ pub struct Phase {
     /// Absent when the floor was not measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_floor_spread_ms: Option<f64>,
+    /// Reconnects after a failed connection, over the whole phase (0 in older results).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reconnects: u64,
+    /// The node a `[faults] kill_node` killed, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_killed: Option<NodeKilled>,
+    /// With a cluster, what each of its processes (Redis and every node) spent; the cluster's
+    /// total is [`Phase::server`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_processes: Vec<ProcessCost>,
 }
 
 /// Per-recipient delivery accounting, summed over all clients of a phase.
@@ -357,6 +371,42 @@ pub struct Second {
     pub bytes_down: u64,
     /// Requests in flight at the end of this second.
     pub in_flight: u64,
+    /// The slowest delivery that arrived in this second, µs (0: none arrived, or results
+    /// written before this field existed): where a spike shows, such as a node dying.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub latency_max_us: u64,
+    /// Clients that reconnected in this second after their connection failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reconnects: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One process of a cluster the lab started (Redis or one node), over the measured window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessCost {
+    /// `redis-server`, or `node 0 (127.0.0.10:PORT)`.
+    pub name: String,
+    /// CPU seconds it used in the measured window (up to its death, if it was killed: the last
+    /// sample before).
+    pub cpu_s: f64,
+    /// Its resident memory at the window's end (or at the last sample before it was killed),
+    /// bytes.
+    pub rss_bytes: u64,
+    /// It was killed by the scenario's fault.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub killed: bool,
+}
+
+/// The scenario's fault as it happened in this phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeKilled {
+    /// Which node (`node 2 (127.0.0.12:PORT)`).
+    pub node: String,
+    /// When, seconds since the phase start (the time series' clock).
+    pub at_s: f64,
 }
 
 /// One client's events over the phase, for the swimlane timeline.

@@ -394,3 +394,60 @@ async fn publishes_through_two_lagging_nodes_reach_readers_on_both_without_a_fal
         sub.expect_quiet().await;
     }
 }
+
+/// A room's keys in Redis outlive no node's use of it: once every node let the room go (nobody
+/// follows it, its idle time passed), Redis deletes both keys when their TTL runs out; a room a
+/// node still follows keeps its keys however quiet it is.
+#[tokio::test]
+async fn an_expired_rooms_keys_leave_redis_but_a_followed_rooms_stay() {
+    let redis = Redis::start().await;
+    let config = Config {
+        backplane: Some(redis.url()),
+        // The keys' TTL is then its floor, 4 s.
+        room_idle: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let (a, b) = (start(config.clone()).await, start(config).await);
+    let mut follower = b.subscribe(Transport::Sse, "kept", None, None).await;
+    a.say("kept", "writer", "stays").await;
+    a.say("gone", "writer", "goes").await;
+    assert_eq!(seqs(&follower.expect(1).await), [1]);
+    let mut conn = redis::Client::open(redis.url())
+        .and_then(|c| c.get_connection())
+        .unwrap();
+    let keys = |room: &str| {
+        [
+            format!("duplex:{{{room}}}:meta"),
+            format!("duplex:{{{room}}}:log"),
+        ]
+    };
+    for key in keys("gone") {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!((1..=4000).contains(&ttl), "{key}: PTTL {ttl}");
+    }
+    // A drops "gone" after its idle second; its TTL then runs out. B follows "kept" throughout.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let exists: u64 = redis::cmd("EXISTS")
+            .arg(&keys("gone"))
+            .query(&mut conn)
+            .unwrap();
+        if exists == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expired room's keys stayed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(&keys("kept"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        exists, 2,
+        "the followed room's keys expired under its reader"
+    );
+    // And it still works: the next publish continues its log.
+    assert_eq!(a.say("kept", "writer", "still here").await, 2);
+    assert_eq!(seqs(&follower.expect(1).await), [2]);
+}

@@ -81,6 +81,7 @@ fn heartbeat(tab: &str, room: &str, transport: Transport, state: &str) -> Value 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_page_passes_its_checks_in_headless_chromium() {
+    let _one_browser = crate::helpers::ONE_BROWSER.lock().await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -95,6 +96,7 @@ async fn live_page_passes_its_checks_in_headless_chromium() {
         chromium.display()
     );
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let _turn = crate::helpers::CHROMIUM.lock().await;
     let (server, _) = start().await;
 
     let run = tokio::process::Command::new("node")

@@ -21,6 +21,12 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Held by each test that drives headless Chromium (`browser.rs`, `experiment.rs`), so the two
+/// browser runs take turns: run side by side on a 2-core machine, each page's timers and
+/// sockets wait on the other browser's, and the experiment's 3 s phases measure contention
+/// rather than the transports (a WebSocket phase once saw 4 of 16 flashes that way).
+pub static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running server and an HTTP client for it.
 pub struct TestServer {
     pub server: SpawnedServer,
@@ -401,3 +407,8 @@ pub async fn ws_next_reply(ws: &mut Ws) -> StreamItem {
 pub fn seqs(got: &[Got]) -> Vec<u64> {
     got.iter().filter_map(Got::seq).collect()
 }
+
+/// One headless Chromium run at a time. Two side by side on a two-core machine starve each
+/// other's timers: the guided experiment's phase deadlines were missed while the live-page checks
+/// ran beside it (each passes alone). Held for the whole browser run.
+pub static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

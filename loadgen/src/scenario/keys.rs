@@ -564,8 +564,23 @@ pub const CLUSTER_NODES: Key = Key {
     doc: "duplex nodes the run starts when it starts the server (not with `--target`): above 1, one `redis-server` and that many `duplex serve --backplane` nodes on 127.0.0.10, .11, ... (`peers/cluster/start.sh`), each client's connections spread over the nodes in turn; the server CPU and memory are the whole cluster's, Redis included",
 };
 
+/// `faults.kill_node`
+pub const FAULTS_KILL_NODE: Key = Key {
+    name: "faults.kill_node",
+    ty: Type::Duration,
+    default: Default::Described("none: no node is killed"),
+    range: Range::Duration {
+        min: Duration::ZERO,
+        max: s(3600),
+    },
+    range_note: "less than `duration`, and only with `cluster.nodes` of 2 or more",
+    unit: "duration",
+    sweep: false,
+    doc: "this long into each phase's measured window, the cluster's last node is killed (SIGKILL, by the pid the lab started it with); its clients reconnect to the other nodes (which the connector then uses alone) and resume from the last seq they saw. The report counts the reconnects, draws them and the slowest delivery per second over time, and says when the node died and what each process spent",
+};
+
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 30] = [
+pub const KEYS: [&Key; 31] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -596,6 +611,7 @@ pub const KEYS: [&Key; 30] = [
     &super::target::TARGET_PUBLISH,
     &super::target::TARGET_PUBLISH_BODY,
     &CLUSTER_NODES,
+    &FAULTS_KILL_NODE,
 ];
 
 /// The key with this dotted name.

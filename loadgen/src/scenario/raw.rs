@@ -45,6 +45,8 @@ pub(super) struct RawScenario {
     pub target: RawTarget,
     #[serde(default)]
     pub cluster: RawCluster,
+    #[serde(default)]
+    pub faults: RawFaults,
 }
 
 /// `[target]`
@@ -67,6 +69,14 @@ pub(super) struct RawTarget {
     pub publish: Option<String>,
     #[serde(default)]
     pub publish_body: Option<String>,
+}
+
+/// `[faults]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFaults {
+    #[serde(default)]
+    pub kill_node: Option<String>,
 }
 
 /// `[cluster]`

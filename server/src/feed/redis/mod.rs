@@ -79,6 +79,8 @@ pub enum BackplaneError {
 pub(super) struct Backplane {
     client: redis::Client,
     history: usize,
+    /// The rooms' keys' TTL in Redis, ms: the room's idle time (see `scripts.rs`).
+    ttl_ms: u64,
     append: redis::Script,
     load: redis::Script,
     /// The blocking connection `open` loads rooms on (`LogStore::open` is synchronous). A std
@@ -165,7 +167,8 @@ impl Backplane {
         invocation
             .key(&room.log_key)
             .arg(epoch.map_or(String::new(), |e| e.0.to_string()))
-            .arg(head);
+            .arg(head)
+            .arg(self.ttl_ms);
         invocation
     }
 
@@ -299,8 +302,10 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Connects to the Redis at `url` (checked with a `PING`) and starts this node's tail. Rooms
-    /// keep `history` messages, in Redis and in each node's window. Call inside a tokio runtime.
-    pub fn connect(url: &str, history: usize) -> Result<Self, BackplaneError> {
+    /// keep `history` messages, in Redis and in each node's window; a room's keys in Redis
+    /// expire `idle` after the last node that had it open let it go. Call inside a tokio
+    /// runtime.
+    pub fn connect(url: &str, history: usize, idle: Duration) -> Result<Self, BackplaneError> {
         let client = redis::Client::open(url).map_err(|e| BackplaneError::BadUrl {
             url: url.to_owned(),
             reason: e.to_string(),
@@ -308,6 +313,9 @@ impl RedisStore {
         let backplane = Arc::new(Backplane {
             client,
             history: history.max(1),
+            // At least 4 s: the tail renews a quarter TTL apart, but only between two XREADs,
+            // which block up to a second.
+            ttl_ms: (idle.as_millis() as u64).max(4000),
             append: scripts::append(),
             load: scripts::load(),
             blocking: Mutex::new(None),
@@ -387,6 +395,7 @@ impl RedisLog {
             .arg(draft.to.as_deref().unwrap_or(""))
             .arg(if draft.echo { "1" } else { "0" })
             .arg(draft.ts_us)
+            .arg(self.backplane.ttl_ms)
             .invoke_async::<Value>(&mut conn)
             .await
             .map_err(|e| {
@@ -478,6 +487,7 @@ mod tests {
         let backplane = Arc::new(Backplane {
             client: redis::Client::open("redis://127.0.0.1:1").unwrap(),
             history: 10,
+            ttl_ms: 60_000,
             append: scripts::append(),
             load: scripts::load(),
             blocking: Mutex::new(None),
