@@ -252,8 +252,10 @@ fn a_node_killed_mid_window_sends_its_clients_to_the_others_and_loses_nothing() 
         // About a third of the clients were on the dead node (each connection goes to the next
         // node in turn): every one of them reconnected.
         assert!(p.reconnects > 0, "{t}: no reconnects");
+        // The series ends when the clients are stopped; a reconnect after its last tick is only
+        // in the total.
         let reconnected: u64 = p.timeseries.iter().map(|s| s.reconnects).sum();
-        assert_eq!(reconnected, p.reconnects, "{t}");
+        assert!(reconnected > 0 && reconnected <= p.reconnects, "{t}");
         assert!(p.messages_published > 0, "{t}");
         assert_eq!(p.integrity.missing, 0, "{t}: {:?}", p.warnings);
         assert_eq!(p.integrity.duplicates, 0, "{t}");
