@@ -94,22 +94,28 @@ async fn clients_of(addr: SocketAddr, args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// One allocation site's live bytes at the moment the profile was written.
+/// Live bytes at the moment the profile was written, summed over the allocation sites that
+/// share a call path (the frames that name it).
 struct Site {
     bytes: u64,
     blocks: u64,
-    frame: String,
+    frames: String,
 }
 
-/// Reads dhat's JSON: each program point's bytes live at the end (`eb`, `ebk`) and its frames.
+/// How many frames of ours or a library's name a site.
+const FRAMES: usize = 3;
+
+/// Reads dhat's JSON: each program point's bytes live at the end (`eb`, `ebk`) and its frames,
+/// grouped by the first [`FRAMES`] frames outside the profiler, the allocator, the standard
+/// library and the byte containers (one allocation reached through different polls is one site).
 fn sites(json: &serde_json::Value) -> Vec<Site> {
     let frames: Vec<&str> = json["ftbl"]
         .as_array()
         .map(|f| f.iter().map(|s| s.as_str().unwrap_or("")).collect())
         .unwrap_or_default();
     let boring = [
-        "dhat::",
-        "alloc::",
+        "dhat",
+        "alloc",
         "core::",
         "std::",
         "[root]",
@@ -118,34 +124,46 @@ fn sites(json: &serde_json::Value) -> Vec<Site> {
         "<std::",
         "hashbrown::",
         "<dhat::",
-        "bytes::bytes_mut::",
+        "bytes::",
         "<bytes::",
+        "__rust",
+        "try_allocate_in",
+        "with_capacity",
+        "box_new",
+        "new_uninit",
+        "finish_grow",
+        "grow_",
+        "do_reserve",
+        "reserve",
     ];
-    let mut out = Vec::new();
+    let mut grouped: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for pp in json["pps"].as_array().into_iter().flatten() {
         let bytes = pp["eb"].as_u64().unwrap_or(0);
         if bytes == 0 {
             continue;
         }
-        let chain: Vec<&str> = pp["fs"]
+        let names: Vec<&str> = pp["fs"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|i| frames.get(i.as_u64()? as usize).copied())
+            .map(|f| f.split_once(": ").map_or(f, |(_, name)| name))
+            .filter(|name| !boring.iter().any(|b| name.starts_with(b)))
+            .take(FRAMES)
+            .map(|name| name.split(" (").next().unwrap_or(name))
             .collect();
-        let frame = chain
-            .iter()
-            .map(|f| f.split_once(": ").map_or(*f, |(_, name)| name))
-            .find(|name| !boring.iter().any(|b| name.starts_with(b)))
-            .unwrap_or("?")
-            .to_owned();
-        out.push(Site {
-            bytes,
-            blocks: pp["ebk"].as_u64().unwrap_or(0),
-            frame,
-        });
+        let entry = grouped.entry(names.join(" < ")).or_default();
+        entry.0 += bytes;
+        entry.1 += pp["ebk"].as_u64().unwrap_or(0);
     }
-    out
+    grouped
+        .into_iter()
+        .map(|(frames, (bytes, blocks))| Site {
+            bytes,
+            blocks,
+            frames,
+        })
+        .collect()
 }
 
 async fn profile(args: &Args) -> Result<(), String> {
@@ -181,7 +199,21 @@ async fn profile(args: &Args) -> Result<(), String> {
         let _ = child.kill();
         return Err(format!("the clients failed (printed {line:?})"));
     }
-    // Quiet: buffers made during the handshake are dropped or kept by now.
+    // A long poll's client returns once its request is written, and under the profiler the
+    // server is slow: wait (bounded) until the server holds every one, then a quiet second for
+    // buffers made during the handshake to be dropped or kept.
+    let transport = match args.held {
+        Held::Sse => wire::Transport::Sse,
+        Held::WebSocket => wire::Transport::WebSocket,
+        Held::LongPoll => wire::Transport::LongPoll,
+    };
+    for _ in 0..600 {
+        let open = server.state.metrics.transport(transport).open_connections;
+        if open >= args.clients as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = dhat::HeapStats::get();
     drop(profiler);
@@ -189,7 +221,9 @@ async fn profile(args: &Args) -> Result<(), String> {
     let _ = child.wait();
     let _ = server.shutdown().await;
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let _ = std::fs::remove_file(&file);
+    if std::env::var_os("CONN_COST_KEEP").is_none() {
+        let _ = std::fs::remove_file(&file);
+    }
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     let n = args.clients as f64;
     println!(
@@ -202,15 +236,15 @@ async fn profile(args: &Args) -> Result<(), String> {
     let mut sites = sites(&json);
     sites.sort_by_key(|s| std::cmp::Reverse(s.bytes));
     println!(
-        "{:>9} {:>7}  first frame of ours or a library's",
+        "{:>7} {:>8}  allocated in (innermost first)",
         "B/conn", "blk/conn"
     );
     for site in sites.iter().filter(|s| s.bytes as f64 >= 16.0 * n) {
         println!(
-            "{:>9.0} {:>7.2}  {}",
+            "{:>7.0} {:>8.2}  {}",
             site.bytes as f64 / n,
             site.blocks as f64 / n,
-            site.frame
+            site.frames
         );
     }
     Ok(())

@@ -51,6 +51,10 @@ pub struct BrowserRun {
     pub pages_reporting: u64,
     /// Which figures each page measured and which it estimated, in a sentence or two.
     pub method: String,
+    /// Facts beside the pages' figures, one line each (the live classroom: what the server
+    /// counted at its own sockets per transport, every real header included).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// The resolved scenario, as plain numbers.

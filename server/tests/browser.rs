@@ -95,6 +95,7 @@ async fn live_page_passes_its_checks_in_headless_chromium() {
         chromium.display()
     );
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let _turn = crate::helpers::CHROMIUM.lock().await;
     let (server, _) = start().await;
 
     let run = tokio::process::Command::new("node")

@@ -29,6 +29,7 @@ async fn four_browsers_run_the_comparison_and_its_results_render_as_a_report() {
         dir.join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: (cd server/tests/browser && npm ci)"
     );
+    let _turn = CHROMIUM.lock().await;
     let t = start(Config {
         teacher_token: Some(TEACHER.into()),
         ..Config::default()
@@ -67,6 +68,8 @@ async fn four_browsers_run_the_comparison_and_its_results_render_as_a_report() {
         .as_ref()
         .expect("marked as measured in browsers");
     assert_eq!((browsers.pages, browsers.pages_reporting), (4, 4));
+    // The server's own count at its sockets, per transport, beside the pages' figures.
+    assert_eq!(browsers.notes.len(), 4, "{:?}", browsers.notes);
     let phases = &results.runs[0].phases;
     let ids: Vec<&str> = phases.iter().map(|p| p.transport.as_str()).collect();
     assert_eq!(ids, ["short_poll", "long_poll", "sse", "websocket"]);
@@ -74,8 +77,10 @@ async fn four_browsers_run_the_comparison_and_its_results_render_as_a_report() {
         assert_eq!(p.clients_connected, 4, "{}: pages reporting", p.transport);
         assert!(p.messages_published >= 2, "{}: flashes", p.transport);
         let i = &p.integrity;
+        // Most flashes arrive over the phase's own transport before it ends (a flash still on
+        // its way at the switch arrives over the next one and counts as missing here).
         assert!(
-            i.deliveries_received * 4 >= i.deliveries_expected * 3,
+            i.deliveries_received * 2 >= i.deliveries_expected,
             "{}: {} of {} flash deliveries",
             p.transport,
             i.deliveries_received,
@@ -86,14 +91,7 @@ async fn four_browsers_run_the_comparison_and_its_results_render_as_a_report() {
             "{}",
             p.transport
         );
-        assert!(
-            p.warnings
-                .iter()
-                .any(|w| w.contains("at the server's sockets")),
-            "{}: {:?}",
-            p.transport,
-            p.warnings
-        );
+        assert!(p.warnings.is_empty(), "{}: {:?}", p.transport, p.warnings);
     }
     // Short polling asks about phase / interval times per page; a long poll once per flash
     // (each answer ends the request) and once more; SSE and WebSocket connect once.

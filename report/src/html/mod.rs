@@ -38,6 +38,8 @@ struct IndexPage {
     headline_note: Option<String>,
     /// "Measured in N students' browsers ..." for the live classroom's guided experiment.
     browsers_note: Option<String>,
+    /// Its notes (the server's own counts), listed under it.
+    browsers_notes: Vec<String>,
     /// What this run actually did, under the scenario's own description (which quotes the
     /// scenario file and goes stale when `--clients` or `--duration` override it).
     this_run: String,
@@ -197,6 +199,11 @@ fn page(results: &Results) -> IndexPage {
                 b.pages_reporting, b.pages, b.method
             )
         }),
+        browsers_notes: results
+            .measured_in_browsers
+            .as_ref()
+            .map(|b| b.notes.clone())
+            .unwrap_or_default(),
         this_run: this_run(results, headline),
         findings: findings::findings(&analysis),
         recommendation,
@@ -232,6 +239,15 @@ fn this_run(results: &Results, headline: Option<&Run>) -> String {
     let clients = headline.map_or(s.clients, |r| r.clients);
     let rate = headline.map_or(s.rate_per_sender, |r| r.rate_per_sender);
     let rtt = headline.map_or(s.network.rtt_ms, |r| r.rtt_ms);
+    if let Some(b) = &results.measured_in_browsers {
+        return format!(
+            "This run: {} student pages in their own browsers, every one on each transport in \
+             turn for {} s, while the server sent {} flash(es) a second.",
+            format::count(b.pages),
+            format::value(s.duration_s),
+            format::value(rate),
+        );
+    }
     format!(
         "This run: {} clients per transport, {} of them sending {} msg/s each, {} s measured \
          per transport{}.",

@@ -1,7 +1,7 @@
 //! The guided experiment as a results document, the same `results.json` the loadgen writes
 //! (`report::Results`), so `duplex report` renders it like any run. What differs is said in
-//! the document itself: `measured_in_browsers` (the report shows it at the top), and each
-//! phase's warnings say what the server counted at its own sockets for that transport.
+//! the document itself: `measured_in_browsers` (the report shows it at the top), with a note per
+//! transport of what the server counted at its own sockets during that phase.
 //!
 //! Per transport, the pages' figures are summed; the delays of every flash every page saw go
 //! into the phase's latency histogram; a flash a page did not see counts as missing. What a
@@ -25,8 +25,8 @@ const METHOD: &str = "Requests, empty answers, bytes received and every flash's 
     it sets and the body, not the headers the browser adds (User-Agent, Accept, cookies), and \
     the WebSocket handshake is estimated from the headers a browser sends. Resource Timing \
     gives real response body sizes, but Chromium reports a fixed 300 bytes for headers, so no \
-    header size comes from it. Each phase's notes give the server's own count at its sockets, \
-    which includes every real header.";
+    header size comes from it. The notes below give the server's own count at its sockets, \
+    per transport, which includes every real header.";
 
 /// The latest experiment as a results document; `listening` names the server in it.
 pub fn results(e: &Experiment, listening: Option<SocketAddr>) -> Results {
@@ -58,6 +58,28 @@ pub fn results(e: &Experiment, listening: Option<SocketAddr>) -> Results {
         })
         .collect();
     let last_end = e.plan.phases.last().map_or(e.started_us, |p| p.end_us);
+    let notes = e
+        .plan
+        .phases
+        .iter()
+        .zip(&e.server)
+        .filter_map(|(p, count)| {
+            count.map(|c| {
+                format!(
+                    "{}: the server counted {} requests, {} bytes received and {} bytes sent at \
+                     its sockets during this phase (every real header included; the pages \
+                     counted {} requests, {} bytes sent and {} received)",
+                    p.transport,
+                    c.requests,
+                    c.bytes_received,
+                    c.bytes_sent,
+                    page_sum(e, p.transport, |f| f.requests),
+                    page_sum(e, p.transport, |f| f.bytes_up),
+                    page_sum(e, p.transport, |f| f.bytes_down),
+                )
+            })
+        })
+        .collect();
     Results {
         schema_version: SCHEMA_VERSION,
         scenario: ScenarioInfo {
@@ -117,8 +139,18 @@ pub fn results(e: &Experiment, listening: Option<SocketAddr>) -> Results {
             pages,
             pages_reporting: reporting,
             method: METHOD.into(),
+            notes,
         }),
     }
+}
+
+/// The sum of `field` over the pages' figures for `transport`'s phase.
+fn page_sum(e: &Experiment, transport: wire::Transport, field: fn(&PhaseFigures) -> u64) -> u64 {
+    e.reports
+        .values()
+        .filter(|f| f.transport == transport)
+        .map(field)
+        .sum()
 }
 
 /// One transport's phase from the pages' figures for it.
@@ -152,13 +184,6 @@ fn phase(
     let published = e.flashes[i].len() as u64;
     let expected = published * figures.len() as u64;
     let mut warnings = Vec::new();
-    if let Some(server) = e.server[i] {
-        warnings.push(format!(
-            "at the server's sockets, {transport} during this phase (every page's real headers \
-             included): {} requests, {} bytes received, {} bytes sent",
-            server.requests, server.bytes_received, server.bytes_sent
-        ));
-    }
     let missing_pages = e.participants.len() - figures.len();
     if missing_pages > 0 {
         warnings.push(format!(
@@ -304,10 +329,10 @@ mod tests {
         assert_eq!(short.integrity.missing, 2);
         assert_eq!(short.latency.quantile_ms(0.5).map(f64::round), Some(3.0));
         assert!(
-            short
-                .warnings
-                .iter()
-                .any(|w| w.contains("17 requests, 9000 bytes received"))
+            b.notes[0]
+                .starts_with("short_poll: the server counted 17 requests, 9000 bytes received"),
+            "{:?}",
+            b.notes
         );
         assert!(short.warnings.iter().any(|w| w.contains("1 of 3 pages")));
     }
