@@ -81,7 +81,6 @@ fn heartbeat(tab: &str, room: &str, transport: Transport, state: &str) -> Value 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_page_passes_its_checks_in_headless_chromium() {
-    let _one_browser = crate::helpers::ONE_BROWSER.lock().await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),

@@ -24,7 +24,6 @@ fn workspace_tmp() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_browsers_run_the_comparison_and_its_results_render_as_a_report() {
-    let _one_browser = crate::helpers::ONE_BROWSER.lock().await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),

@@ -407,8 +407,3 @@ pub async fn ws_next_reply(ws: &mut Ws) -> StreamItem {
 pub fn seqs(got: &[Got]) -> Vec<u64> {
     got.iter().filter_map(Got::seq).collect()
 }
-
-/// One headless Chromium run at a time. Two side by side on a two-core machine starve each
-/// other's timers: the guided experiment's phase deadlines were missed while the live-page checks
-/// ran beside it (each passes alone). Held for the whole browser run.
-pub static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
