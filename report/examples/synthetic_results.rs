@@ -331,6 +331,7 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
         }],
         warnings: Vec::new(),
         model_floor_ms: None,
+        stack: None,
     }
 }
 

@@ -145,6 +145,10 @@ pub struct Run {
 pub struct Phase {
     /// Transport identifier.
     pub transport: String,
+    /// The stack measured (a scenario's `stacks.name`: `duplex`, `nchan`, ...) when one run
+    /// compared several; absent for a run of one server and in results written before stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
     /// Clients that were meant to run.
     pub clients: u64,
     /// Clients that connected and subscribed.

@@ -11,4 +11,5 @@ mod page;
 mod page_text;
 mod print;
 mod reading;
+mod stacks;
 mod verdicts;

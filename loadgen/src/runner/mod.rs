@@ -234,6 +234,7 @@ pub async fn run_phase(
         warnings,
         // Not measured yet: the report estimates the floor from the run's fastest delivery.
         model_floor_ms: None,
+        stack: None,
     }
 }
 

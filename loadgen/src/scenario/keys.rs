@@ -553,7 +553,7 @@ pub const NETWORK_BANDWIDTH: Key = Key {
 };
 
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 29] = [
+pub const KEYS: [&Key; 31] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -583,6 +583,8 @@ pub const KEYS: [&Key; 29] = [
     &super::target::TARGET_SUBSCRIBE,
     &super::target::TARGET_PUBLISH,
     &super::target::TARGET_PUBLISH_BODY,
+    &super::stacks::STACKS_NAME,
+    &super::stacks::STACKS_TRANSPORTS,
 ];
 
 /// The key with this dotted name.

@@ -22,12 +22,14 @@ use wire::Transport;
 
 pub mod keys;
 mod raw;
+pub mod stacks;
 pub mod target;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use keys::{MAX_CLIENTS, MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
+pub use stacks::Stack;
 pub use target::{ProtocolChoice, TargetSpec};
 
 use crate::thresholds::Threshold;
@@ -122,8 +124,9 @@ pub struct Scenario {
     /// What validation changed and the user should hear about (e.g. a drain extended so the
     /// last messages can arrive), each naming the file and the key.
     pub notes: Vec<String>,
-    /// The server measured (`[target]`).
-    pub target: TargetSpec,
+    /// The servers measured, in order: the `[[stacks]]`, or the one `[target]` (a stack
+    /// without a name).
+    pub stacks: Vec<Stack>,
 }
 
 /// Emulated network conditions.
@@ -225,18 +228,17 @@ pub struct Overrides {
 impl Overrides {
     /// Says which flag set the value when an error is about a key a flag replaced.
     fn blame(&self, error: ScenarioError) -> ScenarioError {
-        let flag = match error.key() {
-            Some("transports") if self.transports.is_some() => "--transports",
-            Some("duration") if self.duration.is_some() => "--duration",
-            Some("clients.count") if self.clients.is_some() => "--clients",
-            Some("seed") if self.seed.is_some() => "--seed",
-            Some("target.peer" | "target.url" | "target.protocol" | "transports")
-                if self.peer.is_some() =>
-            {
-                "--peer"
-            }
-            _ => return error,
-        };
+        let flag =
+            match error.key() {
+                Some("transports") if self.transports.is_some() => "--transports",
+                Some("duration") if self.duration.is_some() => "--duration",
+                Some("clients.count") if self.clients.is_some() => "--clients",
+                Some("seed") if self.seed.is_some() => "--seed",
+                Some(
+                    "target.peer" | "target.url" | "target.protocol" | "transports" | "stacks",
+                ) if self.peer.is_some() => "--peer",
+                _ => return error,
+            };
         match error {
             ScenarioError::Invalid { file, key, problem } => ScenarioError::Invalid {
                 file,

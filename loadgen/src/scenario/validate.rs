@@ -44,7 +44,7 @@ impl Validator<'_> {
             return Err(self.err(keys::DESCRIPTION.name, "must say what the scenario shows"));
         }
         let transports = self.transports(raw.transports)?;
-        let target = self.target(raw.target, &transports)?;
+        let stacks = self.stacks(raw.target, raw.stacks, &transports)?;
         let duration = self.duration(&keys::DURATION, raw.duration.as_deref())?;
         let warmup = self.duration(&keys::WARMUP, raw.warmup.as_deref())?;
         let drain = self.duration(&keys::DRAIN, raw.drain.as_deref())?;
@@ -124,9 +124,10 @@ impl Validator<'_> {
         let max_ms = |values: &[f64]| {
             Duration::from_secs_f64(values.iter().cloned().fold(0.0, f64::max) / 1e3)
         };
+        let measured: Vec<Transport> = stacks.iter().flat_map(|s| s.transports.clone()).collect();
         let drain = self.long_enough_drain(
             drain,
-            &transports,
+            &measured,
             max_ms(&intervals),
             max_ms(&rtts),
             jitter,
@@ -169,7 +170,7 @@ impl Validator<'_> {
             seed,
             thresholds,
             notes,
-            target,
+            stacks,
         })
     }
 
@@ -212,7 +213,7 @@ impl Validator<'_> {
         needed
     }
 
-    fn name(&self, key: &Key, value: Option<String>) -> Result<String, ScenarioError> {
+    pub(super) fn name(&self, key: &Key, value: Option<String>) -> Result<String, ScenarioError> {
         let value = match (value, key.default) {
             (Some(v), _) => v,
             (None, Default::Text(d)) => d.to_owned(),
@@ -229,7 +230,10 @@ impl Validator<'_> {
         Ok(value)
     }
 
-    fn transports(&self, list: Option<Vec<String>>) -> Result<Vec<Transport>, ScenarioError> {
+    pub(super) fn transports(
+        &self,
+        list: Option<Vec<String>>,
+    ) -> Result<Vec<Transport>, ScenarioError> {
         let key = keys::TRANSPORTS.name;
         // The default ("all four, in that order"), as the table says.
         let Some(list) = list else {

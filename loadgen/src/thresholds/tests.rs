@@ -32,6 +32,7 @@ fn phase(transport: &str) -> Phase {
         traces: Vec::new(),
         warnings: Vec::new(),
         model_floor_ms: None,
+        stack: None,
     };
     p.integrity.deliveries_expected = 100;
     p.integrity.deliveries_received = 100;
