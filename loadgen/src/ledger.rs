@@ -2,12 +2,14 @@
 //!
 //! Each phase uses a fresh room and every client subscribes from the start of its log
 //! (`since=0`), so a client is owed exactly the messages the server acknowledged to the senders
-//! during the phase. Each client keeps a [`Ledger`] of the seqs it saw (a bitset: 5,000 clients
+//! during the phase that were for it (`chat.mode`, see [`crate::recipients`]). Each client keeps a [`Ledger`] of the seqs it saw (a bitset: 5,000 clients
 //! × 30,000 messages is 19 MB); [`integrity`] compares the ledgers with the acknowledged seqs.
 //! A client that never connected is owed nothing (it is counted as an error and a warning
 //! instead), but a client that connected and later failed still owes every message.
 
 use report::results::Integrity;
+
+use crate::recipients::{Addressed, ChatMode};
 
 /// What one client received.
 #[derive(Debug, Clone, Default)]
@@ -64,17 +66,30 @@ impl Ledger {
     }
 }
 
-/// Sums the connected clients' ledgers against the acknowledged seqs.
+/// Sums the connected clients' ledgers (each with the client's index) against the
+/// acknowledged messages: each client is owed the ones `mode` addresses to it among `clients`;
+/// one that arrived at a client it was not for is misdelivered.
 pub fn integrity<'a>(
-    ledgers: impl IntoIterator<Item = &'a Ledger>,
-    published: &[u64],
+    ledgers: impl IntoIterator<Item = (usize, &'a Ledger)>,
+    published: &[Addressed],
+    mode: ChatMode,
+    clients: usize,
 ) -> Integrity {
     let mut total = Integrity::default();
-    for ledger in ledgers {
-        let received = published.iter().filter(|&&s| ledger.has(s)).count() as u64;
-        total.deliveries_expected += published.len() as u64;
+    for (client, ledger) in ledgers {
+        let (mut owed, mut received) = (0, 0);
+        for m in published {
+            let has = ledger.has(m.seq);
+            if mode.owes(m, client, clients) {
+                owed += 1;
+                received += u64::from(has);
+            } else if has {
+                total.misdelivered += 1;
+            }
+        }
+        total.deliveries_expected += owed;
         total.deliveries_received += received;
-        total.missing += published.len() as u64 - received;
+        total.missing += owed - received;
         total.duplicates += ledger.duplicates;
         total.out_of_order += ledger.out_of_order;
         total.gaps_reported += ledger.gaps_reported;
@@ -108,10 +123,53 @@ mod tests {
         }
         b.record(2);
         b.record(2);
-        let i = integrity([&a, &b], &[1, 2, 3]);
+        let i = integrity([(0, &a), (1, &b)], &sent(0, 3), ChatMode::All, 2);
         assert_eq!(i.deliveries_expected, 6);
         assert_eq!(i.deliveries_received, 4);
         assert_eq!(i.missing, 2);
         assert_eq!(i.duplicates, 1);
+        assert_eq!(i.misdelivered, 0);
+    }
+
+    /// `count` messages of `sender`, seqs 1.., counters 0...
+    fn sent(sender: usize, count: u64) -> Vec<Addressed> {
+        (1..=count)
+            .map(|seq| Addressed {
+                seq,
+                sender,
+                n: (seq - 1) as u32,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_others_mode_the_sender_is_owed_nothing_and_its_echo_is_misdelivered() {
+        let (mut sender, mut other) = (Ledger::default(), Ledger::default());
+        for s in 1..=3 {
+            other.record(s);
+        }
+        sender.record(2);
+        let i = integrity(
+            [(0, &sender), (1, &other)],
+            &sent(0, 3),
+            ChatMode::Others,
+            2,
+        );
+        assert_eq!((i.deliveries_expected, i.deliveries_received), (3, 3));
+        assert_eq!((i.missing, i.misdelivered), (0, 1));
+    }
+
+    #[test]
+    fn in_direct_mode_each_message_is_owed_to_its_one_recipient() {
+        // Sender 0 among 3 clients: messages n = 0, 1, 2 go to clients 1, 2, 1.
+        let ledgers: Vec<Ledger> = vec![Ledger::default(), Ledger::default(), Ledger::default()];
+        let mut ledgers = ledgers;
+        ledgers[1].record(1);
+        ledgers[2].record(2);
+        // Message 3 (for client 1) never came; client 2 got it instead.
+        ledgers[2].record(3);
+        let i = integrity(ledgers.iter().enumerate(), &sent(0, 3), ChatMode::Direct, 3);
+        assert_eq!((i.deliveries_expected, i.deliveries_received), (3, 2));
+        assert_eq!((i.missing, i.misdelivered), (1, 1));
     }
 }

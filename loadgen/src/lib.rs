@@ -22,6 +22,7 @@ pub mod peer;
 pub mod probe;
 pub mod protocol;
 pub mod publisher;
+pub mod recipients;
 pub mod runner;
 pub mod scenario;
 pub mod seed;

@@ -1,5 +1,6 @@
 //! The loadgen integration tests: one binary, one module per concern.
 
+mod modes;
 mod netem;
 mod phases;
 mod scenarios_shipped;

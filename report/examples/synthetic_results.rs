@@ -61,6 +61,7 @@ fn scenario(clients: u64, sweep: Option<SweepInfo>) -> ScenarioInfo {
         senders: SENDERS,
         rate_per_sender: RATE,
         payload_bytes: PAYLOAD,
+        chat_mode: None,
         short_poll_interval_ms: INTERVAL_MS,
         long_poll_timeout_ms: TIMEOUT_MS,
         network: NetworkInfo::default(),

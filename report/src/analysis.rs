@@ -423,7 +423,7 @@ impl Verdicts {
                 empty_expected,
                 noise::share_tolerance(empty_expected.unwrap_or(0.0), measured.poll_answers),
             ),
-            integrity_ok: i.missing + i.duplicates + i.out_of_order == 0,
+            integrity_ok: i.missing + i.duplicates + i.out_of_order + i.misdelivered == 0,
         }
     }
 }

@@ -25,6 +25,8 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(200);
 /// What a finished client hands back.
 #[derive(Debug)]
 pub struct ClientReport {
+    /// The client's index (senders are `0..senders`): which messages it was owed.
+    pub index: usize,
     /// Whether it ever connected (only connected clients are owed deliveries).
     pub connected: bool,
     /// What it received.
@@ -67,6 +69,7 @@ pub async fn client_task<C: TransportClient>(
         follow(c, &mut me, &stop).await;
     }
     ClientReport {
+        index: me.index,
         connected,
         trace: me.trace.take().map(|events| ClientTrace {
             client: me.id.clone(),

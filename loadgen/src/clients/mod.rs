@@ -32,6 +32,7 @@ use crate::conn::Connector;
 use crate::ledger::{Arrival, Ledger};
 use crate::meter::PhaseMeter;
 use crate::protocol::TargetProtocol;
+use crate::recipients::{Addressed, ChatMode};
 use crate::seed::{Stream, derive};
 use crate::stamp::Stamp;
 
@@ -116,18 +117,27 @@ pub struct PhaseCtx {
     pub profile: profile::ClientProfile,
     /// Senders in this phase (for [`Stamp::log_position`]).
     pub senders: usize,
-    /// Seqs the server acknowledged to this phase's senders.
-    pub published: Mutex<Vec<u64>>,
+    /// Clients in this phase (a direct message's recipient is one of them).
+    pub clients: usize,
+    /// Who each message is for (`chat.mode`).
+    pub mode: ChatMode,
+    /// The messages the server acknowledged to this phase's senders.
+    pub published: Mutex<Vec<Addressed>>,
 }
 
 impl PhaseCtx {
-    /// Records a publish the server acknowledged with `seq`.
-    pub fn publish_acked(&self, seq: u64) {
+    /// Records a publish the server acknowledged with `seq`: sender `sender`'s `n`-th.
+    pub fn publish_acked(&self, seq: u64, sender: usize, n: u32) {
         self.meter.published.fetch_add(1, Relaxed);
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(seq);
+            .push(Addressed { seq, sender, n });
+    }
+
+    /// Who sender `sender`'s `n`-th message is for, as a publish says it: `(to, echo)`.
+    pub fn addressing(&self, sender: usize, n: u32) -> (Option<String>, Option<bool>) {
+        self.mode.addressing(sender, n, self.clients)
     }
 
     /// ms since the phase start.

@@ -95,15 +95,16 @@ impl TargetProtocol for Generic {
     fn publish_request(
         &self,
         phase: &PhaseCtx,
-        from: &str,
+        stamp: &Stamp,
         body: String,
     ) -> Request<Full<bytes::Bytes>> {
+        let from = format!("c{}", stamp.sender);
         let path = self.publish.replace("{room}", &phase.room);
         // The stamp is ASCII without quotes or backslashes: it needs no escaping in JSON.
         let text = self
             .publish_body
             .replace("{stamp}", &body)
-            .replace("{from}", from)
+            .replace("{from}", &from)
             .replace("{room}", &phase.room);
         let json = text.trim_start().starts_with(['{', '[']);
         let mut request = HttpConn::request(phase, "POST", &path, Some(text));

@@ -133,6 +133,8 @@ pub async fn run_phase(
         seed: s.seed,
         profile: s.client_profile,
         senders: s.senders as usize,
+        clients: s.clients as usize,
+        mode: s.chat_mode,
         published: Default::default(),
     });
     let bar = progress_bar(setup, transport, s.warmup + s.duration + s.drain);
@@ -171,8 +173,13 @@ pub async fn run_phase(
     published.sort_unstable();
     let mut reports = stopped.reports;
     let integrity = integrity(
-        reports.iter().filter(|r| r.connected).map(|r| &r.ledger),
+        reports
+            .iter()
+            .filter(|r| r.connected)
+            .map(|r| (r.index, &r.ledger)),
         &published,
+        s.chat_mode,
+        s.clients as usize,
     );
     let mut traces: Vec<ClientTrace> = reports.iter_mut().filter_map(|r| r.trace.take()).collect();
     traces.sort_by(|a, b| a.client.cmp(&b.client));
@@ -393,7 +400,9 @@ async fn drain(s: &Scenario, meter: &PhaseMeter, window_end: Instant, setup: &Ph
         window_end + s.drain
     };
     while setup.probe.failure().is_none() && Instant::now() < drain_end {
-        let owed = meter.published.load(Relaxed) * meter.clients_connected.load(Relaxed);
+        let owed = meter.published.load(Relaxed)
+            * s.chat_mode
+                .owed_per_message(meter.clients_connected.load(Relaxed));
         if meter.distinct_deliveries.load(Relaxed) >= owed {
             break;
         }

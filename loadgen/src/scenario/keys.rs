@@ -11,6 +11,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use super::text::{duration_text, grouped};
+
 /// What kind of value a key takes in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
@@ -215,31 +217,6 @@ impl Key {
             format!(" ({})", self.range_note)
         }
     }
-}
-
-/// A duration as the README and errors show it: `0`, `10ms`, `1s`, `10m`, `1h`.
-pub fn duration_text(d: Duration) -> String {
-    if d.is_zero() {
-        "0".to_owned()
-    } else {
-        humantime::format_duration(d).to_string()
-    }
-}
-
-/// A number with thousands separators (`18,000`, `0.5`), as the README writes numbers.
-pub fn grouped(x: f64) -> String {
-    if x.fract() != 0.0 || x.abs() >= 1e15 {
-        return format!("{x}");
-    }
-    let digits = format!("{}", x.abs() as u64);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if x < 0.0 { format!("-{out}") } else { out }
 }
 
 /// Smallest `chat.payload_bytes`: the loadgen's stamp must fit in the body (see `stamp.rs`).
@@ -480,6 +457,18 @@ pub const CHAT_PAYLOAD_BYTES: Key = Key {
     doc: "size of each published body; it begins with the loadgen's timing stamp",
 };
 
+/// `chat.mode`
+pub const CHAT_MODE: Key = Key {
+    name: "chat.mode",
+    ty: Type::Choice,
+    default: Default::Text("all"),
+    range: Range::OneOf(&["all", "others", "direct"]),
+    range_note: "nchan and generic targets: only `\"all\"`",
+    unit: "text",
+    sweep: false,
+    doc: "who each message is for, as Socket.IO's three broadcast forms: `all` everyone in the room, the sender included (`io.emit`); `others` everyone but the sender (`socket.broadcast.emit`); `direct` one client, each of a sender's messages the next other client in turn (`socket.emit` to one socket). duplex and Socket.IO are told with the publish's `to` / `echo`; each client is owed only the messages for it, and a delivery to a client a message was not for counts as misdelivered",
+};
+
 /// `short_poll.interval`
 pub const SHORT_POLL_INTERVAL: Key = Key {
     name: "short_poll.interval",
@@ -553,7 +542,7 @@ pub const NETWORK_BANDWIDTH: Key = Key {
 };
 
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 31] = [
+pub const KEYS: [&Key; 32] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -570,6 +559,7 @@ pub const KEYS: [&Key; 31] = [
     &CHAT_SENDERS,
     &CHAT_RATE,
     &CHAT_PAYLOAD_BYTES,
+    &CHAT_MODE,
     &SHORT_POLL_INTERVAL,
     &LONG_POLL_TIMEOUT,
     &NETWORK_RTT,

@@ -26,6 +26,7 @@ pub mod stacks;
 pub mod target;
 #[cfg(test)]
 mod tests;
+mod text;
 mod validate;
 
 pub use keys::{MAX_CLIENTS, MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
@@ -107,6 +108,8 @@ pub struct Scenario {
     pub rate: f64,
     /// Bytes per published body.
     pub payload_bytes: usize,
+    /// Who each message is for.
+    pub chat_mode: crate::recipients::ChatMode,
     /// Short-poll timer period.
     pub short_poll_interval: Duration,
     /// Long-poll hold timeout.
@@ -314,6 +317,7 @@ impl Scenario {
             senders: self.senders,
             rate_per_sender: self.rate,
             payload_bytes: self.payload_bytes as u64,
+            chat_mode: Some(self.chat_mode.id().to_owned()),
             short_poll_interval_ms: ms(self.short_poll_interval),
             long_poll_timeout_ms: ms(self.long_poll_timeout),
             network: report::results::NetworkInfo {

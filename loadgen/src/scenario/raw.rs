@@ -122,6 +122,8 @@ pub(super) struct RawChat {
     pub rate: Option<toml::Value>,
     #[serde(default)]
     pub payload_bytes: Option<i64>,
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// `[short_poll]`

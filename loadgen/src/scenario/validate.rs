@@ -13,6 +13,7 @@ use super::keys::{self, Default, Key, Range, duration_text, grouped};
 use super::raw::RawScenario;
 use super::{Network, Overrides, Scenario, ScenarioError, Sweep, SweepKey};
 use crate::clients::profile::ClientProfile;
+use crate::recipients::ChatMode;
 use crate::thresholds::{self, Origin};
 
 /// What the drain must leave beyond the network's share and the poll interval: the server's
@@ -70,6 +71,12 @@ impl Validator<'_> {
         let rates =
             self.sweep_values(key, raw.chat.rate.as_ref(), |v| self.number_value(key, v))?;
         let payload = self.integer(&keys::CHAT_PAYLOAD_BYTES, raw.chat.payload_bytes)?;
+        let chat_mode = self
+            .choice(&keys::CHAT_MODE, raw.chat.mode)?
+            .and_then(|w| ChatMode::from_id(&w))
+            .unwrap_or_default();
+        let mut stacks = stacks;
+        self.mode_for_stacks(chat_mode, min_count, &mut stacks)?;
         let cookie_bytes =
             self.integer(&keys::CLIENTS_COOKIE_BYTES, raw.clients.cookie_bytes)? as usize;
         let client_profile = match self
@@ -159,6 +166,7 @@ impl Validator<'_> {
             senders: senders as u64,
             rate: rates[0],
             payload_bytes: payload as usize,
+            chat_mode,
             short_poll_interval: Duration::from_secs_f64(intervals[0] / 1e3),
             long_poll_timeout,
             network: Network {

@@ -254,6 +254,10 @@ fn scenario_facts(results: &Results, headline: Option<&Run>) -> Vec<(String, Str
             ),
         ),
         (
+            "Each message for".into(),
+            format::chat_mode(s.chat_mode.as_deref()),
+        ),
+        (
             "Time per transport".into(),
             format!(
                 "{} s warm-up, {} s measured, {} s drain",

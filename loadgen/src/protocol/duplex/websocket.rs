@@ -45,7 +45,7 @@ fn config() -> WebSocketConfig {
 pub struct WebSocketClient {
     socket: WebSocketStream<ClientIo>,
     /// ref -> when it was sent, for sends not yet acknowledged.
-    pending: HashMap<u64, Instant>,
+    pending: HashMap<u64, (Instant, u32)>,
     next_ref: u64,
 }
 
@@ -58,15 +58,17 @@ impl WebSocketClient {
             scheduled_ns: clock::ns_at(order.scheduled.into_std()),
         };
         self.next_ref += 1;
+        let (to, echo) = me.phase.addressing(me.index, order.n);
         let frame = ClientFrame::Send {
             body: stamp.encode(me.phase.payload_bytes),
             event: None,
-            to: None,
-            echo: None,
+            to,
+            echo,
             reference: Some(self.next_ref),
         };
         let text = serde_json::to_string(&frame).expect("a frame serializes");
-        self.pending.insert(self.next_ref, Instant::now());
+        self.pending
+            .insert(self.next_ref, (Instant::now(), order.n));
         me.phase.meter.traffic.requests.fetch_add(1, Relaxed);
         self.socket.send(WsMessage::text(text)).await?;
         Ok(())
@@ -87,13 +89,14 @@ impl WebSocketClient {
         match take_stream_item(me, text.as_str(), at, "frame")? {
             None => {}
             Some(SendReply::Ack { reference, seq }) => {
-                if let Some(sent) = self.pending.remove(&reference) {
+                // Refs are per connection and acks come on it, so every ack has its send here.
+                if let Some((sent, n)) = self.pending.remove(&reference) {
                     me.phase
                         .meter
                         .request_rtt
                         .record_us(me.index, (at - sent).as_micros() as u64);
+                    me.phase.publish_acked(seq, me.index, n);
                 }
-                me.phase.publish_acked(seq);
             }
             Some(SendReply::Error { error, reference }) => {
                 if let Some(r) = reference {
