@@ -438,6 +438,7 @@ function startWebSocket(via) {
         }
         case 'gap': acceptGap(via, item.missed); break;
         case 'reset': acceptReset(via, item.head); break;
+        case 'epoch': feed.epoch = item.epoch; break;
         default: log(via, `frame: ${item.type}`, { down, kind: 'error', note: item.error || '' });
       }
     };

@@ -21,7 +21,7 @@ pub struct Config {
     /// Apply the per-address limits to loopback peers too. Off by default: the loadgen opens
     /// thousands of clients from 127.0.0.x. Tests turn it on to exercise the limits.
     pub limit_loopback: bool,
-    /// Rooms one address may have created among those that exist.
+    /// Rooms one address off this machine may have created among those that exist.
     pub rooms_per_address: usize,
     /// A room nobody follows expires this long after its last message.
     pub room_idle: Duration,

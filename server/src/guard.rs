@@ -12,6 +12,12 @@
 //!   client is sent `408 Request Timeout` (a JSON error) and the connection is closed. This is the
 //!   slowloris defence; hyper's own header timer closes without an answer.
 //!
+//! - **hyper's own answers.** A request hyper cannot parse (a malformed line, a head over its
+//!   buffer, a URI too long) is answered by hyper itself, before any handler runs, with an empty
+//!   body. Such an answer can only be written while no request is being served, so there the
+//!   guard replaces it with the same status and a JSON `{"error":...}` naming the problem, like
+//!   every other error the server writes.
+//!
 //! Why a wrapper rather than timeouts around futures: the stall is only visible at the socket
 //! (hyper writes a long response or a stream in many small writes, each of which may wait), and
 //! an upgraded WebSocket keeps the wrapper, so one place covers all of them.
@@ -34,6 +40,55 @@ pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
 content-length: 59\r\nconnection: close\r\n\r\n{\"error\":\"request timeout: the request head took too long\"}";
 
+/// The answers hyper writes by itself for a request it cannot parse (`on_error` in hyper's h1
+/// server role), each with the JSON error that replaces it.
+const HYPER_REJECTIONS: [(&str, &str); 3] = [
+    (
+        "HTTP/1.1 400 Bad Request\r\n",
+        "malformed request: the request line or a header could not be parsed",
+    ),
+    (
+        "HTTP/1.1 414 URI Too Long\r\n",
+        "URI too long: the request target is over the server's limit",
+    ),
+    (
+        "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        "request head too large: too many or too long header fields",
+    ),
+];
+
+/// When `head` is one of hyper's bodiless rejections, the full answer to write instead.
+fn json_rejection(head: &[u8]) -> Option<(u16, Vec<u8>)> {
+    if !head
+        .windows(19)
+        .any(|w| w.eq_ignore_ascii_case(b"content-length: 0\r\n"))
+    {
+        return None;
+    }
+    let (line, reason) = HYPER_REJECTIONS
+        .iter()
+        .find(|(line, _)| head.starts_with(line.as_bytes()))?;
+    let status = line[9..12].parse().ok()?;
+    let body = serde_json::to_string(&wire::ErrorBody {
+        error: (*reason).to_owned(),
+    })
+    .ok()?;
+    let answer = format!(
+        "{line}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Some((status, answer.into_bytes()))
+}
+
+/// A JSON answer being written in place of one of hyper's (see [`json_rejection`]).
+#[derive(Debug)]
+struct Replacement {
+    answer: Vec<u8>,
+    written: usize,
+    /// How many of hyper's bytes it stands for: reported to hyper once the answer is out.
+    covers: usize,
+}
+
 /// The socket under hyper, with the write-stall and request-head limits.
 #[derive(Debug)]
 pub struct Guarded<S> {
@@ -49,6 +104,7 @@ pub struct Guarded<S> {
     head_started: bool,
     /// `ConnMeter::routed` when the timers were armed: once it moves, that head was routed.
     armed_at: u64,
+    replacing: Option<Replacement>,
 }
 
 impl<S> Guarded<S> {
@@ -70,6 +126,7 @@ impl<S> Guarded<S> {
             head: None,
             head_started: false,
             armed_at: 0,
+            replacing: None,
         }
     }
 }
@@ -155,12 +212,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Guarded<S> {
+    /// Starts replacing hyper's answer when `bytes` (everything hyper is writing) is one of its
+    /// bodiless rejections and no request is being served (so no handler wrote it).
+    fn replace_rejection(&mut self, bytes: impl FnOnce() -> Vec<u8>) {
+        if self.replacing.is_some() || !self.meter.awaiting_head() {
+            return;
+        }
+        let bytes = bytes();
+        if let Some((status, answer)) = json_rejection(&bytes) {
+            self.metrics
+                .record_request(crate::metrics::Endpoint::Other, status);
+            self.replacing = Some(Replacement {
+                answer,
+                written: 0,
+                covers: bytes.len(),
+            });
+        }
+    }
+
+    /// Writes the replacement answer; ready with hyper's length once all of it is out.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        while let Some(r) = &mut self.replacing {
+            if r.written == r.answer.len() {
+                let covers = r.covers;
+                self.replacing = None;
+                return Poll::Ready(Ok(covers));
+            }
+            let result = Pin::new(&mut self.inner).poll_write(cx, &r.answer[r.written..]);
+            if let Poll::Ready(Ok(n)) = result {
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                r.written += n;
+                self.write_stall = None;
+                continue;
+            }
+            return self.written(result, cx);
+        }
+        Poll::Ready(Ok(0))
+    }
+}
+
+/// Whether hyper's write may be the start of one of its own status lines (cheap pre-check
+/// before anything is copied).
+fn may_be_rejection(first: &[u8]) -> bool {
+    first.starts_with(b"HTTP/1.1 4")
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if may_be_rejection(buf) {
+            self.replace_rejection(|| buf.to_vec());
+        }
+        if self.replacing.is_some() {
+            return self.poll_replacement(cx);
+        }
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.written(result, cx)
     }
@@ -170,6 +281,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if bufs.first().is_some_and(|b| may_be_rejection(b)) {
+            self.replace_rejection(|| bufs.iter().flat_map(|b| b.iter().copied()).collect());
+        }
+        if self.replacing.is_some() {
+            return self.poll_replacement(cx);
+        }
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.written(result, cx)
     }

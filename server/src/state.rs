@@ -56,6 +56,7 @@ impl AppState {
                     max_rooms: MAX_ROOMS,
                     per_address: config.rooms_per_address,
                     idle: config.room_idle,
+                    limit_loopback: config.limit_loopback,
                 },
             )),
             metrics: Arc::new(Metrics::default()),

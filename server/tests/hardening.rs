@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use server::Config;
 use server::feed::RoomName;
+use wire::StreamItem;
 
 use crate::helpers::*;
 
@@ -46,6 +47,8 @@ async fn polling_made_up_rooms_creates_none_and_lobby_still_works() {
 async fn one_address_cannot_use_up_the_rooms_and_an_existing_room_is_never_refused() {
     let t = start(Config {
         rooms_per_address: 20,
+        // The test's "addresses" are 127.0.0.x, exempt by default.
+        limit_loopback: true,
         ..Config::default()
     })
     .await;
@@ -230,6 +233,24 @@ async fn a_cursor_from_before_a_restart_is_reset_even_once_the_log_is_past_it() 
         .unwrap();
     let text = String::from_utf8_lossy(&chunk);
     assert!(text.contains("event: reset"), "{text}");
+    // WebSocket: the first frame names the epoch (the new one), and an old epoch's cursor is
+    // answered with a reset.
+    let (mut ws, now) = after
+        .ws_connect_epoch(&format!("/api/rooms/lobby/ws?since={epoch}-30"))
+        .await;
+    assert_ne!(now, epoch, "a restarted server is in another epoch");
+    assert_eq!(ws_next_reply(&mut ws).await, StreamItem::Reset { head: 40 });
+    let same = after
+        .get("/api/rooms/lobby/poll?since=40")
+        .await
+        .headers()
+        .get("duplex-epoch")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        same.as_deref(),
+        Some(now.as_str()),
+        "one epoch on every transport"
+    );
     // A bare seq still reads as the current epoch, as simple clients and curl send it.
     let batch: wire::Batch = after
         .get("/api/rooms/lobby/poll?since=38")

@@ -81,11 +81,20 @@ impl TestServer {
     }
 
     pub async fn ws_connect(&self, path: &str) -> Ws {
-        let (ws, resp) = tokio_tungstenite::connect_async(self.ws_url(path))
+        self.ws_connect_epoch(path).await.0
+    }
+
+    /// As [`TestServer::ws_connect`], also returning the epoch the first frame announced.
+    pub async fn ws_connect_epoch(&self, path: &str) -> (Ws, String) {
+        let (mut ws, resp) = tokio_tungstenite::connect_async(self.ws_url(path))
             .await
             .expect("websocket handshake");
         assert_eq!(resp.status(), 101);
-        ws
+        // Every socket opens by saying which epoch its seqs belong to.
+        match ws_next_reply(&mut ws).await {
+            StreamItem::Epoch { epoch } => (ws, epoch),
+            other => panic!("the first frame is not the epoch: {other:?}"),
+        }
     }
 
     /// Follows `room` over `transport` as `client`, from `since` (`None`: from now on). Returns
@@ -338,7 +347,11 @@ impl Subscriber {
             }
             Kind::Ws(ws) => match ws.next().await {
                 Some(Ok(WsMessage::Text(t))) => {
-                    self.ready.push(Got::parse(t.as_str()));
+                    let got = Got::parse(t.as_str());
+                    // An epoch frame says where seqs belong, as an SSE id does: not an item.
+                    if !matches!(got.item, StreamItem::Epoch { .. }) {
+                        self.ready.push(got);
+                    }
                     true
                 }
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => false,

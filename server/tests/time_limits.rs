@@ -270,3 +270,52 @@ async fn html_pages_carry_csp_nosniff_and_no_framing() {
     let resp = t.get("/api/rooms/lobby/poll").await;
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 }
+
+/// Requests hyper refuses before any handler runs still get a JSON error naming the problem
+/// (hyper alone answers them with an empty body), also after a keep-alive request was served.
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_json_errors() {
+    let t = start_default().await;
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(500_000)
+    );
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let cases = [
+        (huge_header, "431", "request head too large"),
+        (long_uri, "414", "URI too long"),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n".to_owned(),
+            "400",
+            "malformed request",
+        ),
+        (
+            // A good request, then a broken one on the same connection.
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGE\u{1} / HTTP/1.1\r\n\r\n".to_owned(),
+            "400",
+            "malformed request",
+        ),
+    ];
+    for (request, status, reason) in cases {
+        let mut tcp = TcpStream::connect(t.server.addr).await.unwrap();
+        // The server may answer (and close) before all of a huge head is sent.
+        let _ = tcp.write_all(request.as_bytes()).await;
+        let answer = read_to_close(&mut tcp, Duration::from_secs(5)).await;
+        let last = answer.rfind("HTTP/1.1 ").map_or("", |i| &answer[i..]);
+        assert!(
+            last.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer:?}"
+        );
+        let body = last.split("\r\n\r\n").nth(1).unwrap_or("");
+        let error: wire::ErrorBody = serde_json::from_str(body).expect(&answer);
+        assert!(error.error.contains(reason), "{answer:?}");
+    }
+    // Every other client carries on.
+    let health = reqwest::get(format!("{}/healthz", t.server.url()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

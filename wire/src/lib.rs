@@ -156,6 +156,13 @@ pub enum StreamItem {
         /// The room's current head seq.
         head: u64,
     },
+    /// WebSocket only: the epoch the seqs that follow belong to. The first frame on every
+    /// socket, and sent again (before a `reset`) when the room's log begins a new epoch, so a
+    /// client can resume anywhere with `since=<epoch>-<seq>`, as SSE ids and batches carry it.
+    Epoch {
+        /// The log's epoch, lowercase hex (the part before `-` in a cursor).
+        epoch: String,
+    },
     /// WebSocket only: the server accepted a `send` and gave it `seq`.
     Ack {
         /// The client's `ref` from the `send`.

@@ -1,6 +1,8 @@
 //! `GET .../ws`: one WebSocket per client. Messages go out as text frames holding the feed's
 //! shared JSON (no copy: the frame payload is the stored `Utf8Bytes`); the client publishes with
-//! `{"type":"send",...}` and gets `{"type":"ack","ref":R,"seq":N}`.
+//! `{"type":"send",...}` and gets `{"type":"ack","ref":R,"seq":N}`. The first frame is
+//! `{"type":"epoch","epoch":"E"}`, repeated when the room's log begins a new epoch, so the seqs
+//! a WebSocket hands out carry their epoch like SSE ids and batch cursors.
 //!
 //! The socket is split, as in axum's chat example: a writer reads the room from its cursor and
 //! sends, a reader parses the client's frames and hands acks and errors to the writer through a
@@ -140,12 +142,26 @@ async fn write_loop(
     let every = s.state.config.ws_ping;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The epoch the client was last told; the first frame tells it.
+    let mut told = follower.epoch();
+    let hello = item_frame(&StreamItem::Epoch {
+        epoch: told.to_string(),
+    });
+    if sink.send(hello).await.is_err() {
+        return;
+    }
     loop {
         // Read, then wait with `changed()` rather than `next()`: news goes out before queued
         // replies, but while waiting a reply (an ack) is taken before a publish.
         let read = follower.read();
         if read.has_news() {
-            let mut frames = Vec::with_capacity(read.entries.len() + 2);
+            let mut frames = Vec::with_capacity(read.entries.len() + 3);
+            if follower.epoch() != told {
+                told = follower.epoch();
+                frames.push(item_frame(&StreamItem::Epoch {
+                    epoch: told.to_string(),
+                }));
+            }
             if read.reset {
                 frames.push(item_frame(&StreamItem::Reset { head: read.next }));
             }

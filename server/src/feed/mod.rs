@@ -53,6 +53,10 @@ pub struct RoomRules {
     pub per_address: usize,
     /// A room nobody follows expires this long after its last message.
     pub idle: Duration,
+    /// Count loopback creators against `per_address` too. Off by default, as for connections:
+    /// the loadgen's clients all come from 127.0.0.x, and a process on this machine could stop
+    /// the server anyway.
+    pub limit_loopback: bool,
 }
 
 impl Default for RoomRules {
@@ -61,6 +65,7 @@ impl Default for RoomRules {
             max_rooms: MAX_ROOMS,
             per_address: MAX_ROOMS_PER_ADDRESS,
             idle: ROOM_IDLE,
+            limit_loopback: false,
         }
     }
 }
@@ -222,6 +227,7 @@ impl Feed {
         if let Some(room) = table.rooms.get(name.as_str()) {
             return Ok(room.clone());
         }
+        let creator = creator.filter(|ip| self.rules.limit_loopback || !ip.is_loopback());
         let quota_used =
             |t: &Table| creator.map_or(0, |ip| t.created_by.get(&ip).copied().unwrap_or(0));
         if quota_used(&table) >= self.rules.per_address || table.rooms.len() >= self.rules.max_rooms
@@ -397,6 +403,7 @@ pub(crate) mod tests {
                 max_rooms: 3,
                 per_address: 3,
                 idle: Duration::ZERO,
+                limit_loopback: false,
             },
         );
         assert!(feed.find(&name("nope")).is_none());
@@ -421,6 +428,7 @@ pub(crate) mod tests {
                 max_rooms: 4,
                 per_address: 2,
                 idle: Duration::from_secs(3600),
+                limit_loopback: false,
             },
         );
         let mallory = Some(IpAddr::from([10, 0, 0, 66]));
@@ -434,6 +442,14 @@ pub(crate) mod tests {
         feed.room(&name("lobby"), alice).unwrap();
         feed.room(&name("m1"), mallory).unwrap();
         feed.room(&name("lobby"), mallory).unwrap();
+        // This machine (the loadgen on 127.0.0.x) has no share, only the table's limit.
+        let local = Some(IpAddr::from([127, 0, 0, 2]));
+        feed.room(&name("l1"), local).unwrap();
+        assert_eq!(
+            feed.room(&name("l2"), local).unwrap_err(),
+            TooManyRooms::Total(4),
+            "a loopback creator is refused only when the table is full"
+        );
     }
 
     #[test]

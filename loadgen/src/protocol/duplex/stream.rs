@@ -52,6 +52,7 @@ pub fn take_stream_item(
         }
         StreamItemRef::Gap { missed } => me.on_gap(missed),
         StreamItemRef::Reset { head } => me.on_reset(head),
+        StreamItemRef::Epoch { .. } => {}
         StreamItemRef::Ack { reference, seq } => {
             return Ok(Some(SendReply::Ack { reference, seq }));
         }

@@ -38,6 +38,14 @@ pub enum StreamItemRef<'a> {
         /// The room's current head seq.
         head: u64,
     },
+    /// WebSocket only: the epoch the seqs that follow belong to. The loadgen's cursors stay
+    /// bare seqs (read as the current epoch): each phase gets a fresh server, and a log that
+    /// begins a new epoch while a client follows it also sends a `reset`, which is counted.
+    Epoch {
+        /// The log's epoch (hex).
+        #[allow(dead_code)]
+        epoch: String,
+    },
     /// WebSocket only: the server accepted a `send` and gave it `seq`.
     Ack {
         /// The client's `ref` from the `send`.
