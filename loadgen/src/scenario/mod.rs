@@ -10,7 +10,8 @@
 //! scenario is the runner's business; judging its results against `[thresholds]` is
 //! `crate::thresholds`'s.
 //!
-//! Command-line overrides (`--clients`, `--duration`, `--transports`, `--seed`) are applied to
+//! Command-line overrides (`--clients`, `--duration`, `--transports`, `--seed`, `--peer`,
+//! `--socketio-websocket`) are applied to
 //! the parsed TOML *before* validation, so they are checked by exactly the same rules as the
 //! file; `--threshold` flags are parsed beside the file's `[thresholds]`.
 
@@ -224,6 +225,9 @@ pub struct Overrides {
     pub seed: Option<i64>,
     /// `--peer` (replaces `target.peer`)
     pub peer: Option<String>,
+    /// `--socketio-websocket` (replaces `target.socketio_websocket`, and the key of every
+    /// Socket.IO entry of `[[stacks]]`)
+    pub socketio_websocket: Option<String>,
     /// `--threshold`, each `<transport>.<metric> <op> <number>`, added to the file's.
     pub thresholds: Vec<String>,
 }
@@ -231,17 +235,23 @@ pub struct Overrides {
 impl Overrides {
     /// Says which flag set the value when an error is about a key a flag replaced.
     fn blame(&self, error: ScenarioError) -> ScenarioError {
-        let flag =
-            match error.key() {
-                Some("transports") if self.transports.is_some() => "--transports",
-                Some("duration") if self.duration.is_some() => "--duration",
-                Some("clients.count") if self.clients.is_some() => "--clients",
-                Some("seed") if self.seed.is_some() => "--seed",
-                Some(
-                    "target.peer" | "target.url" | "target.protocol" | "transports" | "stacks",
-                ) if self.peer.is_some() => "--peer",
-                _ => return error,
-            };
+        let flag = match error.key() {
+            Some("transports") if self.transports.is_some() => "--transports",
+            Some("duration") if self.duration.is_some() => "--duration",
+            Some("clients.count") if self.clients.is_some() => "--clients",
+            Some("seed") if self.seed.is_some() => "--seed",
+            Some("target.peer" | "target.url" | "target.protocol" | "transports" | "stacks")
+                if self.peer.is_some() =>
+            {
+                "--peer"
+            }
+            Some(key)
+                if key.ends_with(".socketio_websocket") && self.socketio_websocket.is_some() =>
+            {
+                "--socketio-websocket"
+            }
+            _ => return error,
+        };
         match error {
             ScenarioError::Invalid { file, key, problem } => ScenarioError::Invalid {
                 file,

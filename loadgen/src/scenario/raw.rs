@@ -200,6 +200,34 @@ pub(super) fn apply_overrides(table: &mut toml::Table, o: &Overrides) {
             );
         }
     }
+    if let Some(how) = &o.socketio_websocket {
+        let field = keys_target::TARGET_SOCKETIO_WEBSOCKET.field();
+        let value = toml::Value::String(how.clone());
+        match table.get_mut(keys_stacks::STACKS_NAME.section().unwrap_or_default()) {
+            // Every Socket.IO entry of the stacks: the flag says how Socket.IO's WebSocket opens.
+            Some(toml::Value::Array(entries)) => {
+                for entry in entries.iter_mut().filter_map(toml::Value::as_table_mut) {
+                    let speaks =
+                        |k: &str| entry.get(k).and_then(toml::Value::as_str) == Some("socketio");
+                    if speaks("peer") || speaks("protocol") {
+                        entry.insert(field.into(), value.clone());
+                    }
+                }
+            }
+            _ => {
+                let target = table
+                    .entry(
+                        keys_target::TARGET_SOCKETIO_WEBSOCKET
+                            .section()
+                            .unwrap_or_default(),
+                    )
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(t) = target {
+                    t.insert(field.into(), value);
+                }
+            }
+        }
+    }
     if let Some(n) = o.clients {
         let clients = table
             .entry(keys::CLIENTS_COUNT.section().unwrap_or_default())

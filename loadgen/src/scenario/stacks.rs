@@ -229,4 +229,35 @@ transports = ["websocket"]
         assert_eq!(s.stacks.len(), 1);
         assert_eq!(s.stacks[0].target.peer.as_ref().unwrap().name(), "nchan");
     }
+
+    #[test]
+    fn the_socketio_websocket_flag_sets_every_socketio_stack_and_is_blamed_for_bad_values() {
+        use crate::scenario::ProtocolChoice;
+        let overrides = Overrides {
+            socketio_websocket: Some("upgrade".into()),
+            ..Overrides::default()
+        };
+        let s = parse(THREE, &overrides).unwrap();
+        assert_eq!(
+            s.stacks[2].target.protocol,
+            ProtocolChoice::SocketIo { upgrade: true }
+        );
+        assert_eq!(s.stacks[1].target.protocol, ProtocolChoice::Nchan);
+        let one = "transports = [\"websocket\"]\n[target]\npeer = \"socketio\"\n";
+        let s = parse(one, &overrides).unwrap();
+        assert_eq!(
+            s.stacks[0].target.protocol,
+            ProtocolChoice::SocketIo { upgrade: true }
+        );
+        let bad = Overrides {
+            socketio_websocket: Some("sideways".into()),
+            ..Overrides::default()
+        };
+        let e = parse(one, &bad).unwrap_err();
+        assert!(
+            e.contains("target.socketio_websocket: must be one of")
+                && e.ends_with("(set by --socketio-websocket)"),
+            "{e}"
+        );
+    }
 }
