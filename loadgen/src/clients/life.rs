@@ -35,11 +35,21 @@ pub struct ClientReport {
     pub trace: Option<ClientTrace>,
 }
 
-/// One client's life: connect (a few tries), follow the room until stopped (reconnecting from
-/// its last seq after each failure, as a real client would), hand back its ledger.
-pub async fn client_task<C: TransportClient>(
+/// [`client_task_with`] for a client that needs no setup.
+pub async fn client_task<C: TransportClient<Setup = ()>>(
+    me: ClientHandle,
+    stop: CancellationToken,
+) -> ClientReport {
+    client_task_with::<C>(me, stop, ()).await
+}
+
+/// One client's life: connect with `setup` (a few tries), follow the room until stopped
+/// (reconnecting from its last seq after each failure, as a real client would), hand back its
+/// ledger.
+pub async fn client_task_with<C: TransportClient>(
     mut me: ClientHandle,
     stop: CancellationToken,
+    setup: C::Setup,
 ) -> ClientReport {
     let meter = Arc::clone(&me.phase.meter);
     let mut client = None;
@@ -47,7 +57,7 @@ pub async fn client_task<C: TransportClient>(
         let result = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            r = C::connect(&mut me) => r,
+            r = C::connect(&mut me, &setup) => r,
         };
         match result {
             Ok(c) => {
@@ -66,7 +76,7 @@ pub async fn client_task<C: TransportClient>(
     let connected = client.is_some();
     if let Some(c) = client {
         meter.clients_connected.fetch_add(1, Relaxed);
-        follow(c, &mut me, &stop).await;
+        follow(c, &mut me, &setup, &stop).await;
     }
     ClientReport {
         index: me.index,
@@ -84,6 +94,7 @@ pub async fn client_task<C: TransportClient>(
 async fn follow<C: TransportClient>(
     mut client: C,
     me: &mut ClientHandle,
+    setup: &C::Setup,
     stop: &CancellationToken,
 ) {
     loop {
@@ -98,7 +109,7 @@ async fn follow<C: TransportClient>(
             let reconnected = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
-                r = C::connect(me) => r,
+                r = C::connect(me, setup) => r,
             };
             match reconnected {
                 Ok(c) => break c,

@@ -164,7 +164,8 @@ pub struct ClientHandle {
     /// Publish orders, for a WebSocket sender (which publishes over its own socket).
     pub orders: Option<mpsc::UnboundedReceiver<PublishOrder>>,
     /// Where to resume on a server whose cursor is not a seq (nchan's message id, or its poll
-    /// answer's `Last-Modified` + `Etag`), kept across reconnects like `since`.
+    /// answer's `Last-Modified` + `Etag`), kept across reconnects like `since`. Nothing else:
+    /// what a client needs to connect at all comes in its [`TransportClient::Setup`].
     pub resume: Option<String>,
     /// Its random choices (poll phases), seeded from the run's seed and its index.
     pub rng: StdRng,
@@ -282,9 +283,16 @@ impl ClientHandle {
 /// that connection until told to stop or until it breaks. Reconnecting is the runner's job, so
 /// every transport retries the same way.
 pub trait TransportClient: Sized + Send {
+    /// What the protocol's adapter hands every connect of the client, fixed for its life (a
+    /// generic target's subscribe path); `()` for clients that need nothing beyond `me`.
+    type Setup: Send + Sync;
+
     /// Opens the client's connection from `me.since`; for SSE and WebSocket this includes the
     /// subscription handshake. Records the connect time with [`ClientHandle::connected`].
-    fn connect(me: &mut ClientHandle) -> impl Future<Output = Result<Self, ClientError>> + Send;
+    fn connect(
+        me: &mut ClientHandle,
+        setup: &Self::Setup,
+    ) -> impl Future<Output = Result<Self, ClientError>> + Send;
 
     /// Receives (and, for a WebSocket sender, publishes) until `stop` is cancelled (`Ok`) or
     /// the connection fails (`Err`, after which the runner reconnects).

@@ -29,7 +29,7 @@ use wire::Transport;
 use super::TargetProtocol;
 use super::duplex::sse::EventStream;
 use crate::clients::http::{Answer, CONNECT_TIMEOUT, HttpConn, head_len, snippet};
-use crate::clients::life::{ClientReport, client_task};
+use crate::clients::life::{ClientReport, client_task_with};
 use crate::clients::{ClientError, ClientHandle, PhaseCtx, TransportClient};
 use crate::conn::ClientIo;
 use crate::stamp::Stamp;
@@ -50,6 +50,10 @@ pub struct Generic {
     /// Publish body, with `{stamp}` (and optionally `{from}`, `{room}`).
     pub publish_body: String,
 }
+
+/// The phase's subscribe path (`target.subscribe` with its room), every connect's setup.
+#[derive(Debug, Clone)]
+pub struct SubscribePath(String);
 
 impl Generic {
     fn subscribe_path(&self, phase: &PhaseCtx) -> String {
@@ -75,16 +79,15 @@ impl TargetProtocol for Generic {
     fn client(
         &self,
         transport: Transport,
-        mut me: ClientHandle,
+        me: ClientHandle,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ClientReport> {
-        // The path is fixed for the phase: carried in the client's resume slot, which a generic
-        // server (no resume protocol) does not otherwise use.
-        me.resume = Some(self.subscribe_path(&me.phase));
+        // The path is fixed for the phase: every connect of the client gets it.
+        let path = SubscribePath(self.subscribe_path(&me.phase));
         match transport {
-            Transport::WebSocket => client_task::<GenericWebSocket>(me, stop).boxed(),
+            Transport::WebSocket => client_task_with::<GenericWebSocket>(me, stop, path).boxed(),
             // The scenario is checked against TRANSPORTS before a run; SSE is the only other.
-            _ => client_task::<GenericSse>(me, stop).boxed(),
+            _ => client_task_with::<GenericSse>(me, stop, path).boxed(),
         }
     }
 
@@ -141,11 +144,13 @@ pub struct GenericSse {
 }
 
 impl TransportClient for GenericSse {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = SubscribePath;
+
+    async fn connect(me: &mut ClientHandle, path: &SubscribePath) -> Result<Self, ClientError> {
         let start = Instant::now();
-        let path = me.resume.clone().unwrap_or_default();
+        let path = &path.0;
         let mut conn = HttpConn::open(&me.phase).await?;
-        let mut request = HttpConn::request(&me.phase, "GET", &path, None);
+        let mut request = HttpConn::request(&me.phase, "GET", path, None);
         request
             .headers_mut()
             .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
@@ -198,14 +203,12 @@ pub struct GenericWebSocket {
 }
 
 impl TransportClient for GenericWebSocket {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = SubscribePath;
+
+    async fn connect(me: &mut ClientHandle, path: &SubscribePath) -> Result<Self, ClientError> {
         let start = Instant::now();
         let phase = &me.phase;
-        let url = format!(
-            "ws://{}{}",
-            phase.authority,
-            me.resume.as_deref().unwrap_or_default()
-        );
+        let url = format!("ws://{}{}", phase.authority, path.0);
         let request = url
             .as_str()
             .into_client_request()

@@ -165,9 +165,11 @@ fn take_event(me: &mut ClientHandle, event: &SseEvent, at: Instant) -> Result<()
 }
 
 impl TransportClient for SseClient {
+    type Setup = ();
+
     /// Opens a connection and subscribes from `me.since` (with `Last-Event-ID` on a resubscribe,
     /// as `EventSource` does).
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let mut conn = HttpConn::open(&me.phase).await?;
         let path = room_path(

@@ -112,7 +112,9 @@ impl WebSocketClient {
 }
 
 impl TransportClient for WebSocketClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let phase = &me.phase;
         let url = format!(

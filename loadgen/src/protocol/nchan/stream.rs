@@ -39,7 +39,9 @@ pub struct EventSourceClient {
 }
 
 impl TransportClient for EventSourceClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let mut conn = HttpConn::open(&me.phase).await?;
         let mut request = HttpConn::request(&me.phase, "GET", &sub_path(&me.phase, "sse"), None);
@@ -112,7 +114,9 @@ pub struct WebSocketClient {
 }
 
 impl TransportClient for WebSocketClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let phase = &me.phase;
         let mut url = format!("ws://{}{}", phase.authority, sub_path(phase, "ws"));

@@ -190,7 +190,9 @@ async fn join(socket: &mut WebSocketStream<ClientIo>) -> Result<(), ClientError>
 pub struct WebSocketClient(Session);
 
 impl TransportClient for WebSocketClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let path = engineio::websocket_path(BASE, &query(me), None);
         let mut socket = open_socket(me, &path).await?;
@@ -223,7 +225,9 @@ impl TransportClient for WebSocketClient {
 pub struct UpgradedClient(Session);
 
 impl TransportClient for UpgradedClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let mut conn = HttpConn::open(&me.phase).await?;
         let handshake = polling::open_session(me, &mut conn).await?;
