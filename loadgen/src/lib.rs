@@ -242,7 +242,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
             phases: Vec::new(),
         };
         for (k, (stack, spec)) in stacks.iter().zip(&point.stacks).enumerate() {
-            for &transport in &spec.transports {
+            for &transport in spec.transports(point) {
                 if abort.is_cancelled() {
                     runs.push(run);
                     break 'points;
@@ -331,7 +331,11 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     };
 
     let mut warnings = Vec::new();
-    let planned = points.len() * s.stacks.iter().map(|st| st.transports.len()).sum::<usize>();
+    let planned = points.len()
+        * s.stacks
+            .iter()
+            .map(|st| st.transports(s).len())
+            .sum::<usize>();
     let measured: usize = runs.iter().map(|r| r.phases.len()).sum();
     if options.interrupt.is_cancelled() {
         warnings.push("interrupted by Ctrl-C".to_owned());

@@ -1,5 +1,6 @@
 //! The loadgen integration tests: one binary, one module per concern.
 
+mod browser_headers;
 mod modes;
 mod netem;
 mod phases;

@@ -13,6 +13,7 @@
 pub mod http;
 pub mod life;
 pub mod profile;
+pub mod ws;
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;

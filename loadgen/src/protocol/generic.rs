@@ -17,12 +17,11 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, StatusCode};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 use wire::Transport;
 
@@ -30,7 +29,7 @@ use super::TargetProtocol;
 use super::duplex::sse::EventStream;
 use crate::clients::http::{Answer, CONNECT_TIMEOUT, HttpConn, head_len, snippet};
 use crate::clients::life::{ClientReport, client_task_with};
-use crate::clients::{ClientError, ClientHandle, PhaseCtx, TransportClient};
+use crate::clients::{ClientError, ClientHandle, PhaseCtx, TransportClient, ws};
 use crate::conn::ClientIo;
 use crate::stamp::Stamp;
 
@@ -150,10 +149,7 @@ impl TransportClient for GenericSse {
         let start = Instant::now();
         let path = &path.0;
         let mut conn = HttpConn::open(&me.phase).await?;
-        let mut request = HttpConn::request(&me.phase, "GET", path, None);
-        request
-            .headers_mut()
-            .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let request = HttpConn::event_source_request(&me.phase, path);
         let (response, head_len) = conn
             .open_stream(&me.phase, request, SUBSCRIBE_TIMEOUT)
             .await?;
@@ -208,18 +204,14 @@ impl TransportClient for GenericWebSocket {
     async fn connect(me: &mut ClientHandle, path: &SubscribePath) -> Result<Self, ClientError> {
         let start = Instant::now();
         let phase = &me.phase;
-        let url = format!("ws://{}{}", phase.authority, path.0);
-        let request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
+        let request = ws::upgrade_request(phase, &path.0)?;
         let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
             .await
             .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
         phase.meter.request_started();
         let handshake = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async(request, io),
+            tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
         )
         .await;
         phase.meter.request_finished();

@@ -20,8 +20,15 @@ pub struct Stack {
     pub name: Option<String>,
     /// The server and what it speaks.
     pub target: TargetSpec,
-    /// Its transports, in the order run.
-    pub transports: Vec<Transport>,
+    /// Its own transports (`stacks.transports`), in the order run; `None`: the scenario's.
+    pub transports: Option<Vec<Transport>>,
+}
+
+impl Stack {
+    /// The transports it runs in scenario `s` (its own, else the scenario's).
+    pub fn transports<'a>(&'a self, s: &'a super::Scenario) -> &'a [Transport] {
+        self.transports.as_deref().unwrap_or(&s.transports)
+    }
 }
 
 /// `stacks.name`
@@ -85,7 +92,7 @@ impl Validator<'_> {
                 return Ok(vec![Stack {
                     name: None,
                     target: self.target(target.unwrap_or_default(), transports)?,
-                    transports: transports.to_vec(),
+                    transports: None,
                 }]);
             }
             (None, Some(entries)) => entries,
@@ -97,10 +104,12 @@ impl Validator<'_> {
         for (i, entry) in entries.into_iter().enumerate() {
             let at = |e| at_entry(i, e);
             let own = match &entry.transports {
-                Some(list) => self.transports(Some(list.clone())).map_err(at)?,
-                None => transports.to_vec(),
+                Some(list) => Some(self.transports(Some(list.clone())).map_err(at)?),
+                None => None,
             };
-            let target = self.target(entry.target(), &own).map_err(at)?;
+            let target = self
+                .target(entry.target(), own.as_deref().unwrap_or(transports))
+                .map_err(at)?;
             let default_name = target
                 .peer
                 .as_ref()
@@ -184,9 +193,9 @@ transports = ["websocket"]
         let s = parse(THREE, &Overrides::default()).unwrap();
         let names: Vec<_> = s.stacks.iter().map(|st| st.name.clone().unwrap()).collect();
         assert_eq!(names, ["duplex", "nchan", "socketio", "socketio-upgrade"]);
-        assert_eq!(s.stacks[1].transports, Transport::ALL.to_vec());
+        assert_eq!(s.stacks[1].transports(&s), Transport::ALL);
         assert_eq!(
-            s.stacks[2].transports,
+            s.stacks[2].transports(&s),
             [Transport::LongPoll, Transport::WebSocket]
         );
         assert_eq!(s.stacks[3].target.protocol.id(), "socketio");

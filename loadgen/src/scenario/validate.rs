@@ -131,7 +131,11 @@ impl Validator<'_> {
         let max_ms = |values: &[f64]| {
             Duration::from_secs_f64(values.iter().cloned().fold(0.0, f64::max) / 1e3)
         };
-        let measured: Vec<Transport> = stacks.iter().flat_map(|s| s.transports.clone()).collect();
+        let measured: Vec<Transport> = stacks
+            .iter()
+            .flat_map(|s| s.transports.as_deref().unwrap_or(&transports))
+            .copied()
+            .collect();
         let drain = self.long_enough_drain(
             drain,
             &measured,

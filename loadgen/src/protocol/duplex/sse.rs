@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use super::room_path;
 use super::stream::take_stream_item;
 use crate::clients::http::{HttpConn, snippet};
-use crate::clients::profile::RequestKind;
 use crate::clients::{ClientError, ClientHandle, TransportClient};
 
 /// How long the subscription's response head may take.
@@ -176,14 +175,8 @@ impl TransportClient for SseClient {
             &me.phase,
             &format!("sse?since={}&client={}", me.since, me.id),
         );
-        let mut request = HttpConn::request(&me.phase, "GET", &path, None);
+        let mut request = HttpConn::event_source_request(&me.phase, &path);
         let headers = request.headers_mut();
-        headers.insert(
-            hyper::header::ACCEPT,
-            hyper::header::HeaderValue::from_static("text/event-stream"),
-        );
-        let profile = me.phase.profile;
-        profile.apply(headers, RequestKind::EventSource, &me.phase.authority);
         if me.since > 0 {
             headers.insert("last-event-id", me.since.into());
         }

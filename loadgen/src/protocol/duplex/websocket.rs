@@ -15,30 +15,16 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use wire::ClientFrame;
 
 use super::room_path;
 use super::stream::{SendReply, take_stream_item};
 use crate::clients::http::{CONNECT_TIMEOUT, head_len};
-use crate::clients::profile::RequestKind;
-use crate::clients::{ClientError, ClientHandle, PublishOrder, TransportClient};
+use crate::clients::{ClientError, ClientHandle, PublishOrder, TransportClient, ws};
 use crate::clock;
 use crate::conn::ClientIo;
 use crate::stamp::Stamp;
-
-/// Chat frames are a few hundred bytes: 4 KiB buffers instead of tungstenite's 128 KiB keep
-/// 5,000 sockets within memory.
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(1024 * 1024))
-        .max_frame_size(Some(1024 * 1024))
-}
 
 /// A WebSocket client: its socket and the sends on it awaiting their ack.
 #[derive(Debug)]
@@ -117,27 +103,15 @@ impl TransportClient for WebSocketClient {
     async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let phase = &me.phase;
-        let url = format!(
-            "ws://{}{}",
-            phase.authority,
-            room_path(phase, &format!("ws?since={}&client={}", me.since, me.id))
-        );
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
-        phase.profile.apply(
-            request.headers_mut(),
-            RequestKind::WebSocket,
-            &phase.authority,
-        );
+        let path = room_path(phase, &format!("ws?since={}&client={}", me.since, me.id));
+        let request = ws::upgrade_request(phase, &path)?;
         let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
             .await
             .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
         phase.meter.request_started();
         let handshake = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(request, io, Some(config())),
+            tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
         )
         .await;
         phase.meter.request_finished();
