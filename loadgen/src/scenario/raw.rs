@@ -48,7 +48,8 @@ pub(super) struct RawScenario {
     pub stacks: Option<Vec<RawStack>>,
 }
 
-/// One `[[stacks]]` entry: a `[target]` table plus its name and transports.
+/// One `[[stacks]]` entry: a `[target]` table plus its name and transports. It repeats
+/// [`RawTarget`]'s fields because serde cannot deny unknown fields through `#[serde(flatten)]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStack {
