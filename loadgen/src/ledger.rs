@@ -16,6 +16,8 @@ use crate::recipients::{Addressed, ChatMode};
 pub struct Ledger {
     seen: Vec<u64>,
     max_seq: u64,
+    /// Per sender, 1 + the highest message counter seen (0: none), for positions from stamps.
+    last_of_sender: Vec<u64>,
     /// Extra copies received.
     pub duplicates: u64,
     /// Arrivals with a seq below one already received.
@@ -38,6 +40,15 @@ pub enum Arrival {
 impl Ledger {
     /// Records the arrival of `seq` (seq 0 is not a message and is ignored as a duplicate).
     pub fn record(&mut self, seq: u64) -> Arrival {
+        self.record_ordered(seq, None)
+    }
+
+    /// Records the arrival of `seq`; with `turns = Some(senders)`, `seq` is a position taken
+    /// from the stamp ([`Stamp::log_position`](crate::stamp::Stamp::log_position)) of a server
+    /// that numbers nothing, so order is judged per sender (its messages by their counter):
+    /// two senders' messages have no order of their own, and reading one as out of order would
+    /// blame the server for the loadgen's numbering.
+    pub fn record_ordered(&mut self, seq: u64, turns: Option<usize>) -> Arrival {
         if seq == 0 {
             self.duplicates += 1;
             return Arrival::Duplicate;
@@ -51,8 +62,24 @@ impl Ledger {
             return Arrival::Duplicate;
         }
         self.seen[word] |= 1 << bit;
-        if seq < self.max_seq {
-            self.out_of_order += 1;
+        match turns {
+            None => {
+                if seq < self.max_seq {
+                    self.out_of_order += 1;
+                }
+            }
+            Some(senders) => {
+                let senders = senders.max(1) as u64;
+                let (sender, n) = (((seq - 1) % senders) as usize, (seq - 1) / senders);
+                if self.last_of_sender.len() <= sender {
+                    self.last_of_sender.resize(sender + 1, 0);
+                }
+                let last = &mut self.last_of_sender[sender];
+                if n + 1 < *last {
+                    self.out_of_order += 1;
+                }
+                *last = (*last).max(n + 1);
+            }
         }
         self.max_seq = self.max_seq.max(seq);
         Arrival::First
@@ -112,6 +139,18 @@ mod tests {
         assert_eq!(l.out_of_order, 1);
         assert_eq!(l.duplicates, 1);
         assert!(l.has(2) && !l.has(4) && !l.has(10_000));
+    }
+
+    #[test]
+    fn positions_from_stamps_are_in_order_per_sender_not_across_senders() {
+        // Two senders: positions 1, 3, 5 are sender 0's; 2, 4, 6 sender 1's.
+        let mut l = Ledger::default();
+        for seq in [3, 2, 5, 4] {
+            l.record_ordered(seq, Some(2));
+        }
+        assert_eq!(l.out_of_order, 0, "senders interleave freely");
+        l.record_ordered(1, Some(2));
+        assert_eq!(l.out_of_order, 1, "sender 0's first after its second");
     }
 
     #[test]

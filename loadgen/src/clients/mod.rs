@@ -193,10 +193,16 @@ impl ClientHandle {
     /// room's log and its `body` as published (which carries the loadgen's stamp). Every
     /// protocol hands its deliveries in here.
     pub fn on_message(&mut self, seq: u64, body: &str, at: Instant) {
+        self.deliver(seq, body, at, None);
+    }
+
+    /// [`ClientHandle::on_message`], with order judged per sender when `turns` is
+    /// `Some(senders)` (see [`Ledger::record_ordered`]).
+    fn deliver(&mut self, seq: u64, body: &str, at: Instant, turns: Option<usize>) {
         let meter = &self.phase.meter;
         meter.deliveries.fetch_add(1, Relaxed);
         self.since = self.since.max(seq);
-        let arrival = self.ledger.record(seq);
+        let arrival = self.ledger.record_ordered(seq, turns);
         let stamp = Stamp::parse(body);
         if let (Arrival::First, Some(stamp)) = (arrival, stamp) {
             meter.distinct_deliveries.fetch_add(1, Relaxed);
@@ -231,7 +237,8 @@ impl ClientHandle {
             .traffic
             .payload_down
             .fetch_add(body.len() as u64, Relaxed);
-        self.on_message(stamp.log_position(self.phase.senders), body, at);
+        let senders = self.phase.senders;
+        self.deliver(stamp.log_position(senders), body, at, Some(senders));
         Ok(())
     }
 
