@@ -191,3 +191,85 @@ fn a_bad_threshold_flag_is_an_error_naming_it_before_any_load() {
         "{stderr}"
     );
 }
+
+/// Runs the smoke scenario renamed `name`, with `tables` (TOML) appended, into a fresh folder;
+/// returns the results and the folder (the caller removes it).
+fn run_smoke_with(name: &str, tables: &str) -> (report::Results, PathBuf) {
+    let out = out_dir().with_extension(name);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let smoke = std::fs::read_to_string(format!("{root}/scenarios/smoke.toml")).unwrap();
+    let scenario = out.with_extension("toml");
+    let text = smoke.replace("name = \"smoke\"", &format!("name = \"{name}\""));
+    std::fs::write(&scenario, format!("{text}\n{tables}")).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_duplex"))
+        .current_dir(root)
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("duplex runs");
+    let _ = std::fs::remove_file(&scenario);
+    assert!(status.success(), "duplex run failed: {status}");
+    let results = report::read_results(out.join("results.json")).expect("results.json reads back");
+    (results, out)
+}
+
+#[test]
+fn a_run_on_three_nodes_on_redis_delivers_everything_across_nodes_on_every_transport() {
+    let (results, out) = run_smoke_with("smoke-cluster", "[cluster]\nnodes = 3\n");
+    assert!(results.complete, "{:?}", results.warnings);
+    assert_eq!(results.scenario.cluster_nodes, 3);
+    for p in &results.runs[0].phases {
+        let t = &p.transport;
+        assert_eq!(p.clients_connected, results.scenario.clients, "{t}");
+        assert!(p.messages_published > 0, "{t}");
+        assert_eq!(
+            p.integrity.deliveries_expected,
+            p.messages_published * results.scenario.clients,
+            "{t}"
+        );
+        assert_eq!(p.integrity.missing, 0, "{t}: {:?}", p.warnings);
+        assert_eq!(p.integrity.duplicates, 0, "{t}");
+        assert_eq!(p.integrity.out_of_order, 0, "{t}");
+        assert!(p.server.cpu_s > 0.0, "{t}: the cluster's CPU from /proc");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_node_killed_mid_window_sends_its_clients_to_the_others_and_loses_nothing() {
+    // The smoke scenario on three nodes, the last killed 2 s into each 4 s window.
+    let (results, out) = run_smoke_with(
+        "smoke-kill",
+        "[cluster]\nnodes = 3\n\n[faults]\nkill_node = \"2s\"\n",
+    );
+    assert!(results.complete, "{:?}", results.warnings);
+    for p in &results.runs[0].phases {
+        let t = &p.transport;
+        let killed = p.node_killed.as_ref().expect("a node was killed");
+        assert!(killed.node.starts_with("node 2 "), "{t}: {killed:?}");
+        // About a third of the clients were on the dead node (each connection goes to the next
+        // node in turn): every one of them reconnected.
+        assert!(p.reconnects > 0, "{t}: no reconnects");
+        // The series ends when the clients are stopped; a reconnect after its last tick is only
+        // in the total.
+        let reconnected: u64 = p.timeseries.iter().map(|s| s.reconnects).sum();
+        assert!(reconnected > 0 && reconnected <= p.reconnects, "{t}");
+        assert!(p.messages_published > 0, "{t}");
+        assert_eq!(p.integrity.missing, 0, "{t}: {:?}", p.warnings);
+        assert_eq!(p.integrity.duplicates, 0, "{t}");
+        assert_eq!(p.integrity.out_of_order, 0, "{t}");
+        // Redis and every node measured on their own; the dead one marked.
+        let names: Vec<&str> = p.server_processes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), 4, "{t}: {names:?}");
+        assert_eq!(names[0], "redis-server", "{t}");
+        assert!(p.server_processes[3].killed, "{t}");
+        assert!(p.server_processes.iter().all(|c| c.rss_bytes > 0), "{t}");
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("Several nodes: 3 duplex nodes on one Redis"));
+    assert!(html.contains("Reconnects per second over time"));
+    assert!(html.contains("was killed"));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -125,12 +125,16 @@ impl AsyncWrite for ClientIo {
     }
 }
 
-/// Opens client connections to one server.
+/// Opens client connections to one server, or round-robin to the nodes of a cluster.
 #[derive(Debug)]
 pub struct Connector {
-    server: SocketAddr,
+    servers: Vec<SocketAddr>,
+    /// Nodes taken out of the rotation (killed by a fault), as a load balancer's health check
+    /// would: a reconnect goes to a live node instead of failing on the dead one first.
+    down: Vec<AtomicBool>,
     network: NetworkConditions,
     next_source: AtomicUsize,
+    next_server: AtomicUsize,
     spread: bool,
     /// The run's seed, for each connection's jitter.
     seed: u64,
@@ -141,11 +145,21 @@ pub struct Connector {
 impl Connector {
     /// Connects to `server`; spreads source addresses when the server is on loopback.
     pub fn new(server: SocketAddr, network: NetworkConditions) -> Self {
+        Self::across(vec![server], network)
+    }
+
+    /// Connects to each of `servers` in turn (the nodes of a cluster: one client's successive
+    /// connections, a receiver's and a sender's, and a reconnect after a node died land on
+    /// different nodes). Panics on an empty list.
+    pub fn across(servers: Vec<SocketAddr>, network: NetworkConditions) -> Self {
+        assert!(!servers.is_empty(), "a connector needs a server");
         Self {
-            server,
+            spread: servers.iter().all(|s| s.ip().is_loopback() && s.is_ipv4()),
+            down: servers.iter().map(|_| AtomicBool::new(false)).collect(),
+            servers,
             network,
             next_source: AtomicUsize::new(0),
-            spread: server.ip().is_loopback() && server.is_ipv4(),
+            next_server: AtomicUsize::new(0),
             seed: 0,
             opened: AtomicU64::new(0),
         }
@@ -156,6 +170,28 @@ impl Connector {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// Takes `server` out of the rotation: later connections go to the other nodes (all of them
+    /// still, should every node be down).
+    pub fn mark_down(&self, server: SocketAddr) {
+        for (s, down) in self.servers.iter().zip(&self.down) {
+            if *s == server {
+                down.store(true, Relaxed);
+            }
+        }
+    }
+
+    /// The next server in turn, skipping those marked down.
+    fn next_server(&self) -> SocketAddr {
+        let n = self.servers.len();
+        for _ in 0..n {
+            let i = self.next_server.fetch_add(1, Relaxed) % n;
+            if !self.down[i].load(Relaxed) {
+                return self.servers[i];
+            }
+        }
+        self.servers[self.next_server.fetch_add(1, Relaxed) % n]
     }
 
     /// Source addresses in use (1 when not spreading).
@@ -170,14 +206,15 @@ impl Connector {
     /// Opens one counted (and maybe delayed) connection, charging the emulated handshake round
     /// trip when a network is emulated. Counts the connection in `meter`.
     pub async fn connect(&self, meter: &Arc<PhaseMeter>) -> io::Result<(ClientIo, Arc<ConnBytes>)> {
+        let server = self.next_server();
         let stream = if self.spread {
             let n = self.next_source.fetch_add(1, Relaxed) % usize::from(SOURCE_ADDRESSES);
             let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + n as u8));
             let socket = TcpSocket::new_v4()?;
             socket.bind(SocketAddr::new(source, 0))?;
-            socket.connect(self.server).await?
+            socket.connect(server).await?
         } else {
-            TcpStream::connect(self.server).await?
+            TcpStream::connect(server).await?
         };
         // Chat frames are small; Nagle would add up to 40 ms to a poll that hyper writes in two
         // pieces.

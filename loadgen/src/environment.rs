@@ -1,7 +1,8 @@
 //! Where a run happened: versions, OS, CPU, memory, git commit, limits. Read from /proc and
 //! `git`; anything that cannot be read is left empty rather than guessed.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+#[cfg(test)]
+use std::time::UNIX_EPOCH;
 
 use report::results::Environment;
 
@@ -71,27 +72,9 @@ fn git_commit() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// `t` as RFC 3339 in UTC, to the second.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+/// `t` as RFC 3339 in UTC, to the second (in the report crate, which the live classroom's
+/// results use too).
+pub use report::results::rfc3339;
 
 #[cfg(test)]
 mod tests {

@@ -45,6 +45,7 @@ use tokio::task::JoinSet;
 use crate::conn::Connector;
 use crate::netem::NetworkConditions;
 use crate::probe::Probe;
+use crate::runner::cluster::ClusterWatch;
 use crate::runner::{PhaseSetup, run_phase};
 use crate::scenario::{ProtocolChoice, Scenario};
 use crate::target::{ServerChoice, Target, TargetError};
@@ -141,9 +142,18 @@ impl Watched {
     async fn start(
         choice: &ServerChoice,
         speaks: ProtocolChoice,
+        cluster_nodes: u64,
         abort: &CancellationToken,
     ) -> Result<Self, TargetError> {
-        let target = Target::start_speaking(choice, speaks).await?;
+        let target = match choice {
+            ServerChoice::Child {
+                exe,
+                max_connections,
+            } if cluster_nodes > 1 => {
+                Target::start_cluster(exe, *max_connections, cluster_nodes).await?
+            }
+            _ => Target::start_speaking(choice, speaks).await?,
+        };
         let probe = Probe::with_metrics(
             target.addr,
             target.child_pid(),
@@ -183,7 +193,8 @@ impl Watched {
 /// incomplete (with a warning saying why) when interrupted or when the server died; fails
 /// before any load when the server cannot be started or reached.
 ///
-/// When duplex starts its own server (not a peer), every phase gets a fresh child, so each transport's
+/// When duplex starts its own server (not a peer), every phase gets a fresh child (with
+/// `[cluster] nodes` above 1, a fresh cluster: an empty Redis and new nodes), so each transport's
 /// CPU and memory start from the same empty server instead of from what the phases before it
 /// left behind (memory the allocator keeps, rooms in history). A `--target` server is shared
 /// by every phase (fresh rooms keep them apart).
@@ -210,7 +221,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let first = &stacks[0];
     let mut server = Some((
         0,
-        Watched::start(&first.chosen, first.speaks, &abort).await?,
+        Watched::start(&first.chosen, first.speaks, s.cluster_nodes, &abort).await?,
     ));
     let mut server_is_child = server
         .as_ref()
@@ -254,7 +265,9 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                             described[owner] = w.target.describe();
                             failure = failure.or(w.end().await);
                         }
-                        match Watched::start(&stack.chosen, stack.speaks, &abort).await {
+                        match Watched::start(&stack.chosen, stack.speaks, s.cluster_nodes, &abort)
+                            .await
+                        {
                             Ok(w) => w,
                             Err(e) => {
                                 failure =
@@ -275,8 +288,9 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                 }
                 measured_before = true;
                 described[k] = watched.target.describe();
-                let connector =
-                    Arc::new(Connector::new(watched.target.addr, network).with_seed(point.seed));
+                let connector = Arc::new(
+                    Connector::across(watched.target.nodes.clone(), network).with_seed(point.seed),
+                );
                 source_addresses = connector.source_addresses();
                 let setup = PhaseSetup {
                     connector,
@@ -286,6 +300,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
                     abort: abort.clone(),
                     progress: options.progress,
                     label: stack.label(sweep_value, s),
+                    cluster: ClusterWatch::of(&watched.target, s.kill_node),
                 };
                 let room = match &spec.name {
                     Some(name) => format!("{}-{run_id}-{p}-{name}-{transport}", point.room),
@@ -365,6 +380,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         complete,
         warnings,
         runs,
+        measured_in_browsers: None,
     })
 }
 

@@ -79,6 +79,11 @@ pub struct PhaseMeter {
     pub published: AtomicU64,
     /// Delivery latency, µs.
     pub latency: ShardedHistogram,
+    /// The slowest delivery since the time series' last tick, µs (taken and zeroed each second).
+    pub latency_max_us: AtomicU64,
+    /// Clients that reconnected after a failed connection (a counter; the time series takes
+    /// differences).
+    pub reconnects: AtomicU64,
     /// Request round trip, µs.
     pub request_rtt: ShardedHistogram,
     /// Connect (+ handshake) time, µs.

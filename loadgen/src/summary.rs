@@ -16,12 +16,20 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
     let s = &results.scenario;
     writeln!(
         out,
-        "\n{} — {} clients/transport, {} senders × {} msg/s, {} s measured{}",
+        "\n{} — {} clients/transport, {} senders × {} msg/s, {} s measured{}{}",
         s.name,
         s.clients,
         s.senders,
         s.rate_per_sender,
         s.duration_s,
+        if s.cluster_nodes > 1 {
+            format!(
+                ", {} nodes on Redis (srv = the whole cluster)",
+                s.cluster_nodes
+            )
+        } else {
+            String::new()
+        },
         if results.complete {
             ""
         } else {
@@ -96,6 +104,29 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
             )?;
         }
         for phase in &run.phases {
+            if !phase.server_processes.is_empty() {
+                let each: Vec<String> = phase
+                    .server_processes
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {:.2} s {:.1} MiB{}",
+                            c.name,
+                            c.cpu_s,
+                            c.rss_bytes as f64 / (1024.0 * 1024.0),
+                            if c.killed { " (killed)" } else { "" }
+                        )
+                    })
+                    .collect();
+                writeln!(out, "  {}: {}", phase.transport, each.join(" · "))?;
+            }
+            if let Some(k) = &phase.node_killed {
+                writeln!(
+                    out,
+                    "  {}: {} killed at {:.1} s; {} reconnects",
+                    phase.transport, k.node, k.at_s, phase.reconnects
+                )?;
+            }
             for w in &phase.warnings {
                 writeln!(out, "  ! {}: {w}", phase.transport)?;
             }

@@ -71,11 +71,25 @@ pub enum TargetError {
     },
 }
 
+/// The processes of a cluster the lab started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPids {
+    /// `redis-server`'s.
+    pub redis: u32,
+    /// Each node's, in the order of [`Target::nodes`].
+    pub nodes: Vec<u32>,
+}
+
 /// The server under measurement.
 #[derive(Debug)]
 pub struct Target {
-    /// Its address.
+    /// Its address (a cluster's first node).
     pub addr: SocketAddr,
+    /// Every node's address: `[addr]`, or a cluster's nodes, which clients are spread over.
+    pub nodes: Vec<SocketAddr>,
+    /// A cluster's processes, when the lab started one: Redis's pid and each node's, in the
+    /// order of `nodes` (to measure each and to kill one).
+    pub cluster: Option<ClusterPids>,
     /// Its base URL.
     pub url: String,
     /// The child, when we started it.
@@ -111,6 +125,8 @@ impl Target {
                 let addr = resolve(&url).await.map_err(|e| fail(e.to_string()))?;
                 Ok(Target {
                     addr,
+                    nodes: vec![addr],
+                    cluster: None,
                     url,
                     child: Some(child),
                     peer: Some(peer.name()),
@@ -162,6 +178,8 @@ impl Target {
                 }
                 Ok(Target {
                     addr,
+                    nodes: vec![addr],
+                    cluster: None,
                     url: url.trim_end_matches('/').to_owned(),
                     child: None,
                     peer: None,
@@ -180,6 +198,11 @@ impl Target {
         match self.child_pid() {
             Some(pid) => match self.peer {
                 Some(name) => format!("{name} peer, child pid {pid} at {}", self.url),
+                None if self.nodes.len() > 1 => format!(
+                    "a cluster of {} nodes on one Redis, child pid {pid} at {} and the others",
+                    self.nodes.len(),
+                    self.url
+                ),
                 None => format!("embedded child pid {pid} at {}", self.url),
             },
             None => self.url.clone(),
@@ -215,7 +238,85 @@ async fn start_child(exe: &PathBuf, max_connections: Option<usize>) -> Result<Ta
     let addr = resolve(&url).await.map_err(|e| fail(e.to_string()))?;
     Ok(Target {
         addr,
+        nodes: vec![addr],
+        cluster: None,
         url,
+        child: Some(child),
+        peer: None,
+    })
+}
+
+impl Target {
+    /// Starts `peers/cluster/start.sh` with duplex binary `exe`: a `redis-server` and `nodes`
+    /// duplex nodes on it, one process tree (so the probe measures the cluster's CPU and RSS
+    /// together, Redis included).
+    pub async fn start_cluster(
+        exe: &std::path::Path,
+        max_connections: Option<usize>,
+        nodes: u64,
+    ) -> Result<Target, TargetError> {
+        start_cluster(exe, max_connections, nodes).await
+    }
+}
+
+async fn start_cluster(
+    exe: &std::path::Path,
+    max_connections: Option<usize>,
+    nodes: u64,
+) -> Result<Target, TargetError> {
+    let script = crate::peer::peers_dir().join("cluster/start.sh");
+    let fail = |why: String| TargetError::Start {
+        exe: script.display().to_string(),
+        why,
+    };
+    let redis_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| fail(format!("no free port for Redis: {e}")))?
+        .port();
+    let mut command = Command::new(&script);
+    command
+        .arg("--exe")
+        .arg(exe)
+        .args(["--nodes", &nodes.to_string()])
+        .args(["--redis-port", &redis_port.to_string()]);
+    if let Some(n) = max_connections {
+        // Each node gets the whole limit: the per-process open-file bound it protects.
+        command.args(["--", "--max-connections", &n.to_string()]);
+    }
+    let (child, urls) = ChildServer::start(command, "cluster listening on", START_TIMEOUT)
+        .await
+        .map_err(fail)?;
+    let (urls, pids) = urls
+        .split_once(" pids ")
+        .ok_or_else(|| fail(format!("it named no pids: {urls:?}")))?;
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("a pid in {pids:?}: {e}")))?;
+    let mut addrs = Vec::new();
+    for url in urls.split_whitespace() {
+        addrs.push(resolve(url).await.map_err(|e| fail(e.to_string()))?);
+    }
+    let (Some(&addr), Some(url)) = (addrs.first(), urls.split_whitespace().next()) else {
+        return Err(fail(format!("it named no node: {urls:?}")));
+    };
+    let Some((&redis, node_pids)) = pids.split_first().filter(|(_, n)| n.len() == addrs.len())
+    else {
+        return Err(fail(format!(
+            "{} pids for {} nodes and Redis",
+            pids.len(),
+            addrs.len()
+        )));
+    };
+    Ok(Target {
+        addr,
+        cluster: Some(ClusterPids {
+            redis,
+            nodes: node_pids.to_vec(),
+        }),
+        nodes: addrs,
+        url: url.to_owned(),
         child: Some(child),
         peer: None,
     })

@@ -73,6 +73,7 @@ fn setup(target: &Target, s: &Scenario) -> PhaseSetup {
         abort,
         progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
+        cluster: None,
     }
 }
 

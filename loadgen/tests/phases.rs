@@ -39,6 +39,7 @@ async fn every_transport_delivers_every_message_exactly_once() {
         abort,
         progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
+        cluster: None,
     };
     for transport in Transport::ALL {
         let phase = run_phase(&s, transport, format!("exact-{transport}"), &setup).await;
@@ -91,6 +92,7 @@ async fn every_transport_survives_an_emulated_network() {
         abort,
         progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
+        cluster: None,
     };
     for transport in [Transport::LongPoll, Transport::WebSocket] {
         let phase = run_phase(&s, transport, format!("rtt-{transport}"), &setup).await;
@@ -130,6 +132,7 @@ async fn an_http_sender_never_waits_behind_its_own_earlier_publish() {
         abort,
         progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
+        cluster: None,
     };
     let phase = run_phase(&s, Transport::Sse, "pool".to_owned(), &setup).await;
     assert_eq!(phase.integrity.missing, 0, "{:?}", phase.warnings);

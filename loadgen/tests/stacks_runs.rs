@@ -53,6 +53,7 @@ async fn phases(
         abort,
         progress: loadgen::ProgressMode::Hidden,
         label: String::new(),
+        cluster: None,
     };
     let mut out = Vec::new();
     for &t in transports {
@@ -239,6 +240,7 @@ async fn generic_sse_and_websocket_find_the_stamp_in_another_servers_json() {
             abort,
             progress: loadgen::ProgressMode::Hidden,
             label: String::new(),
+            cluster: None,
         };
         results.push((t, run_phase(&s, t, format!("generic-{t}"), &setup).await));
     }

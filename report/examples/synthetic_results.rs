@@ -67,6 +67,7 @@ fn scenario(clients: u64, sweep: Option<SweepInfo>) -> ScenarioInfo {
         network: NetworkInfo::default(),
         sweep,
         seed: None,
+        cluster_nodes: 1,
     }
 }
 
@@ -333,6 +334,9 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
         warnings: Vec::new(),
         model_floor_ms: None,
         stack: None,
+        reconnects: 0,
+        node_killed: None,
+        server_processes: Vec::new(),
     }
 }
 
@@ -378,6 +382,7 @@ fn results(scenario: ScenarioInfo, runs: Vec<Run>) -> Results {
         complete: true,
         warnings: Vec::new(),
         runs,
+        measured_in_browsers: None,
     }
 }
 

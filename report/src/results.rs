@@ -6,6 +6,8 @@
 //! Times inside a phase are milliseconds since that phase's start (the moment its first client
 //! began to connect), on the loadgen's monotonic clock. Sizes are bytes. Rates are per second.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::LatencyHistogram;
@@ -33,6 +35,26 @@ pub struct Results {
     pub warnings: Vec<String>,
     /// One entry per sweep value, in the order run; a single entry when nothing is swept.
     pub runs: Vec<Run>,
+    /// Set when the figures come from students' browsers on the live page (the classroom's
+    /// guided experiment, `duplex serve`), not from the loadgen's simulated clients; the report
+    /// says so at the top. Absent in loadgen results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_in_browsers: Option<BrowserRun>,
+}
+
+/// How a results document measured in browsers was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrowserRun {
+    /// Student pages that took part (tabs on the page when the experiment started).
+    pub pages: u64,
+    /// Pages that sent at least one phase's figures.
+    pub pages_reporting: u64,
+    /// Which figures each page measured and which it estimated, in a sentence or two.
+    pub method: String,
+    /// Facts beside the pages' figures, one line each (the live classroom: what the server
+    /// counted at its own sockets per transport, every real header included).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// The resolved scenario, as plain numbers.
@@ -78,6 +100,18 @@ pub struct ScenarioInfo {
     /// absent in results written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// duplex nodes the run started on one Redis backplane (`[cluster] nodes`); the server's CPU
+    /// and memory are then the whole cluster's, Redis included. 1 (and absent) for one node.
+    #[serde(default = "one_node", skip_serializing_if = "is_one_node")]
+    pub cluster_nodes: u64,
+}
+
+fn one_node() -> u64 {
+    1
+}
+
+fn is_one_node(n: &u64) -> bool {
+    *n == 1
 }
 
 /// Network conditions applied by the loadgen's delay proxy.
@@ -193,6 +227,16 @@ pub struct Phase {
     /// then estimates it from the run's fastest delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_floor_ms: Option<f64>,
+    /// Reconnects after a failed connection, over the whole phase (0 in older results).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reconnects: u64,
+    /// The node a `[faults] kill_node` killed, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_killed: Option<NodeKilled>,
+    /// With a cluster, what each of its processes (Redis and every node) spent; the cluster's
+    /// total is [`Phase::server`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_processes: Vec<ProcessCost>,
 }
 
 /// Per-recipient delivery accounting, summed over all clients of a phase.
@@ -320,6 +364,42 @@ pub struct Second {
     pub bytes_down: u64,
     /// Requests in flight at the end of this second.
     pub in_flight: u64,
+    /// The slowest delivery that arrived in this second, µs (0: none arrived, or results
+    /// written before this field existed): where a spike shows, such as a node dying.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub latency_max_us: u64,
+    /// Clients that reconnected in this second after their connection failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reconnects: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One process of a cluster the lab started (Redis or one node), over the measured window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessCost {
+    /// `redis-server`, or `node 0 (127.0.0.10:PORT)`.
+    pub name: String,
+    /// CPU seconds it used in the measured window (up to its death, if it was killed: the last
+    /// sample before).
+    pub cpu_s: f64,
+    /// Its resident memory at the window's end (or at the last sample before it was killed),
+    /// bytes.
+    pub rss_bytes: u64,
+    /// It was killed by the scenario's fault.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub killed: bool,
+}
+
+/// The scenario's fault as it happened in this phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeKilled {
+    /// Which node (`node 2 (127.0.0.12:PORT)`).
+    pub node: String,
+    /// When, seconds since the phase start (the time series' clock).
+    pub at_s: f64,
 }
 
 /// One client's events over the phase, for the swimlane timeline.
@@ -371,4 +451,26 @@ pub enum TraceEvent {
         /// What.
         message: String,
     },
+}
+
+/// `t` as RFC 3339 in UTC, to the second.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

@@ -2,7 +2,10 @@
 // the server renders), follows /live/stream (the server's own SSE stream) and draws, per
 // transport, the requests and the bytes written per delivered message in large figures, then the
 // students, the server's open connections and the request and byte rates; the flash button
-// publishes a flash and the delays the pages report are drawn by transport. Text from the network
+// publishes a flash and the delays the pages report are drawn by transport. "Run the comparison"
+// starts the guided experiment (every student page runs each transport in turn in its own
+// browser); its progress and, per transport, what the browsers measured come with the stats,
+// and the results file is the server's /live/experiment/results.json. Text from the network
 // goes in with textContent only. Colours are not named here: each chart element gets its
 // transport's `t-<id>` class and live.css colours it (one palette).
 'use strict';
@@ -48,6 +51,8 @@ function buildCards() {
     // The two numbers that teach, large: what each transport costs in requests and in bytes.
     card.append(el('div', { class: 'big requests' }, '0'), el('div', { class: 'label' }, 'requests'));
     card.append(el('div', { class: 'big per-message' }, '–'), el('div', { class: 'label' }, 'bytes / message'));
+    // What the students' browsers measured in the comparison, once it has run.
+    card.append(el('div', { class: 'comparison', hidden: '' }));
     const dl = el('dl');
     for (const [key, label] of [['clients', 'students'], ['paused', 'paused (hidden)'], ['open', 'open at server'],
       ['rps', 'requests/s'], ['bps', 'bytes/s']]) {
@@ -85,6 +90,7 @@ function renderStats(s) {
     }
   }
   flashes = s.flashes;
+  if (s.experiment) renderExperiment(s.experiment, s.now_us);
   const rooms = s.rooms.map((r) => `${r.room} (${r.tabs})`).join(', ');
   $('flash-room').placeholder = rooms ? `every room: ${rooms}` : 'every room (none yet)';
 }
@@ -137,6 +143,57 @@ function drawDelays() {
   });
   const f = flashes[flashes.length - 1];
   box.replaceChildren(el('p', { class: 'muted caption' }, `Flash #${f.flash} “${f.text}” to ${f.rooms.length} room(s): bold dots; the four before it faint; black tick = median.`), svg);
+}
+
+// ---- the guided experiment -------------------------------------------------------------
+
+function kB(bytes) {
+  return bytes >= 1000 ? `${(bytes / 1000).toFixed(1)} kB` : `${Math.round(bytes)} B`;
+}
+
+/** Progress while it runs; per transport, the browsers' figures on each card once reported. */
+function renderExperiment(x, nowUs) {
+  const current = x.phases.findIndex((p) => nowUs >= p.start_us && nowUs < p.end_us);
+  let text;
+  if (x.finished) {
+    const reported = Math.max(...x.phases.map((p) => p.reports));
+    text = `comparison #${x.experiment} done: ${reported} of ${x.pages} pages reported`;
+  } else if (current < 0) {
+    text = `comparison #${x.experiment}: starting on ${x.pages} pages…`;
+  } else {
+    const p = x.phases[current];
+    text = `comparison #${x.experiment}: ${LABEL[p.transport]} (${current + 1} of ${x.phases.length}) on ${x.pages} pages, ${Math.ceil((p.end_us - nowUs) / 1e6)} s left`;
+  }
+  $('experiment-status').textContent = text;
+  $('experiment-status').dataset.state = x.finished ? 'done' : 'running';
+  $('experiment-button').disabled = !x.finished;
+  const link = $('experiment-results');
+  link.hidden = !x.finished;
+  link.href = `/live/experiment/results.json?token=${encodeURIComponent(TOKEN)}`;
+  for (const p of x.phases) {
+    const box = document.querySelector(`.card[data-transport="${p.transport}"] .comparison`);
+    if (!box || !p.reports) continue;
+    box.hidden = false;
+    box.dataset.requestsPerPage = String(p.requests_per_page);
+    const delay = p.delay_p50_ms == null ? '–' : `${p.delay_p50_ms < 10 ? p.delay_p50_ms.toFixed(1) : Math.round(p.delay_p50_ms)} ms`;
+    box.replaceChildren(el('span', { class: 'label' }, 'in the browsers, per page'),
+      el('span', {}, `${p.requests_per_page.toFixed(1)} req · ${kB(p.bytes_per_page)} · ${delay}`));
+    box.title = `${p.reports} pages; ${p.delivered} of ${p.expected} flash deliveries; median delay ${delay}`;
+  }
+}
+
+async function startExperiment(e) {
+  e.preventDefault();
+  const body = { phase_s: Number($('experiment-seconds').value) };
+  try {
+    const res = await fetch('/live/experiment', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Duplex-Teacher': TOKEN }, body: JSON.stringify(body) });
+    const answer = await res.json();
+    $('experiment-status').textContent = res.ok
+      ? `comparison #${answer.experiment}: starting…` : answer.error;
+    if (res.ok) $('experiment-button').disabled = true;
+  } catch (err) {
+    $('experiment-status').textContent = String(err);
+  }
 }
 
 // ---- where students join ----------------------------------------------------------------
@@ -213,5 +270,6 @@ buildCards();
 joinCensus();
 showJoin();
 $('flash-form').addEventListener('submit', sendFlash);
+$('experiment-form').addEventListener('submit', startExperiment);
 drawDelays();
 follow();

@@ -81,6 +81,10 @@ pub enum ApiError {
     /// The `Host` header names a host this server does not answer for (DNS rebinding).
     #[error("host {0:?} is not served here (see --allow-host)")]
     ForeignHost(String),
+    /// The request is fine but clashes with what is going on (an experiment already running, a
+    /// phase's figures already sent).
+    #[error("{0}")]
+    Conflict(String),
     /// A teacher's endpoint without the teacher's token.
     #[error("this needs the teacher's token (the teacher URL that duplex serve printed)")]
     NotTeacher,
@@ -92,6 +96,7 @@ impl ApiError {
         match self {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRooms(TooManyRooms::PerAddress(_))
             | ApiError::Publish(PublishError::TooManyRooms(TooManyRooms::PerAddress(_))) => {

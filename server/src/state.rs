@@ -42,7 +42,7 @@ impl AppState {
     /// (connected to here), else in memory. Call inside a tokio runtime.
     pub fn open(config: Config) -> Result<Self, BackplaneError> {
         let store: Box<dyn LogStore> = match &config.backplane {
-            Some(url) => Box::new(RedisStore::connect(url, config.history)?),
+            Some(url) => Box::new(RedisStore::connect(url, config.history, config.room_idle)?),
             None => Box::new(MemoryStore::new(config.history, config.memory_budget)),
         };
         Ok(AppState::with_store(config, store))

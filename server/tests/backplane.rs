@@ -67,6 +67,42 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Drops the tail connections of `nodes` nodes (the clients blocked in `XREAD`), once that
+    /// many are blocked: a node's tail then waits before it connects again and loads its rooms,
+    /// so for that long (50 ms or more) its window trails Redis, as a busy node's tail does by a
+    /// few ms.
+    async fn drop_tails(&self, nodes: usize) {
+        let mut conn = redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("a connection to the test's redis-server");
+        let deadline = Instant::now() + PROMPT;
+        let tails = loop {
+            let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).unwrap();
+            let tails: Vec<String> = list
+                .lines()
+                .filter(|line| line.contains(" cmd=xread"))
+                .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+                .map(str::to_owned)
+                .collect();
+            if tails.len() >= nodes {
+                break tails;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{nodes} tails never blocked in XREAD"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        for id in tails {
+            let _: redis::Value = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query(&mut conn)
+                .unwrap();
+        }
+    }
+
     /// Kills it (all data gone: persistence is off) and starts it again on the same port.
     async fn restart(mut self) -> Redis {
         let _ = self.child.kill();
@@ -265,4 +301,153 @@ async fn a_cursor_older_than_the_trimmed_stream_is_a_gap_with_the_exact_count_on
         );
         assert_eq!(seqs(&got), [5, 6, 7], "{transport}");
     }
+}
+
+/// A client that read `seq` on node A and polls node B at once is ahead of B's window for as long
+/// as B's tail trails Redis (a few ms): that is "nothing yet", not a lost position. A cursor past
+/// anything Redis assigned in the epoch is still a reset, at once, on every polling transport.
+#[tokio::test]
+async fn a_cursor_ahead_of_a_lagging_node_waits_but_one_redis_never_assigned_is_a_reset() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let room = "lagging";
+    // Both follow the room, so B's window is filled by its tail (a poll does not load it afresh)
+    // and both tails block in XREAD.
+    for n in [&a, &b] {
+        let opened = n.get(&format!("/api/rooms/{room}/poll?since=0")).await;
+        assert_eq!(opened.status(), 204);
+    }
+    let mut resets = Vec::new();
+    for i in 0..10 {
+        redis.drop_tails(2).await;
+        let seq = a.say(room, "writer", &format!("short {i}")).await;
+        let resp = b.get(&format!("/api/rooms/{room}/poll?since={seq}")).await;
+        if resp.status() == 200 {
+            let batch: wire::Batch = resp.json().await.unwrap();
+            assert!(
+                batch.messages.is_empty(),
+                "nothing follows {seq}: {batch:?}"
+            );
+            if batch.reset {
+                resets.push(seq);
+            }
+        }
+    }
+    assert!(resets.is_empty(), "short polls on B reset at {resets:?}");
+    // A long poll from a seq B has not read yet waits for the next message instead.
+    for i in 0..5 {
+        redis.drop_tails(2).await;
+        let seq = a.say(room, "writer", &format!("long {i}")).await;
+        let path = format!("/api/rooms/{room}/longpoll?since={seq}&timeout_ms=5000");
+        let (resp, next) = tokio::join!(b.get(&path), async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            a.say(room, "writer", &format!("after {i}")).await
+        });
+        assert_eq!(resp.status(), 200);
+        let batch: wire::Batch = resp.json().await.unwrap();
+        assert!(!batch.reset, "long poll from {seq} on B: {batch:?}");
+        let got: Vec<u64> = batch.messages.iter().map(|m| m.seq).collect();
+        assert_eq!((got, batch.next), (vec![next], next));
+    }
+    // Past what Redis ever assigned in this epoch: a reset at the head, not a wait that would
+    // silently skip the seqs up to the cursor once the room grows past it.
+    let head = a.say(room, "writer", "last").await;
+    let ahead = head + 1000;
+    for path in [
+        format!("/api/rooms/{room}/poll?since={ahead}"),
+        format!("/api/rooms/{room}/longpoll?since={ahead}&timeout_ms=5000"),
+    ] {
+        let started = Instant::now();
+        let resp = b.get(&path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let batch: wire::Batch = resp.json().await.unwrap();
+        assert!(batch.reset, "{path}: {batch:?}");
+        assert_eq!(batch.next, head, "{path}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{path} waited");
+    }
+}
+
+/// Publishes alternate between two nodes while their tails trail Redis: each node's own append is
+/// then not next in its window. It waits for the tail rather than make the window jump, which
+/// would tell every reader on that node that the other node's messages were missed.
+#[tokio::test]
+async fn publishes_through_two_lagging_nodes_reach_readers_on_both_without_a_false_gap() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let room = "interleaved";
+    let mut subs = Vec::new();
+    for n in [&a, &b] {
+        for transport in Transport::ALL {
+            subs.push(n.subscribe(transport, room, Some("reader"), None).await);
+        }
+    }
+    let mut acked = Vec::new();
+    for i in 0..6 {
+        redis.drop_tails(2).await;
+        acked.push(a.say(room, "writer", &format!("a{i}")).await);
+        acked.push(b.say(room, "writer", &format!("b{i}")).await);
+    }
+    assert_eq!(acked, (1..=12).collect::<Vec<_>>());
+    for sub in &mut subs {
+        let got = sub.expect(12).await;
+        assert_eq!(seqs(&got), acked, "{}: {:?}", sub.transport, got[0].item);
+        sub.expect_quiet().await;
+    }
+}
+
+/// A room's keys in Redis outlive no node's use of it: once every node let the room go (nobody
+/// follows it, its idle time passed), Redis deletes both keys when their TTL runs out; a room a
+/// node still follows keeps its keys however quiet it is.
+#[tokio::test]
+async fn an_expired_rooms_keys_leave_redis_but_a_followed_rooms_stay() {
+    let redis = Redis::start().await;
+    let config = Config {
+        backplane: Some(redis.url()),
+        // The keys' TTL is then its floor, 4 s.
+        room_idle: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let (a, b) = (start(config.clone()).await, start(config).await);
+    let mut follower = b.subscribe(Transport::Sse, "kept", None, None).await;
+    a.say("kept", "writer", "stays").await;
+    a.say("gone", "writer", "goes").await;
+    assert_eq!(seqs(&follower.expect(1).await), [1]);
+    let mut conn = redis::Client::open(redis.url())
+        .and_then(|c| c.get_connection())
+        .unwrap();
+    let keys = |room: &str| {
+        [
+            format!("duplex:{{{room}}}:meta"),
+            format!("duplex:{{{room}}}:log"),
+        ]
+    };
+    for key in keys("gone") {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!((1..=4000).contains(&ttl), "{key}: PTTL {ttl}");
+    }
+    // A drops "gone" after its idle second; its TTL then runs out. B follows "kept" throughout.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let exists: u64 = redis::cmd("EXISTS")
+            .arg(&keys("gone"))
+            .query(&mut conn)
+            .unwrap();
+        if exists == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expired room's keys stayed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(&keys("kept"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        exists, 2,
+        "the followed room's keys expired under its reader"
+    );
+    // And it still works: the next publish continues its log.
+    assert_eq!(a.say("kept", "writer", "still here").await, 2);
+    assert_eq!(seqs(&follower.expect(1).await), [2]);
 }

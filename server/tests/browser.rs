@@ -63,6 +63,18 @@ async fn get_json(http: &reqwest::Client, server: &SpawnedServer, path: &str) ->
         .expect("JSON answer")
 }
 
+/// A tab id issued by the server, as the page asks for one before its first heartbeat.
+async fn new_tab(http: &reqwest::Client, server: &SpawnedServer) -> String {
+    let res = http
+        .post(format!("{}/live/tab", server.url()))
+        .send()
+        .await
+        .expect("request is answered");
+    assert_eq!(res.status(), 201);
+    let issued: Value = res.json().await.expect("JSON answer");
+    issued["tab"].as_str().expect("a tab id").to_owned()
+}
+
 fn heartbeat(tab: &str, room: &str, transport: Transport, state: &str) -> Value {
     json!({"tab": tab, "client": format!("student-{tab}"), "room": room, "transport": transport, "state": state})
 }
@@ -83,6 +95,7 @@ async fn live_page_passes_its_checks_in_headless_chromium() {
         chromium.display()
     );
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let _turn = crate::helpers::CHROMIUM.lock().await;
     let (server, _) = start().await;
 
     let run = tokio::process::Command::new("node")
@@ -128,6 +141,12 @@ async fn pages_and_assets_are_served_from_the_binary() {
         ("/", "text/html", "duplex"),
         ("/dashboard", "text/html", "dashboard"),
         ("/live/live.js", "text/javascript", "textContent"),
+        ("/live/live-core.js", "text/javascript", "textContent"),
+        (
+            "/live/live-transports.js",
+            "text/javascript",
+            "startWebSocket",
+        ),
         ("/live/dashboard.js", "text/javascript", "EventSource"),
         ("/live/live.css", "text/css", "--websocket"),
         ("/favicon.ico", "image/svg+xml", "<svg"),
@@ -185,23 +204,29 @@ fn live_page_colours_each_transport_as_the_report_does() {
 #[tokio::test]
 async fn heartbeats_count_students_under_each_transport() {
     let (server, http) = start().await;
+    let mut first_sse = String::new();
     for (i, t) in Transport::ALL.into_iter().enumerate() {
         // i+1 active tabs and one paused tab per transport.
         for n in 0..=i {
+            let tab = new_tab(&http, &server).await;
+            if t == Transport::Sse && n == 0 {
+                first_sse.clone_from(&tab);
+            }
             let res = post(
                 &http,
                 &server,
                 "/live/presence",
-                heartbeat(&format!("{t}{n}"), "lobby", t, "active"),
+                heartbeat(&tab, "lobby", t, "active"),
             )
             .await;
             assert_eq!(res.status(), 204);
         }
+        let hidden = new_tab(&http, &server).await;
         post(
             &http,
             &server,
             "/live/presence",
-            heartbeat(&format!("{t}-hidden"), "lobby", t, "paused"),
+            heartbeat(&hidden, "lobby", t, "paused"),
         )
         .await;
     }
@@ -210,7 +235,7 @@ async fn heartbeats_count_students_under_each_transport() {
         &http,
         &server,
         "/live/presence",
-        heartbeat("sse0", "lobby", Transport::Sse, "gone"),
+        heartbeat(&first_sse, "lobby", Transport::Sse, "gone"),
     )
     .await;
     let stats = get_json(&http, &server, "/live/stats").await;
@@ -292,18 +317,19 @@ async fn live_posts_refuse_malformed_and_oversized_bodies_with_a_json_error() {
 #[tokio::test]
 async fn flash_goes_to_every_room_with_a_student_and_nowhere_else() {
     let (server, http) = start().await;
+    let (a, b) = (new_tab(&http, &server).await, new_tab(&http, &server).await);
     post(
         &http,
         &server,
         "/live/presence",
-        heartbeat("a", "red", Transport::Sse, "active"),
+        heartbeat(&a, "red", Transport::Sse, "active"),
     )
     .await;
     post(
         &http,
         &server,
         "/live/presence",
-        heartbeat("b", "blue", Transport::ShortPoll, "paused"),
+        heartbeat(&b, "blue", Transport::ShortPoll, "paused"),
     )
     .await;
     let res = post(&http, &server, "/live/flash", json!({"text": "Look up!"})).await;
@@ -343,11 +369,12 @@ async fn flash_goes_to_every_room_with_a_student_and_nowhere_else() {
 #[tokio::test]
 async fn dashboard_stream_carries_stats_and_each_delay_report_once() {
     let (server, http) = start().await;
+    let a = new_tab(&http, &server).await;
     post(
         &http,
         &server,
         "/live/presence",
-        heartbeat("a", "red", Transport::WebSocket, "active"),
+        heartbeat(&a, "red", Transport::WebSocket, "active"),
     )
     .await;
     let flash: Value = post(&http, &server, "/live/flash", json!({"text": "now"}))
@@ -368,7 +395,7 @@ async fn dashboard_stream_carries_stats_and_each_delay_report_once() {
     })
     .await;
     read_until(&mut body, &mut seen, |s| s.contains("event: stats")).await;
-    let report = json!({"flash": flash["flash"], "tab": "a", "client": "alice", "transport": "websocket", "delay_ms": 4.5});
+    let report = json!({"flash": flash["flash"], "tab": a, "client": "alice", "transport": "websocket", "delay_ms": 4.5});
     assert_eq!(
         post(&http, &server, "/live/flash/report", report.clone())
             .await

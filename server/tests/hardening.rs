@@ -340,6 +340,19 @@ async fn the_teachers_controls_need_the_token_from_the_teacher_url() {
     assert_eq!(resp.status(), 201);
 }
 
+/// Asks the server for a tab id as `client`'s page would; `None` when refused (with a 400).
+async fn new_tab(t: &TestServer, client: &reqwest::Client) -> Option<String> {
+    let resp = client.post(t.url("/live/tab")).send().await.unwrap();
+    match resp.status().as_u16() {
+        201 => {
+            let issued: Value = resp.json().await.unwrap();
+            Some(issued["tab"].as_str().unwrap().to_owned())
+        }
+        400 => None,
+        other => panic!("POST /live/tab answered {other}"),
+    }
+}
+
 #[tokio::test]
 async fn forged_presence_is_bounded_per_address_and_tabs_belong_to_their_address() {
     let t = start(Config {
@@ -349,30 +362,32 @@ async fn forged_presence_is_bounded_per_address_and_tabs_belong_to_their_address
     .await;
     let mallory = client_from([127, 0, 0, 66]);
     let mut refused = 0;
-    for i in 0..40 {
-        let resp = mallory
-            .post(t.url("/live/presence"))
-            .json(&heartbeat(&format!("fake{i}"), "lobby"))
-            .send()
-            .await
-            .unwrap();
-        match resp.status().as_u16() {
-            204 => {}
-            400 => refused += 1,
-            other => panic!("{other}"),
+    for _ in 0..40 {
+        match new_tab(&t, &mallory).await {
+            Some(tab) => {
+                let resp = mallory
+                    .post(t.url("/live/presence"))
+                    .json(&heartbeat(&tab, "lobby"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 204);
+            }
+            None => refused += 1,
         }
     }
     assert_eq!(refused, 40 - server::live::presence::TABS_PER_ADDRESS);
     // A real student still joins, and nobody else can move or remove their tab.
     let alice = client_from([127, 0, 0, 7]);
+    let alice_tab = new_tab(&t, &alice).await.expect("alice gets a tab");
     let resp = alice
         .post(t.url("/live/presence"))
-        .json(&heartbeat("alice-tab", "lobby"))
+        .json(&heartbeat(&alice_tab, "lobby"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    let mut gone = heartbeat("alice-tab", "elsewhere");
+    let mut gone = heartbeat(&alice_tab, "elsewhere");
     gone["state"] = json!("gone");
     let resp = mallory
         .post(t.url("/live/presence"))
@@ -381,7 +396,62 @@ async fn forged_presence_is_bounded_per_address_and_tabs_belong_to_their_address
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    assert!(t.server.state.live.presence.is_present("alice-tab"));
+    assert!(t.server.state.live.presence.is_present(&alice_tab));
+}
+
+#[tokio::test]
+async fn tab_ids_the_server_did_not_issue_are_refused_for_heartbeats_and_reports() {
+    let t = start(Config {
+        teacher_token: Some("sesame-0123456789".into()),
+        ..Config::default()
+    })
+    .await;
+    // Before: any id a page made up was taken (a script could be 2,500 students).
+    for tab in ["made-up", "00000000000000000000000000000000"] {
+        let resp = t
+            .http
+            .post(t.url("/live/presence"))
+            .json(&heartbeat(tab, "lobby"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{tab}");
+        let err: Value = resp.json().await.unwrap();
+        assert!(
+            err["error"].as_str().unwrap().contains("/live/tab"),
+            "{err}"
+        );
+    }
+    assert!(t.server.state.live.presence.rooms().is_empty());
+    // Two ids issued one after the other share nothing a script could extrapolate from.
+    let (a, b) = (
+        new_tab(&t, &t.http).await.unwrap(),
+        new_tab(&t, &t.http).await.unwrap(),
+    );
+    assert_eq!(a.len(), 32, "{a}");
+    let same_digits = a.chars().zip(b.chars()).filter(|(x, y)| x == y).count();
+    assert!(same_digits < 16, "{a} and {b} look related");
+    // An issued id that never beat is not on the page: its flash reports are refused too.
+    let sent: Value = t
+        .http
+        .post(t.url("/live/flash"))
+        .header("x-duplex-teacher", "sesame-0123456789")
+        .json(&json!({"text": "now", "room": "lobby"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report = json!({"flash": sent["flash"], "tab": a, "client": "s", "transport": "sse", "delay_ms": 3.0});
+    let resp = t
+        .http
+        .post(t.url("/live/flash/report"))
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
 }
 
 #[tokio::test]
@@ -393,9 +463,10 @@ async fn delay_reports_come_only_from_tabs_on_the_page_and_dashboards_see_no_tab
     .await;
     let teacher =
         |req: reqwest::RequestBuilder| req.header("x-duplex-teacher", "sesame-0123456789");
+    let secret = new_tab(&t, &t.http).await.unwrap();
     t.http
         .post(t.url("/live/presence"))
-        .json(&heartbeat("secret-tab-id", "lobby"))
+        .json(&heartbeat(&secret, "lobby"))
         .send()
         .await
         .unwrap();
@@ -418,7 +489,7 @@ async fn delay_reports_come_only_from_tabs_on_the_page_and_dashboards_see_no_tab
     let real = t
         .http
         .post(t.url("/live/flash/report"))
-        .json(&report("secret-tab-id"))
+        .json(&report(&secret))
         .send()
         .await;
     assert_eq!(real.unwrap().status(), 204);
@@ -445,7 +516,7 @@ async fn delay_reports_come_only_from_tabs_on_the_page_and_dashboards_see_no_tab
         "{text}"
     );
     assert!(
-        !text.contains("secret-tab-id") && !stats.contains("secret-tab-id"),
+        !text.contains(&secret) && !stats.contains(&secret),
         "{text}"
     );
 }

@@ -21,6 +21,12 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Held by each test that drives headless Chromium (`browser.rs`, `experiment.rs`), so the two
+/// browser runs take turns: run side by side on a 2-core machine, each page's timers and
+/// sockets wait on the other browser's, and the experiment's 3 s phases measure contention
+/// rather than the transports (a WebSocket phase once saw 4 of 16 flashes that way).
+pub static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running server and an HTTP client for it.
 pub struct TestServer {
     pub server: SpawnedServer,

@@ -4,6 +4,7 @@
 mod backplane;
 mod bad_input;
 mod browser;
+mod experiment;
 mod hardening;
 mod helpers;
 mod operations;

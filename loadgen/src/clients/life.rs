@@ -112,7 +112,10 @@ async fn follow<C: TransportClient>(
                 r = C::connect(me, setup) => r,
             };
             match reconnected {
-                Ok(c) => break c,
+                Ok(c) => {
+                    me.phase.meter.reconnects.fetch_add(1, Relaxed);
+                    break c;
+                }
                 Err(e) => me.on_error(&e),
             }
         };

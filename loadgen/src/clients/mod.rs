@@ -208,6 +208,7 @@ impl ClientHandle {
             meter.distinct_deliveries.fetch_add(1, Relaxed);
             let latency_ns = clock::ns_at(at.into_std()).saturating_sub(stamp.scheduled_ns);
             meter.latency.record_us(self.index, latency_ns / 1_000);
+            meter.latency_max_us.fetch_max(latency_ns / 1_000, Relaxed);
         }
         if self.trace.is_some() {
             let published_ms = stamp

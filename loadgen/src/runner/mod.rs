@@ -20,6 +20,7 @@
 //! Cancellation (Ctrl-C, or the probe declaring the server gone) cuts the phase short at any
 //! step; what was measured is kept and the phase is marked incomplete.
 
+pub mod cluster;
 mod progress;
 pub mod warnings;
 
@@ -27,7 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use report::results::{ClientTrace, LoadgenCost, Phase, ServerCost, Traffic};
+use report::results::{
+    ClientTrace, LoadgenCost, NodeKilled, Phase, ProcessCost, ServerCost, Traffic,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
@@ -43,6 +46,7 @@ use crate::probe::{Probe, ServerReading, self_cpu_s};
 use crate::protocol::TargetProtocol;
 use crate::publisher::{PublishVia, Schedule, run_sender};
 use crate::scenario::Scenario;
+use cluster::ClusterWatch;
 pub use progress::ProgressMode;
 use progress::{progress_bar, tick_seconds};
 use warnings::{LoadgenLoad, PhaseFacts, phase_warnings};
@@ -71,6 +75,8 @@ pub struct PhaseSetup {
     pub progress: ProgressMode,
     /// A label for the progress bar (e.g. the sweep value).
     pub label: String,
+    /// The cluster's processes and its fault, when the lab started a cluster.
+    pub cluster: Option<ClusterWatch>,
 }
 
 /// Step 1's result: every client and sender started.
@@ -101,6 +107,12 @@ struct Measured {
     rss_peak: u64,
     open_connections_peak: u64,
     tcp_connections_peak: u64,
+    /// Each cluster process's cost (empty without a cluster).
+    processes: Vec<ProcessCost>,
+    /// The node the fault killed, and when.
+    node_killed: Option<(String, Instant)>,
+    /// Why the fault could not be injected.
+    fault_failed: Option<String>,
 }
 
 /// Step 5's result.
@@ -152,8 +164,7 @@ pub async fn run_phase(
     let server_at_start = setup.probe.server_reading_now().await;
     let mut ramped = ramp(s, &phase, &setup.abort).await;
     let connected = warm_up(s, &meter, ramped.started, start, &setup.abort).await;
-    let mut measured =
-        measure_window(s, &meter, &setup.probe, &ramped.window_tx, &setup.abort).await;
+    let mut measured = measure_window(s, &meter, setup, &ramped.window_tx).await;
     let senders_unanswered = !finish_senders(&mut ramped.senders).await;
     drain(s, &meter, measured.end, setup).await;
     let stopped = stop(ramped.clients, &ramped.stop).await;
@@ -206,6 +217,10 @@ pub async fn run_phase(
         complete: m.complete,
         load: m.load,
     });
+    let mut warnings = warnings;
+    if let Some(why) = &m.fault_failed {
+        warnings.push(format!("the fault was not injected: {why}"));
+    }
     let latency = meter.latency.merged();
     bar.finish_with_message(format!(
         "done: {connected}/{} connected, {} published, {} missing, p50 {}",
@@ -242,6 +257,12 @@ pub async fn run_phase(
         // Not measured yet: the report estimates the floor from the run's fastest delivery.
         model_floor_ms: None,
         stack: None,
+        reconnects: meter.reconnects.load(Relaxed),
+        node_killed: m.node_killed.as_ref().map(|(node, at)| NodeKilled {
+            node: node.clone(),
+            at_s: (*at - start).as_secs_f64(),
+        }),
+        server_processes: m.processes.clone(),
     }
 }
 
@@ -322,16 +343,17 @@ async fn warm_up(
     meter.clients_connected.load(Relaxed)
 }
 
-/// Step 3: opens the window (the senders start publishing), waits out `duration`, and reads
-/// what happened between its edges.
+/// Step 3: opens the window (the senders start publishing), waits out `duration` (killing a
+/// node on the way when the scenario's fault asks), and reads what happened between its edges.
 async fn measure_window(
     s: &Scenario,
     meter: &PhaseMeter,
-    probe: &Probe,
+    setup: &PhaseSetup,
     window_tx: &watch::Sender<Option<Window>>,
-    abort: &CancellationToken,
 ) -> Measured {
+    let (probe, abort) = (&setup.probe, &setup.abort);
     probe.reset_peaks();
+    let mut processes = setup.cluster.as_ref().map(ClusterWatch::start);
     let server_before = probe.server_reading_now().await;
     let self_before = self_cpu_s();
     let traffic_before = meter.snapshot();
@@ -342,12 +364,36 @@ async fn measure_window(
         end: window_start + s.duration,
     };
     let mut complete = !abort.is_cancelled();
+    let kill = setup
+        .cluster
+        .as_ref()
+        .and_then(|c| Some((c, c.kill.as_ref()?)));
+    let mut kill_at = kill.map(|(_, k)| window_start + k.at);
+    let (mut node_killed, mut fault_failed) = (None, None);
     if complete {
         let _ = window_tx.send(Some(window));
-        tokio::select! {
-            biased;
-            _ = abort.cancelled() => complete = false,
-            _ = sleep_until(window.end) => {}
+        loop {
+            tokio::select! {
+                biased;
+                _ = abort.cancelled() => {
+                    complete = false;
+                    break;
+                }
+                _ = sleep_until(kill_at.unwrap_or(window.end)), if kill_at.is_some() => {
+                    kill_at = None;
+                    let (Some((cluster, k)), Some(readings)) = (kill, processes.as_mut()) else {
+                        continue;
+                    };
+                    match cluster.kill(readings) {
+                        Ok(node) => {
+                            setup.connector.mark_down(k.addr);
+                            node_killed = Some((node, Instant::now()));
+                        }
+                        Err(why) => fault_failed = Some(why),
+                    }
+                }
+                _ = sleep_until(window.end) => break,
+            }
         }
     }
     let end = Instant::now().min(window.end).max(window.start);
@@ -373,6 +419,12 @@ async fn measure_window(
         rss_peak: probe.rss_peak(),
         open_connections_peak: probe.open_connections_peak(),
         tcp_connections_peak: probe.tcp_connections_peak(),
+        processes: match (setup.cluster.as_ref(), processes) {
+            (Some(cluster), Some(readings)) => cluster.finish(readings),
+            _ => Vec::new(),
+        },
+        node_killed,
+        fault_failed,
     }
 }
 

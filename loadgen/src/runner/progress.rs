@@ -100,7 +100,7 @@ pub(super) async fn tick_seconds(
     let mut out = Vec::new();
     let mut ticks = interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let (mut requests, mut deliveries, mut bytes) = (0, 0, 0);
+    let (mut requests, mut deliveries, mut bytes, mut reconnects) = (0, 0, 0, 0);
     loop {
         tokio::select! {
             biased;
@@ -110,14 +110,17 @@ pub(super) async fn tick_seconds(
         let r = meter.traffic.requests.load(Relaxed);
         let d = meter.deliveries.load(Relaxed);
         let b = meter.traffic.bytes_down.load(Relaxed);
+        let c = meter.reconnects.load(Relaxed);
         out.push(Second {
             second: out.len() as u32,
             requests: r - requests,
             deliveries: d - deliveries,
             bytes_down: b - bytes,
             in_flight: meter.in_flight.load(Relaxed).max(0) as u64,
+            latency_max_us: meter.latency_max_us.swap(0, Relaxed),
+            reconnects: c - reconnects,
         });
-        (requests, deliveries, bytes) = (r, d, b);
+        (requests, deliveries, bytes, reconnects) = (r, d, b, c);
         bar.set_message(format!(
             "{}/{clients} conn · {} req/s · {} dlv/s · {} err",
             meter.clients_connected.load(Relaxed),

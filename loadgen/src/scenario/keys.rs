@@ -117,41 +117,6 @@ pub enum Range {
     OneOf(&'static [&'static str]),
 }
 
-impl fmt::Display for Range {
-    /// As the README's "allowed" column shows it (before any note).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Range::Name { max_len } => write!(f, "1 ..= {max_len} of `A-Z a-z 0-9 _ -`"),
-            Range::NotEmpty => f.write_str("not empty"),
-            Range::Transports => f.write_str("at least one, each at most once"),
-            Range::Duration { min, max } => {
-                write!(f, "{} ..= {}", duration_text(min), duration_text(max))
-            }
-            Range::Integer { min, max } if max == i64::MAX => {
-                write!(f, "at least {}", grouped(min as f64))
-            }
-            Range::Integer { min, max } => {
-                write!(f, "{} ..= {}", grouped(min as f64), grouped(max as f64))
-            }
-            Range::IntegerUpTo { min, key } => write!(f, "{} ..= `{key}`", grouped(min as f64)),
-            Range::Number {
-                min,
-                min_exclusive,
-                max,
-            } => {
-                let above = if min_exclusive { "> " } else { "" };
-                write!(f, "{above}{} ..= {}", grouped(min), grouped(max))
-            }
-            Range::AtLeast(min) => write!(f, "at least {}", grouped(min)),
-            Range::Thresholds => f.write_str("see [Thresholds](#thresholds)"),
-            Range::OneOf(words) => {
-                let quoted: Vec<String> = words.iter().map(|w| format!("`\"{w}\"`")).collect();
-                write!(f, "one of {}", quoted.join(", "))
-            }
-        }
-    }
-}
-
 /// One scenario key.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Key {
@@ -541,8 +506,35 @@ pub const NETWORK_BANDWIDTH: Key = Key {
     doc: "cap per connection and per direction (not a shared link); chunks are paced in segments of 1,448 bytes. An integer is bytes per second (`125000`), a string is `\"<number><unit>/s\"` with unit `B`, `kB`/`KB`, `MB`, `GB` (powers of 1000), `KiB`, `MiB`, `GiB` (powers of 1024) or `kbit`, `Mbit`, `Gbit`",
 };
 
+/// `cluster.nodes`
+pub const CLUSTER_NODES: Key = Key {
+    name: "cluster.nodes",
+    ty: Type::Integer,
+    default: Default::Integer(1),
+    range: Range::Integer { min: 1, max: 8 },
+    range_note: "",
+    unit: "nodes",
+    sweep: false,
+    doc: "duplex nodes the run starts when it starts the server (not with `--target`): above 1, one `redis-server` and that many `duplex serve --backplane` nodes on 127.0.0.10, .11, ... (`peers/cluster/start.sh`), each client's connections spread over the nodes in turn; the server CPU and memory are the whole cluster's, Redis included",
+};
+
+/// `faults.kill_node`
+pub const FAULTS_KILL_NODE: Key = Key {
+    name: "faults.kill_node",
+    ty: Type::Duration,
+    default: Default::Described("none: no node is killed"),
+    range: Range::Duration {
+        min: Duration::ZERO,
+        max: s(3600),
+    },
+    range_note: "less than `duration`, and only with `cluster.nodes` of 2 or more",
+    unit: "duration",
+    sweep: false,
+    doc: "this long into each phase's measured window, the cluster's last node is killed (SIGKILL, by the pid the lab started it with); its clients reconnect to the other nodes (which the connector then uses alone) and resume from the last seq they saw. The report counts the reconnects, draws them and the slowest delivery per second over time, and says when the node died and what each process spent",
+};
+
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 32] = [
+pub const KEYS: [&Key; 34] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -575,6 +567,8 @@ pub const KEYS: [&Key; 32] = [
     &super::target::TARGET_PUBLISH_BODY,
     &super::stacks::STACKS_NAME,
     &super::stacks::STACKS_TRANSPORTS,
+    &CLUSTER_NODES,
+    &FAULTS_KILL_NODE,
 ];
 
 /// The key with this dotted name.

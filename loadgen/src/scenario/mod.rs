@@ -117,6 +117,10 @@ pub struct Scenario {
     pub long_poll_timeout: Duration,
     /// Emulated network.
     pub network: Network,
+    /// duplex nodes to start on one Redis backplane (1: one node, no Redis).
+    pub cluster_nodes: u64,
+    /// `faults.kill_node`: when in each measured window the cluster's last node is killed.
+    pub kill_node: Option<Duration>,
     /// The swept key and its values, if any.
     pub sweep: Option<Sweep>,
     /// The one seed for every random choice of the run (publish schedules, poll phases,
@@ -341,6 +345,7 @@ impl Scenario {
                 values: s.values.clone(),
             }),
             seed: Some(self.seed),
+            cluster_nodes: self.cluster_nodes,
         }
     }
 }

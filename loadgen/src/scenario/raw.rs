@@ -46,6 +46,10 @@ pub(super) struct RawScenario {
     pub target: Option<RawTarget>,
     #[serde(default)]
     pub stacks: Option<Vec<RawStack>>,
+    #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub faults: RawFaults,
 }
 
 /// One `[[stacks]]` entry: a `[target]` table plus its name and transports. It repeats
@@ -95,6 +99,22 @@ pub(super) struct RawTarget {
     pub publish: Option<String>,
     #[serde(default)]
     pub publish_body: Option<String>,
+}
+
+/// `[faults]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFaults {
+    #[serde(default)]
+    pub kill_node: Option<String>,
+}
+
+/// `[cluster]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    #[serde(default)]
+    pub nodes: Option<i64>,
 }
 
 /// `[clients]`. Sweepable keys are kept as TOML values: a scalar or a list.

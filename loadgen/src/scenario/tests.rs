@@ -381,3 +381,26 @@ fn shipped_scenarios_are_valid() {
         assert!(!s.description.is_empty());
     }
 }
+
+#[test]
+fn kill_node_must_fall_in_the_window_of_a_cluster() {
+    let cluster = format!("{MINIMAL}duration = \"10s\"\n[cluster]\nnodes = 3\n");
+    assert_eq!(parse(&cluster).unwrap().kill_node, None);
+    let s = parse(&format!("{cluster}[faults]\nkill_node = \"4s\"\n")).unwrap();
+    assert_eq!(s.kill_node, Some(Duration::from_secs(4)));
+    let e = error_of(&format!("{cluster}[faults]\nkill_node = \"10s\"\n"));
+    assert!(
+        e.starts_with("scenarios/x.toml: faults.kill_node: must be less than `duration` (10s)"),
+        "{e}"
+    );
+    let e = error_of(&format!("{MINIMAL}[faults]\nkill_node = \"1s\"\n"));
+    assert!(
+        e.starts_with("scenarios/x.toml: faults.kill_node: needs `cluster.nodes` of 2 or more"),
+        "{e}"
+    );
+    let e = error_of(&format!("{cluster}[faults]\nkill_node = \"soon\"\n"));
+    assert!(
+        e.starts_with("scenarios/x.toml: faults.kill_node: not a duration"),
+        "{e}"
+    );
+}

@@ -155,6 +155,8 @@ impl Validator<'_> {
             },
         });
 
+        let cluster_nodes = self.integer(&keys::CLUSTER_NODES, raw.cluster.nodes)? as u64;
+        let kill_node = self.kill_node(raw.faults.kill_node.as_deref(), duration, cluster_nodes)?;
         Ok(Scenario {
             file: self.file.to_owned(),
             name,
@@ -178,12 +180,47 @@ impl Validator<'_> {
                 jitter,
                 bandwidth_bytes_per_s: bandwidth,
             },
+            cluster_nodes,
+            kill_node,
             sweep,
             seed,
             thresholds,
             notes,
             stacks,
         })
+    }
+
+    /// `faults.kill_node`: within the measured window, and only where there is a node to spare.
+    fn kill_node(
+        &self,
+        text: Option<&str>,
+        duration: Duration,
+        nodes: u64,
+    ) -> Result<Option<Duration>, ScenarioError> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let key = &keys::FAULTS_KILL_NODE;
+        let at = self.parse_duration(key.name, text)?;
+        self.check_duration(key, at)?;
+        if at >= duration {
+            return Err(self.err(
+                key.name,
+                format!(
+                    "must be less than `duration` ({}), got {text:?}: the node dies inside the                      measured window",
+                    humantime::format_duration(duration)
+                ),
+            ));
+        }
+        if nodes < 2 {
+            return Err(self.err(
+                key.name,
+                format!(
+                    "needs `cluster.nodes` of 2 or more (it is {nodes}): killing the only node                      leaves its clients nowhere to reconnect"
+                ),
+            ));
+        }
+        Ok(Some(at))
     }
 
     /// The drain the slowest transport needs: a message published at the window's end

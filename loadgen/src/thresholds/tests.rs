@@ -33,6 +33,9 @@ fn phase(transport: &str) -> Phase {
         warnings: Vec::new(),
         model_floor_ms: None,
         stack: None,
+        reconnects: 0,
+        node_killed: None,
+        server_processes: Vec::new(),
     };
     p.integrity.deliveries_expected = 100;
     p.integrity.deliveries_received = 100;

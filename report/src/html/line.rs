@@ -201,6 +201,28 @@ pub enum PerSecond {
     Deliveries,
     /// Requests in flight at the end of each second.
     InFlight,
+    /// The slowest delivery of each second, ms: where a spike (a node dying) shows.
+    LatencyMax,
+    /// Clients reconnecting in each second.
+    Reconnects,
+}
+
+impl PerSecond {
+    /// Whether the run has anything to draw: the slowest delivery only in results that record
+    /// it, reconnects only when some happened.
+    pub fn shown(self, run: &RunAnalysis) -> bool {
+        let any = |f: fn(&crate::results::Second) -> u64| {
+            run.phases
+                .iter()
+                .flat_map(|a| &a.phase.timeseries)
+                .any(|s| f(s) > 0)
+        };
+        match self {
+            PerSecond::LatencyMax => any(|s| s.latency_max_us),
+            PerSecond::Reconnects => any(|s| s.reconnects),
+            _ => true,
+        }
+    }
 }
 
 /// One per-second chart: a line per transport over the seconds of its phase (phases ran one
@@ -208,10 +230,12 @@ pub enum PerSecond {
 pub fn per_second(run: &RunAnalysis, what: PerSecond) -> LineChart {
     let phases: Vec<&crate::results::Phase> = run.phases.iter().map(|a| a.phase).collect();
     let value = |s: &crate::results::Second| match what {
-        PerSecond::Requests => s.requests,
-        PerSecond::Deliveries => s.deliveries,
-        PerSecond::InFlight => s.in_flight,
-    } as f64;
+        PerSecond::Requests => s.requests as f64,
+        PerSecond::Deliveries => s.deliveries as f64,
+        PerSecond::InFlight => s.in_flight as f64,
+        PerSecond::LatencyMax => s.latency_max_us as f64 / 1e3,
+        PerSecond::Reconnects => s.reconnects as f64,
+    };
     let last_second = phases
         .iter()
         .flat_map(|p| p.timeseries.iter().map(|s| s.second))
@@ -255,6 +279,11 @@ pub fn per_second(run: &RunAnalysis, what: PerSecond) -> LineChart {
         PerSecond::Requests => ("Requests per second over time", "requests per second"),
         PerSecond::Deliveries => ("Deliveries per second over time", "deliveries per second"),
         PerSecond::InFlight => ("Requests in flight over time", "requests in flight"),
+        PerSecond::LatencyMax => (
+            "Slowest delivery per second over time",
+            "slowest delivery in the second (ms)",
+        ),
+        PerSecond::Reconnects => ("Reconnects per second over time", "reconnects"),
     };
     LineChart {
         title: title.into(),

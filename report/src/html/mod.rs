@@ -7,6 +7,7 @@
 mod axis;
 mod bytes;
 mod card;
+mod cluster;
 mod crossover;
 mod line;
 mod swimlane;
@@ -22,6 +23,7 @@ use crate::transport::{self, Style as _};
 
 use bytes::BytesChart;
 use card::Card;
+use cluster::ClusterSection;
 use line::{Cost, LineChart, PerSecond};
 use swimlane::Swimlane;
 
@@ -34,6 +36,10 @@ struct IndexPage {
     description: String,
     /// "Sections 1–5 show ..." when the results hold several runs.
     headline_note: Option<String>,
+    /// "Measured in N students' browsers ..." for the live classroom's guided experiment.
+    browsers_note: Option<String>,
+    /// Its notes (the server's own counts), listed under it.
+    browsers_notes: Vec<String>,
     /// What this run actually did, under the scenario's own description (which quotes the
     /// scenario file and goes stale when `--clients` or `--duration` override it).
     this_run: String,
@@ -50,6 +56,8 @@ struct IndexPage {
     bytes: BytesChart,
     swimlane: Option<Swimlane>,
     per_second: Vec<LineChart>,
+    /// Each process of a cluster, its fault, and what the design implies per transport.
+    cluster: Option<ClusterSection>,
     /// Requests per client against the message rate, with the models' curves.
     crossover: Option<LineChart>,
     sweep: Vec<LineChart>,
@@ -65,6 +73,7 @@ struct Sections {
     bytes: usize,
     timeline: Option<usize>,
     over_time: usize,
+    cluster: Option<usize>,
     crossover: Option<usize>,
     sweep: Option<usize>,
     recommendation: Option<usize>,
@@ -72,7 +81,13 @@ struct Sections {
 }
 
 impl Sections {
-    fn number(timeline: bool, crossover: bool, sweep: bool, recommendation: bool) -> Self {
+    fn number(
+        timeline: bool,
+        cluster: bool,
+        crossover: bool,
+        sweep: bool,
+        recommendation: bool,
+    ) -> Self {
         let mut next = 0;
         let mut take = |shown: bool| {
             shown.then(|| {
@@ -85,6 +100,7 @@ impl Sections {
         let bytes = take(true).unwrap_or_default();
         let timeline = take(timeline);
         let over_time = take(true).unwrap_or_default();
+        let cluster = take(cluster);
         let crossover = take(crossover);
         let sweep = take(sweep);
         let recommendation = take(recommendation);
@@ -95,6 +111,7 @@ impl Sections {
             bytes,
             timeline,
             over_time,
+            cluster,
             crossover,
             sweep,
             recommendation,
@@ -144,8 +161,10 @@ fn page(results: &Results) -> IndexPage {
         .collect();
     let recommendation = recommend::recommend(&analysis);
     let crossover = crossover::crossover(&analysis);
+    let cluster = cluster::cluster(results, analysed);
     let sections = Sections::number(
         swimlane.is_some(),
+        cluster.is_some(),
         crossover.is_some(),
         !sweep.is_empty(),
         recommendation.is_some(),
@@ -173,6 +192,18 @@ fn page(results: &Results) -> IndexPage {
         scenario_name: scenario.name.clone(),
         description: scenario.description.clone(),
         headline_note,
+        browsers_note: results.measured_in_browsers.as_ref().map(|b| {
+            format!(
+                "Measured in browsers: {} of {} student pages on the live page reported these \
+                 figures from their own browsers (not the loadgen's simulated clients). {}",
+                b.pages_reporting, b.pages, b.method
+            )
+        }),
+        browsers_notes: results
+            .measured_in_browsers
+            .as_ref()
+            .map(|b| b.notes.clone())
+            .unwrap_or_default(),
         this_run: this_run(results, headline),
         findings: findings::findings(&analysis),
         recommendation,
@@ -186,10 +217,14 @@ fn page(results: &Results) -> IndexPage {
             PerSecond::Requests,
             PerSecond::Deliveries,
             PerSecond::InFlight,
+            PerSecond::LatencyMax,
+            PerSecond::Reconnects,
         ]
         .into_iter()
+        .filter(|what| what.shown(analysed))
         .map(|what| line::per_second(analysed, what))
         .collect(),
+        cluster,
         crossover,
         sweep,
         scenario_facts: scenario_facts(results, headline),
@@ -204,6 +239,15 @@ fn this_run(results: &Results, headline: Option<&Run>) -> String {
     let clients = headline.map_or(s.clients, |r| r.clients);
     let rate = headline.map_or(s.rate_per_sender, |r| r.rate_per_sender);
     let rtt = headline.map_or(s.network.rtt_ms, |r| r.rtt_ms);
+    if let Some(b) = &results.measured_in_browsers {
+        return format!(
+            "This run: {} student pages in their own browsers, every one on each transport in \
+             turn for {} s, while the server sent {} flash(es) a second.",
+            format::count(b.pages),
+            format::value(s.duration_s),
+            format::value(rate),
+        );
+    }
     format!(
         "This run: {} clients per transport, {} of them sending {} msg/s each, {} s measured \
          per transport{}.",

@@ -41,9 +41,10 @@ pub(super) async fn short_poll(State(state): State<AppState>, target: Target) ->
             },
         );
     };
-    let since = target
-        .since
-        .map_or_else(|| room.head(), |c| room.position(c));
+    let since = match target.since {
+        Some(cursor) => room.locate(cursor).await,
+        None => room.head(),
+    };
     let read = room.read(since, target.client.as_deref(), BATCH_LIMIT);
     answer(&state, Transport::ShortPoll, read)
 }
@@ -57,7 +58,7 @@ pub(super) async fn long_poll(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let room = target.open()?;
-    let mut follower = Follower::new(room, target.since, target.client, BATCH_LIMIT);
+    let mut follower = Follower::start(room, target.since, target.client, BATCH_LIMIT).await;
     // What is already there is answered at once, before shutdown or the deadline are looked at.
     let mut read = follower.read();
     if !read.has_news() {

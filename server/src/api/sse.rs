@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::extract::{Target, cursor};
-use crate::feed::{Cursor, Epoch, Follower, Limit, Read};
+use crate::feed::{Cursor, Entry, Epoch, Follower, Limit, Read};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
 use wire::{StreamItem, Transport};
@@ -49,7 +49,7 @@ pub(super) async fn sse(
     // later publish is in its stream.
     let room = target.open()?;
     let stream = SseStream {
-        follower: Follower::new(room, since, target.client, CHUNK_LIMIT),
+        follower: Follower::start(room, since, target.client, CHUNK_LIMIT).await,
         ping: ping_interval(),
         shutdown: state.shutdown.clone(),
         metrics: state.metrics.clone(),
@@ -117,11 +117,19 @@ impl SseStream {
     }
 }
 
-/// The events for one read: a reset, a gap, then the messages, in one chunk.
+/// The events for one read: a reset, a gap, then the messages, in one chunk. The usual read, one
+/// message and nothing else, is that message's shared event bytes ([`Entry::framed`]): the
+/// delivery is one write of bytes every stream shares, with no copy or formatting per client.
 fn encode_events(read: &Read) -> Bytes {
+    let epoch = read.epoch;
+    if let [entry] = read.entries.as_slice()
+        && !read.reset
+        && read.missed == 0
+    {
+        return entry.framed(epoch, |e| message_event(e, epoch));
+    }
     let payload: usize = read.entries.iter().map(|e| e.text.len() + 48).sum();
     let mut out = BytesMut::with_capacity(payload + 64);
-    let epoch = read.epoch;
     if read.reset {
         let reset = StreamItem::Reset { head: read.next };
         item(&mut out, "reset", epoch, read.next, &reset);
@@ -136,13 +144,19 @@ fn encode_events(read: &Read) -> Bytes {
         item(&mut out, "gap", epoch, after_gap, &gap);
     }
     for entry in &read.entries {
-        // Written straight into the chunk: no String per delivery on this hot path.
-        out.put_slice(b"id: ");
-        write_id(&mut out, epoch, entry.seq);
-        let _ = write!(out, "\nevent: {}\ndata: ", entry.event);
-        out.put_slice(entry.text.as_bytes());
-        out.put_slice(b"\n\n");
+        out.put_slice(&entry.framed(epoch, |e| message_event(e, epoch)));
     }
+    out.freeze()
+}
+
+/// One message as an SSE event: `id: <epoch>-<seq>`, `event: <event>`, `data: <json>`.
+fn message_event(entry: &Entry, epoch: Option<Epoch>) -> Bytes {
+    let mut out = BytesMut::with_capacity(entry.text.len() + 48 + entry.event.len());
+    out.put_slice(b"id: ");
+    write_id(&mut out, epoch, entry.seq);
+    let _ = write!(out, "\nevent: {}\ndata: ", entry.event);
+    out.put_slice(entry.text.as_bytes());
+    out.put_slice(b"\n\n");
     out.freeze()
 }
 

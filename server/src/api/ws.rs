@@ -37,9 +37,11 @@ use wire::{ClientFrame, PublishRequest, StreamItem, Transport};
 
 /// Initial read buffer per socket. tungstenite's default is 128 KiB read + 128 KiB write
 /// buffer; measured with `examples/idle_clients.rs` (5,000 idle clients, release build) that is
-/// 140 KiB of server RSS per idle WebSocket, against 12 KiB with these sizes. Chat frames are
-/// small; the buffer grows for a larger frame (up to `--max-body`).
-pub const WS_READ_BUFFER: usize = 4 * 1024;
+/// 140 KiB of server RSS per idle WebSocket, against 12 KiB with a 4 KiB buffer. tungstenite
+/// zero-fills the whole buffer on each read, so all of it is resident for the socket's life:
+/// 1 KiB holds a chat `send` frame (the buffer grows for a larger frame, up to `--max-body`)
+/// and saves 3 KiB per idle connection against 4 KiB (`conn-cost`, docs/ARCHITECTURE.md).
+pub const WS_READ_BUFFER: usize = 1024;
 /// Frames are gathered up to this many bytes before a write, so a burst goes out in few
 /// syscalls; the buffer is only allocated once something is sent.
 pub const WS_WRITE_BUFFER: usize = 8 * 1024;
@@ -50,6 +52,8 @@ const CHUNK_LIMIT: Limit = Limit {
     bytes: 256 * 1024,
 };
 /// Acks and errors waiting for the writer; when full the reader stops reading the socket.
+/// tokio's channel allocates its first block of 32 slots when it is made, so a slot is a
+/// `Box<Reply>` (8 bytes) rather than a `Reply` (113 bytes): 3.6 KiB less per idle socket.
 const REPLY_QUEUE: usize = 8;
 /// How long a closing socket may take to send its close frame.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
@@ -73,12 +77,13 @@ pub(super) async fn websocket(
         .client
         .unwrap_or_else(|| format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed)));
     // Fixed before the 101 goes out: every publish after the handshake reaches this client.
-    let follower = Follower::new(
+    let follower = Follower::start(
         room.clone(),
         target.since,
         Some(client.clone()),
         CHUNK_LIMIT,
-    );
+    )
+    .await;
     let max = state.config.max_body;
     let session = Session {
         heard: AtomicU64::new(0),
@@ -117,7 +122,7 @@ enum Reply {
 async fn run(socket: WebSocket, session: Session, follower: Follower) {
     let _open = session.state.metrics.open(Transport::WebSocket);
     let (sink, stream) = socket.split();
-    let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
+    let (replies_tx, replies_rx) = mpsc::channel::<Box<Reply>>(REPLY_QUEUE);
     let writer = write_loop(sink, replies_rx, follower, &session);
     let reader = read_loop(stream, replies_tx, &session);
     tokio::pin!(writer, reader);
@@ -134,7 +139,7 @@ async fn run(socket: WebSocket, session: Session, follower: Follower) {
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut replies: mpsc::Receiver<Reply>,
+    mut replies: mpsc::Receiver<Box<Reply>>,
     mut follower: Follower,
     s: &Session,
 ) {
@@ -188,7 +193,7 @@ async fn write_loop(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            reply = replies.recv() => match reply {
+            reply = replies.recv() => match reply.map(|r| *r) {
                 Some(Reply::Item(item)) => {
                     let sent = tokio::select! {
                         biased;
@@ -264,12 +269,18 @@ fn item_frame(item: &StreamItem) -> Message {
     ))
 }
 
-async fn read_loop(mut stream: SplitStream<WebSocket>, replies: mpsc::Sender<Reply>, s: &Session) {
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    replies: mpsc::Sender<Box<Reply>>,
+    s: &Session,
+) {
     while let Some(frame) = stream.next().await {
         s.heard
             .store(s.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let reply = match frame {
-            Ok(Message::Text(text)) => Reply::Item(handle_text(&text, s).await),
+            // Boxed: a publish's future (a backplane's round trip) lives on the heap only while
+            // it runs, instead of in every idle socket's task.
+            Ok(Message::Text(text)) => Reply::Item(Box::pin(handle_text(&text, s)).await),
             Ok(Message::Binary(_)) => Reply::Item(StreamItem::Error {
                 error: "binary frames are not accepted: send JSON in a text frame".to_owned(),
                 reference: None,
@@ -280,11 +291,11 @@ async fn read_loop(mut stream: SplitStream<WebSocket>, replies: mpsc::Sender<Rep
             Err(e) => {
                 let (code, reason) = close_reason(&e, s.state.config.max_body);
                 tracing::debug!(client = %s.client, error = %e, "websocket read failed");
-                let _ = replies.send(Reply::Close(code, reason)).await;
+                let _ = replies.send(Box::new(Reply::Close(code, reason))).await;
                 return;
             }
         };
-        if replies.send(reply).await.is_err() {
+        if replies.send(Box::new(reply)).await.is_err() {
             return;
         }
     }

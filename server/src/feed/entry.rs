@@ -2,7 +2,7 @@
 //! into, the encoded-once [`Entry`], and the [`Read`] answer to "what follows this cursor". Shared
 //! by every [`RoomLog`](super::RoomLog) implementation, so each one encodes and routes the same way.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
@@ -232,6 +232,7 @@ impl Draft {
             to: self.to.map(String::into_boxed_str),
             echo: self.echo,
             text: Utf8Bytes::from(json),
+            framed: OnceLock::new(),
         }
     }
 }
@@ -252,9 +253,26 @@ pub struct Entry {
     /// The message JSON (`{"type":"message",...}`), validated UTF-8 so a WebSocket text frame
     /// can share it without a copy or a re-check.
     pub text: Utf8Bytes,
+    /// The message framed for a stream (an SSE event), made by the first reader that sends it
+    /// and shared by every other, with the epoch it was framed for: see [`Entry::framed`].
+    framed: OnceLock<(Option<Epoch>, Bytes)>,
 }
 
 impl Entry {
+    /// This message framed by `frame` for `epoch` (an SSE event carries `<epoch>-<seq>` as its
+    /// id), made once and shared: a fan-out to a thousand streams is a thousand reference counts
+    /// on one allocation, not a thousand copies. Framed again, uncached, for another epoch (a
+    /// backplane's log that began a new one) and for another `frame`: each entry is framed by
+    /// one transport only (SSE), so the cache holds that one.
+    pub fn framed(&self, epoch: Option<Epoch>, frame: impl Fn(&Entry) -> Bytes) -> Bytes {
+        let (framed_for, bytes) = self.framed.get_or_init(|| (epoch, frame(self)));
+        if *framed_for == epoch {
+            bytes.clone()
+        } else {
+            frame(self)
+        }
+    }
+
     /// The message JSON as bytes (shares the allocation).
     pub fn json(&self) -> Bytes {
         Bytes::from(self.text.clone())

@@ -63,6 +63,20 @@ impl Follower {
         }
     }
 
+    /// [`Follower::new`], once the room's log has confirmed a cursor ahead of its head (see
+    /// [`Room::locate`]): how a client's follower starts.
+    pub async fn start(
+        room: Arc<Room>,
+        since: Option<Cursor>,
+        client: Option<String>,
+        limit: Limit,
+    ) -> Self {
+        if let Some(cursor) = since {
+            room.locate(cursor).await;
+        }
+        Follower::new(room, since, client, limit)
+    }
+
     /// The room's epoch, which [`Follower::cursor`] belongs to.
     pub fn epoch(&self) -> super::Epoch {
         self.epoch

@@ -7,7 +7,8 @@
 //! - seqs are assigned by the log, contiguous from 1 (`append` returns the entry with its seq);
 //! - an entry is encoded once ([`Draft::into_entry`]) and shared by every reader through an `Arc`;
 //! - `read` never blocks on I/O and never skips silently: what was evicted before the cursor
-//!   could see it is counted in [`Read::missed`], a cursor ahead of the log gets [`Read::reset`];
+//!   could see it is counted in [`Read::missed`], a cursor ahead of everything the log assigned
+//!   gets [`Read::reset`] (for a shared store, after [`RoomLog::confirm`] asked it);
 //! - `watch` is flagged changed on every append *after* the entry is readable, which is what the
 //!   [`Follower`]'s no-missed-wake-up rule relies on.
 //!
@@ -31,6 +32,9 @@ use super::entry::{Draft, Entry, Epoch, Limit, PublishError, Read, RoomName};
 /// What [`RoomLog::append`] returns: the entry with its seq, once the log has it.
 pub type Appended<'a> = Pin<Box<dyn Future<Output = Result<Arc<Entry>, PublishError>> + Send + 'a>>;
 
+/// What [`RoomLog::confirm`] returns: done once the log knows.
+pub type Confirmed<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// One room's append-only log. See the module docs for the contract.
 pub trait RoomLog: Debug + Send + Sync {
     /// Appends `draft` with the next seq and wakes every watcher.
@@ -44,6 +48,16 @@ pub trait RoomLog: Debug + Send + Sync {
 
     /// The seq of the newest message (0 when none yet).
     fn head(&self) -> u64;
+
+    /// Called before the first read from a client's cursor `since` when it is ahead of
+    /// [`RoomLog::head`]: learns whether the log ever assigned it. A shared store's node-local
+    /// copy trails the store by a few ms, so a cursor handed out by another node can be ahead of
+    /// it; `read` then answers "nothing yet" for a seq the store assigned and a reset only past
+    /// that. The memory log is the store itself and knows at once.
+    fn confirm(&self, since: u64) -> Confirmed<'_> {
+        let _ = since;
+        Box::pin(std::future::ready(()))
+    }
 
     /// This incarnation of the log: see [`Epoch`].
     fn epoch(&self) -> Epoch;

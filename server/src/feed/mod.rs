@@ -32,6 +32,11 @@ pub use entry::{
     TooManyRooms, is_hidden, now_us, valid_client_id,
 };
 pub use follower::Follower;
+
+/// Event names only the server publishes: the teacher's `flash`, and `experiment`, which
+/// starts the live page's guided experiment. A client's publish with one is refused, so a
+/// student cannot fake either.
+pub const RESERVED_EVENTS: [&str; 2] = ["flash", "experiment"];
 pub use log::{Appended, LogStore, RoomLog};
 pub use memory::{Budget, MemoryLog, MemoryStore};
 
@@ -128,11 +133,22 @@ impl Room {
         }
     }
 
-    /// Checks the request (the `flash` event is the server's), appends it with the next seq and
+    /// Where `cursor` points, as [`Room::position`], once the log has confirmed a seq ahead of
+    /// its head (see [`RoomLog::confirm`]): what a client's first read from its cursor starts
+    /// from.
+    pub async fn locate(&self, cursor: Cursor) -> u64 {
+        let seq = self.position(cursor);
+        if seq != u64::MAX && seq > self.head() {
+            self.log.confirm(seq).await;
+        }
+        seq
+    }
+
+    /// Checks the request ([`RESERVED_EVENTS`] are the server's), appends it with the next seq and
     /// wakes every waiting reader.
     pub async fn publish(&self, req: PublishRequest) -> Result<Arc<Entry>, PublishError> {
         let draft = Draft::check(req)?;
-        if draft.event == "flash" {
+        if RESERVED_EVENTS.contains(&draft.event.as_str()) {
             return Err(PublishError::ReservedEvent(draft.event));
         }
         self.append(draft).await

@@ -19,6 +19,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::Live;
+use super::experiment::ExperimentView;
 use super::flash::{DelayView, FlashRecord};
 use crate::metrics::{Metrics, TransportStats};
 use wire::Transport;
@@ -76,6 +77,8 @@ pub struct Snapshot {
     pub rooms: Vec<RoomRow>,
     /// The flashes sent, oldest first.
     pub flashes: Vec<FlashRecord>,
+    /// The latest guided experiment, running or finished.
+    pub experiment: Option<ExperimentView>,
 }
 
 fn snapshot(
@@ -122,6 +125,7 @@ fn snapshot(
             .map(|(room, tabs)| RoomRow { room, tabs })
             .collect(),
         flashes: live.flashes.recent(),
+        experiment: live.experiments.view(),
     };
     (snapshot, counters)
 }

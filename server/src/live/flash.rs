@@ -239,6 +239,18 @@ pub(super) async fn send(
             .filter_map(|(room, _)| RoomName::parse(&room).ok())
             .collect(),
     };
+    let sent = publish(&feed, &live, text, rooms).await?;
+    Ok((StatusCode::CREATED, Json(sent)))
+}
+
+/// Publishes flash `text` into `rooms` with the next number and records it: the dashboard's
+/// button and the guided experiment's flashes (see [`super::experiment`]) both come this way.
+pub(super) async fn publish(
+    feed: &Feed,
+    live: &Live,
+    text: &str,
+    rooms: Vec<RoomName>,
+) -> Result<FlashSent, ApiError> {
     let flash = live.flashes.next.fetch_add(1, Ordering::Relaxed);
     let sent_us = now_us();
     let body = serde_json::to_string(&FlashBody {
@@ -267,14 +279,11 @@ pub(super) async fn send(
         rooms: rooms.clone(),
     });
     tracing::info!(flash, rooms = rooms.len(), "flash sent");
-    Ok((
-        StatusCode::CREATED,
-        Json(FlashSent {
-            flash,
-            sent_us,
-            rooms,
-        }),
-    ))
+    Ok(FlashSent {
+        flash,
+        sent_us,
+        rooms,
+    })
 }
 
 /// `POST /live/flash/report`.

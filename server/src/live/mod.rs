@@ -4,25 +4,30 @@
 //!
 //! - `GET /live/clock`: the server's clock, so a page on another laptop can align its own before
 //!   timing deliveries.
-//! - `POST /live/presence`: a heartbeat from each tab naming its transport, so the dashboard can
-//!   count clients per transport (a short-polling client holds no connection the server could
-//!   count). See [`presence`].
+//! - `POST /live/tab`, `POST /live/presence`: a tab's id, issued by the server, and a heartbeat
+//!   from each tab naming its transport, so the dashboard can count clients per transport (a
+//!   short-polling client holds no connection the server could count). See [`presence`].
 //! - `POST /live/flash`, `POST /live/flash/report`: the teacher's flash and each page's delay.
 //!   See [`flash`].
+//! - `POST /live/experiment`, `POST /live/experiment/report`, `GET
+//!   /live/experiment/results.json`: the guided experiment (every page runs each transport in
+//!   turn), the pages' figures, and the results file `duplex report` renders. See
+//!   [`experiment`].
 //! - `GET /live/join`, `GET /live/join.svg`: where students join, and its QR code. See [`join`].
 //! - `GET /live/stats`, `GET /live/stream`: the dashboard's numbers, once or as an SSE stream.
 //!   See [`dashboard`].
 //!
 //! The teacher's controls (`/dashboard`, `/live/join*`, `/live/stats`, `/live/stream`,
-//! `POST /live/flash`) need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
-//! needs nothing. Dashboards are never sent tab ids (which would let anyone act as a tab), and
-//! a tab belongs to the address that made it.
+//! `POST /live/flash`, `/live/experiment` and its results) need the [`Teacher`] token that `duplex serve` prints in the teacher's URL; a student's page
+//! needs nothing but the tab id the server issued it. Dashboards are never sent tab ids (which
+//! would let anyone act as a tab), and a tab belongs to the address that asked for it.
 //!
 //! Traffic counters are the server's own ([`crate::metrics::Metrics::transport`]); this module
 //! keeps no second set. The HTML, JS and CSS are compiled into the binary, so `duplex serve` alone
 //! is enough in a classroom without internet.
 
 pub mod dashboard;
+pub mod experiment;
 pub mod flash;
 pub mod join;
 pub mod presence;
@@ -45,6 +50,9 @@ use crate::metrics::Metrics;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
 const LIVE_JS: &str = include_str!("../../assets/live.js");
+const LIVE_CORE_JS: &str = include_str!("../../assets/live-core.js");
+const LIVE_TRANSPORTS_JS: &str = include_str!("../../assets/live-transports.js");
+const LIVE_EXPERIMENT_JS: &str = include_str!("../../assets/live-experiment.js");
 const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
 const LIVE_CSS: &str = include_str!("../../assets/live.css");
@@ -58,6 +66,8 @@ pub struct Live {
     pub presence: presence::Presence,
     /// Flashes sent and the delays the pages reported.
     pub flashes: flash::Flashes,
+    /// The guided experiment: the latest one, its plan and the pages' figures.
+    pub experiments: experiment::Experiments,
     /// What the teacher's URL carries; the dashboard and the flash need it.
     teacher_token: String,
     /// The address the server listens on, set once by [`crate::server::serve`]: the join
@@ -77,6 +87,7 @@ impl Live {
         Live {
             presence: presence::Presence::default(),
             flashes: flash::Flashes::default(),
+            experiments: experiment::Experiments::default(),
             teacher_token: token.unwrap_or_else(new_token),
             listening: std::sync::OnceLock::new(),
         }
@@ -175,6 +186,18 @@ where
             get(|| asset("text/javascript; charset=utf-8", LIVE_JS)),
         )
         .route(
+            "/live/live-core.js",
+            get(|| asset("text/javascript; charset=utf-8", LIVE_CORE_JS)),
+        )
+        .route(
+            "/live/live-transports.js",
+            get(|| asset("text/javascript; charset=utf-8", LIVE_TRANSPORTS_JS)),
+        )
+        .route(
+            "/live/live-experiment.js",
+            get(|| asset("text/javascript; charset=utf-8", LIVE_EXPERIMENT_JS)),
+        )
+        .route(
             "/live/dashboard.js",
             get(|| asset("text/javascript; charset=utf-8", DASHBOARD_JS)),
         )
@@ -188,9 +211,16 @@ where
         .route("/favicon.svg", get(|| asset("image/svg+xml", FAVICON)))
         .route("/favicon.ico", get(|| asset("image/svg+xml", FAVICON)))
         .route("/live/clock", get(clock))
+        .route("/live/tab", post(presence::issue))
         .route("/live/presence", post(presence::report))
         .route("/live/flash", post(flash::send))
         .route("/live/flash/report", post(flash::report))
+        .route("/live/experiment", post(experiment::start))
+        .route("/live/experiment/report", post(experiment::report))
+        .route(
+            "/live/experiment/results.json",
+            get(experiment::results_file),
+        )
         .route("/live/stats", get(dashboard::stats))
         .route("/live/stream", get(dashboard::stream))
 }

@@ -7,7 +7,7 @@
 // (capped at 100), so the Rust test fails on any of them and shows this output. Every wait is
 // bounded. Separate browser contexts stand for separate laptops; pages of one context share one
 // connection pool, like tabs of one browser.
-import { chromium } from 'playwright-core';
+import { TRANSPORTS, WAIT, assert, checker, cutOff, launch, newLaptop, openStudent, watchConsole } from './pages.mjs';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -18,89 +18,12 @@ if (!base || !shotDir) {
 }
 mkdirSync(shotDir, { recursive: true });
 
-const TRANSPORTS = ['short_poll', 'long_poll', 'sse', 'websocket'];
-const WAIT = 30000; // ms: how long to wait for something that must happen; generous because CI
-// machines are shared and have two cores (15 s once ran out under load). Not a speed check.
 const RUN = Date.now().toString(36); // room suffix: a rerun against the same server starts clean
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-
-let failures = 0;
-async function check(name, body) {
-  const started = Date.now();
-  try {
-    await body();
-    console.log(`ok ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-/** A fresh "laptop": its own profile, cookies, storage and connection pool. */
-async function laptop(viewport = { width: 1280, height: 860 }) {
-  const ctx = await browser.newContext({ viewport });
-  ctx.dialogs = [];
-  ctx.errors = [];
-  return ctx;
-}
-
-/** Collects `page`'s uncaught errors and console errors (a 404 for a favicon is one) into
- *  `ctx.errors`, which each check asserts empty. */
-function watchConsole(page, ctx, name) {
-  page.on('pageerror', (e) => ctx.errors.push(`${name}: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') ctx.errors.push(`${name} console: ${m.text()}`); });
-}
-
-/** What on `page` is cut off: the page scrolls, or an element's box (zero-sized ones aside)
- *  reaches outside the viewport or outside an ancestor that clips its overflow. */
-function cutOff(page) {
-  return page.evaluate(() => {
-    const W = innerWidth, H = innerHeight, out = [];
-    const doc = document.documentElement;
-    if (doc.scrollWidth > W || doc.scrollHeight > H) out.push(`the page scrolls: ${doc.scrollWidth}x${doc.scrollHeight} in ${W}x${H}`);
-    const name = (e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.getAttribute('class') ? '.' + e.getAttribute('class').split(' ').join('.') : ''}`;
-    const outside = (r, b) => r.left < b.left - 1 || r.top < b.top - 1 || r.right > b.right + 1 || r.bottom > b.bottom + 1;
-    for (const e of document.body.querySelectorAll('*')) {
-      const r = e.getBoundingClientRect();
-      if (r.width === 0 || r.height === 0) continue;
-      if (outside(r, { left: 0, top: 0, right: W, bottom: H })) { out.push(`${name(e)} at ${Math.round(r.left)},${Math.round(r.top)}-${Math.round(r.right)},${Math.round(r.bottom)}`); continue; }
-      for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
-        if (getComputedStyle(a).overflow === 'visible') continue;
-        if (outside(r, a.getBoundingClientRect())) out.push(`${name(e)} clipped by ${name(a)}`);
-        break;
-      }
-    }
-    return out;
-  });
-}
-
-/** Opens the student page in `ctx`, joined to `room` over `transport`, and waits until live. */
-async function student(ctx, { name, room, transport, viaForm = false }) {
-  const page = await ctx.newPage();
-  page.on('dialog', (d) => { ctx.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
-  watchConsole(page, ctx, name);
-  if (viaForm) {
-    await page.goto(`${base}/`);
-    await page.fill('#name', name);
-    await page.fill('#room', room);
-    await page.check(`input[name=transport][value=${transport}]`);
-    await page.click('#connect');
-  } else {
-    const q = new URLSearchParams({ name, room, transport, interval: '500', join: '1' });
-    await page.goto(`${base}/?${q}`);
-  }
-  await page.waitForSelector('#status[data-state=live], #status[data-state=fallback]', { timeout: WAIT });
-  return page;
-}
+const browser = await launch();
+const { check, failed } = checker();
+const laptop = (viewport) => newLaptop(browser, viewport);
+const student = (ctx, opts) => openStudent(base, ctx, opts);
 
 async function send(page, body, { mode = 'chat', to = '' } = {}) {
   await page.selectOption('#mode', mode);
@@ -395,5 +318,5 @@ await check('dashboard QR code decodes to the join URL shown in large type', asy
 });
 
 await browser.close();
-console.log(failures ? `${failures} check(s) failed` : 'all browser checks passed');
-process.exit(Math.min(failures, 100));
+console.log(failed() ? `${failed()} check(s) failed` : 'all browser checks passed');
+process.exit(Math.min(failed(), 100));

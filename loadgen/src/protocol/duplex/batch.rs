@@ -47,12 +47,17 @@ pub async fn poll_once(
     stop: &CancellationToken,
 ) -> Result<(), ClientError> {
     if !conn.is_open() {
-        // The server may close an idle keep-alive connection; that is not a failure.
+        // The server may close an idle keep-alive connection; that is not a failure. But it is
+        // a reconnect (after a node died, the one its poll clients make), so it is counted.
         *conn = tokio::select! {
             biased;
             _ = stop.cancelled() => return Ok(()),
             r = open(me) => r?,
         };
+        me.phase
+            .meter
+            .reconnects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let request = HttpConn::request(&me.phase, "GET", &path, None);
     let answer = tokio::select! {

@@ -11,7 +11,10 @@
 //! - **read** is synchronous and served from this node's [`Window`] of the room's stream. The
 //!   window is filled by the node's one tail task (`tail.rs`: `XREAD BLOCK` over every stream
 //!   this node follows, on a connection of its own) and, when it is next in line, by the node's
-//!   own append. It is contiguous up to its head, so a gap is counted exactly.
+//!   own append. It is contiguous up to its head, so a gap is counted exactly. A cursor ahead
+//!   of the window (handed out by a node whose window was further on) is checked once against
+//!   the room's `seq` in Redis ([`RoomLog::confirm`]): up to it, "nothing yet" (the tail brings
+//!   it in a few ms); past it, a reset.
 //! - **open** (synchronous, like [`LogStore::open`]) loads the room from Redis on a small
 //!   blocking connection before it returns: the room's epoch, head and kept history, so a client
 //!   resuming here with a cursor from another node reads what it missed, and "from now on" means
@@ -43,7 +46,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::entry::{Draft, Entry, Epoch, Limit, PublishError, Read, RoomName};
-use super::log::{Appended, LogStore, RoomLog};
+use super::log::{Appended, Confirmed, LogStore, RoomLog};
 use scripts::{BadReply, Stamped};
 use window::{Pushed, Window};
 
@@ -76,6 +79,8 @@ pub enum BackplaneError {
 pub(super) struct Backplane {
     client: redis::Client,
     history: usize,
+    /// The rooms' keys' TTL in Redis, ms: the room's idle time (see `scripts.rs`).
+    ttl_ms: u64,
     append: redis::Script,
     load: redis::Script,
     /// The blocking connection `open` loads rooms on (`LogStore::open` is synchronous). A std
@@ -162,7 +167,8 @@ impl Backplane {
         invocation
             .key(&room.log_key)
             .arg(epoch.map_or(String::new(), |e| e.0.to_string()))
-            .arg(head);
+            .arg(head)
+            .arg(self.ttl_ms);
         invocation
     }
 
@@ -260,6 +266,25 @@ impl Shared {
         other_epoch
     }
 
+    /// This node's own append. Next in line, it is pushed at once, so readers here need not wait
+    /// for the tail to read it back. Otherwise another node appended the seqs before it and the
+    /// tail has not brought them yet: pushing it would make the window jump, and count those
+    /// seqs as missed (a gap that loses nothing in Redis). The tail brings it in order (or, for
+    /// another epoch, has the room loaded again); the window only learns that Redis has it.
+    fn push_own(&self, epoch: Epoch, entry: Arc<Entry>) {
+        let head = {
+            let mut window = lock(&self.window);
+            if window.epoch() != Some(epoch) || entry.seq != window.head() + 1 {
+                window.learn(epoch, entry.seq);
+                return;
+            }
+            window.push(epoch, entry);
+            window.head()
+        };
+        // Outside the lock, after the entry is readable: the watch contract.
+        self.head.send_replace(head);
+    }
+
     /// The stream id the tail reads after, when the room is loaded.
     fn tail_from(&self) -> Option<String> {
         let window = lock(&self.window);
@@ -277,8 +302,10 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Connects to the Redis at `url` (checked with a `PING`) and starts this node's tail. Rooms
-    /// keep `history` messages, in Redis and in each node's window. Call inside a tokio runtime.
-    pub fn connect(url: &str, history: usize) -> Result<Self, BackplaneError> {
+    /// keep `history` messages, in Redis and in each node's window; a room's keys in Redis
+    /// expire `idle` after the last node that had it open let it go. Call inside a tokio
+    /// runtime.
+    pub fn connect(url: &str, history: usize, idle: Duration) -> Result<Self, BackplaneError> {
         let client = redis::Client::open(url).map_err(|e| BackplaneError::BadUrl {
             url: url.to_owned(),
             reason: e.to_string(),
@@ -286,6 +313,9 @@ impl RedisStore {
         let backplane = Arc::new(Backplane {
             client,
             history: history.max(1),
+            // At least 4 s: the tail renews a quarter TTL apart, but only between two XREADs,
+            // which block up to a second.
+            ttl_ms: (idle.as_millis() as u64).max(4000),
             append: scripts::append(),
             load: scripts::load(),
             blocking: Mutex::new(None),
@@ -365,6 +395,7 @@ impl RedisLog {
             .arg(draft.to.as_deref().unwrap_or(""))
             .arg(if draft.echo { "1" } else { "0" })
             .arg(draft.ts_us)
+            .arg(self.backplane.ttl_ms)
             .invoke_async::<Value>(&mut conn)
             .await
             .map_err(|e| {
@@ -375,10 +406,43 @@ impl RedisLog {
             })?;
         let (epoch, seq) = scripts::appended(&reply).map_err(|e| unavailable(&e))?;
         let entry = Arc::new(draft.into_entry(&self.shared.name, seq));
-        // Next in line: readers here need not wait for the tail to read it back. Otherwise the
-        // tail brings it in order (or, for another epoch, has the room loaded again).
-        self.shared.push(vec![(epoch, entry.clone())]);
+        self.shared.push_own(epoch, entry.clone());
         Ok(entry)
+    }
+
+    /// Asks Redis how far the room got when `since` is past what this node knows Redis
+    /// assigned, so the window tells a seq its tail has not brought yet from one never assigned.
+    /// When Redis cannot be asked, nothing is learned and such a cursor is reset as before:
+    /// announced, never a silent skip.
+    async fn learn_assigned(&self, since: u64) {
+        {
+            let window = lock(&self.shared.window);
+            if window.epoch().is_none() || since <= window.assigned() {
+                return;
+            }
+        }
+        let Ok(mut conn) = self.backplane.commands().await else {
+            return;
+        };
+        let reply = redis::cmd("HMGET")
+            .arg(&self.shared.meta_key)
+            .arg("epoch")
+            .arg("seq")
+            .query_async::<Value>(&mut conn)
+            .await;
+        match reply {
+            Ok(reply) => {
+                if let Some((epoch, seq)) = scripts::assigned(&reply) {
+                    lock(&self.shared.window).learn(epoch, seq);
+                }
+            }
+            Err(e) => {
+                if is_connection_error(&e) {
+                    *lock(&self.backplane.commands) = None;
+                }
+                tracing::debug!(room = self.shared.name.as_str(), error = %e, "seq not checked");
+            }
+        }
     }
 }
 
@@ -393,6 +457,10 @@ impl RoomLog for RedisLog {
 
     fn head(&self) -> u64 {
         lock(&self.shared.window).head()
+    }
+
+    fn confirm(&self, since: u64) -> Confirmed<'_> {
+        Box::pin(self.learn_assigned(since))
     }
 
     fn epoch(&self) -> Epoch {
@@ -419,6 +487,7 @@ mod tests {
         let backplane = Arc::new(Backplane {
             client: redis::Client::open("redis://127.0.0.1:1").unwrap(),
             history: 10,
+            ttl_ms: 60_000,
             append: scripts::append(),
             load: scripts::load(),
             blocking: Mutex::new(None),

@@ -8,6 +8,11 @@
 //! - `duplex:{R}:log`, a stream of the room's messages, trimmed to the history length with an
 //!   exact `MAXLEN`, each entry's id `<epoch>-<seq>`.
 //!
+//! Both keys carry a TTL (the room's idle time, `--room-idle`), renewed by every append, every
+//! load and every node's tail while the node has the room open: a room no node has open any
+//! more is deleted by Redis itself once the TTL runs out, as the nodes forget it from memory. No
+//! node deletes keys (it cannot know that no other node uses them).
+//!
 //! Why the epoch is in every stream id: after Redis loses its data (a restart without
 //! persistence, a flush) the next log starts again at seq 1, and a node still tailing from
 //! `<old epoch>-57` would never see `1`. An epoch taken from Redis's clock is larger than any
@@ -33,24 +38,28 @@ end
 
 /// Assigns the next seq and appends, atomically (a script runs alone in Redis), so every node
 /// sees the same seq for the same message. KEYS: meta, log. ARGV: history, from, event, body,
-/// to (empty: none), echo (1/0), ts_us. Returns `{epoch, seq}`.
+/// to (empty: none), echo (1/0), ts_us, TTL in ms. Returns `{epoch, seq}`.
 pub(super) fn append() -> redis::Script {
     redis::Script::new(&format!(
         "{ENSURE_EPOCH}
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], epoch .. '-' .. seq,
   'f', ARGV[2], 'e', ARGV[3], 'b', ARGV[4], 'o', ARGV[5], 'x', ARGV[6], 't', ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+redis.call('PEXPIRE', KEYS[2], ARGV[8])
 return {{epoch, seq}}"
     ))
 }
 
 /// The room's epoch (created if none), its head and the stream's entries after what the caller
 /// already has: all of them when `ARGV[1]` (the caller's epoch, empty if none) is not the room's,
-/// else those after `ARGV[2]` (the caller's head). One script, so the three agree. Returns
-/// `{epoch, head, entries}`.
+/// else those after `ARGV[2]` (the caller's head). One script, so the three agree. Renews both
+/// keys' TTL to `ARGV[3]` ms. Returns `{epoch, head, entries}`.
 pub(super) fn load() -> redis::Script {
     redis::Script::new(&format!(
         "{ENSURE_EPOCH}
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local head = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local start = '-'
 if epoch == ARGV[1] then start = '(' .. epoch .. '-' .. ARGV[2] end
@@ -107,6 +116,17 @@ pub(super) fn appended(value: &Value) -> Result<(Epoch, u64), BadReply> {
             Ok((Epoch(epoch), seq))
         }
         other => Err(bad("append", other)),
+    }
+}
+
+/// `{epoch, seq}` from `HMGET <meta> epoch seq`: how far Redis got; `None` for a room it does
+/// not hold.
+pub(super) fn assigned(value: &Value) -> Option<(Epoch, u64)> {
+    match value {
+        Value::Array(parts) if parts.len() == 2 => {
+            Some((Epoch(number(&parts[0])?), number(&parts[1])?))
+        }
+        _ => None,
     }
 }
 

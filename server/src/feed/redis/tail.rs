@@ -25,6 +25,10 @@ use super::{Backplane, Shared, is_connection_error, scripts};
 const BLOCK_MS: u64 = 1000;
 /// Entries read per stream per round: bounds one reply while a node catches up.
 const COUNT: usize = 512;
+/// The tail renews the TTL of the rooms this node has open this often, as a share of the TTL:
+/// several chances before a key would expire under a node that still uses it (a renewal waits
+/// for the current XREAD, up to `BLOCK_MS`).
+const RENEW_PER_TTL: u32 = 4;
 /// Waits between attempts to reach Redis: doubling from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_LAST: Duration = Duration::from_secs(1);
@@ -82,7 +86,15 @@ async fn follow(backplane: &Backplane, conn: &mut MultiplexedConnection) -> redi
             return e;
         }
     }
+    let renew_every = Duration::from_millis(backplane.ttl_ms) / RENEW_PER_TTL;
+    let mut renewed = tokio::time::Instant::now();
     loop {
+        if renewed.elapsed() >= renew_every {
+            if let Err(e) = renew(backplane, conn).await {
+                return e;
+            }
+            renewed = tokio::time::Instant::now();
+        }
         let mut keys = Vec::new();
         let mut ids = Vec::new();
         for room in backplane.rooms() {
@@ -140,6 +152,27 @@ async fn follow(backplane: &Backplane, conn: &mut MultiplexedConnection) -> redi
             }
         }
     }
+}
+
+/// Renews the TTL of every room this node has open, in one pipeline: a room a node still has
+/// open must not expire in Redis under its readers, however quiet it is.
+async fn renew(backplane: &Backplane, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    let rooms = backplane.rooms();
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for room in &rooms {
+        pipe.cmd("PEXPIRE")
+            .arg(&room.meta_key)
+            .arg(backplane.ttl_ms)
+            .ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(&room.log_key)
+            .arg(backplane.ttl_ms)
+            .ignore();
+    }
+    pipe.query_async::<()>(conn).await
 }
 
 /// Loads `room` from Redis: its epoch, head and what follows its window.

@@ -3,6 +3,12 @@
 //! are next in line) and is always contiguous up to its head, so a cursor's gap is counted as in
 //! the memory log: the seqs between the cursor and the first one kept.
 //!
+//! A window also knows how far Redis got: the highest seq Redis is known to have assigned in its
+//! epoch (from loads, pushes and [`Window::learn`]), at or above its head. A cursor between the
+//! two is a message this node's tail has not brought yet (it trails Redis by a few ms): "nothing
+//! yet", and the reader waits. Only a cursor past what Redis assigned is a reset; it cannot be
+//! waited for, as waiting would later skip, silently, the seqs up to it.
+//!
 //! A window knows which epoch it holds. Entries of another epoch never mix into it: a load of
 //! another epoch replaces it whole, and readers whose cursor belonged to the old epoch are reset
 //! (the [`Follower`](super::super::Follower) notices the change in [`Read::epoch`]).
@@ -31,6 +37,8 @@ pub(super) struct Window {
     epoch: Option<Epoch>,
     entries: VecDeque<Arc<Entry>>,
     head: u64,
+    /// The highest seq Redis is known to have assigned in `epoch`: `head` or above.
+    assigned: u64,
     history: usize,
 }
 
@@ -41,6 +49,7 @@ impl Window {
             epoch: None,
             entries: VecDeque::new(),
             head: 0,
+            assigned: 0,
             history: history.max(1),
         }
     }
@@ -57,6 +66,20 @@ impl Window {
         self.entries.len()
     }
 
+    /// The highest seq Redis is known to have assigned in this window's epoch.
+    pub(super) fn assigned(&self) -> u64 {
+        self.assigned
+    }
+
+    /// Takes in that Redis had assigned `seq` in `epoch` (read from the room's meta hash), so a
+    /// cursor up to it waits for the tail instead of being reset. Another epoch's figure says
+    /// nothing about this one and is ignored (the tail reloads the room when it meets it).
+    pub(super) fn learn(&mut self, epoch: Epoch, seq: u64) {
+        if self.epoch == Some(epoch) {
+            self.assigned = self.assigned.max(seq);
+        }
+    }
+
     /// Takes in what a load found in Redis: the room's epoch, its head and the entries after what
     /// this window held (all of them when the epoch is not this window's). Returns whether
     /// anything changed (readers must be woken).
@@ -71,6 +94,7 @@ impl Window {
             self.epoch = Some(epoch);
             self.entries.clear();
             self.head = 0;
+            self.assigned = 0;
         }
         for (entry_epoch, entry) in entries {
             if entry_epoch == epoch {
@@ -83,6 +107,7 @@ impl Window {
             self.entries.clear();
             self.head = head;
         }
+        self.assigned = self.assigned.max(head);
         (self.epoch, self.head) != before
     }
 
@@ -100,6 +125,7 @@ impl Window {
             self.entries.clear();
         }
         self.head = entry.seq;
+        self.assigned = self.assigned.max(entry.seq);
         self.entries.push_back(entry);
         while self.entries.len() > self.history {
             self.entries.pop_front();
@@ -109,11 +135,21 @@ impl Window {
 
     /// What follows `since` for `client`, as [`RoomLog::read`](super::super::RoomLog::read)
     /// promises. Before the first load nothing is known: no news, the cursor kept as it is (not a
-    /// reset, which would tell a client its position is lost when it is only not loaded yet).
+    /// reset, which would tell a client its position is lost when it is only not loaded yet). A
+    /// cursor ahead of the head but not past what Redis assigned is "nothing yet" too (see the
+    /// module docs); past it, a reset at the head.
     pub(super) fn read(&self, since: u64, client: Option<&str>, limit: Limit) -> Read {
         if self.epoch.is_none() {
             return Read {
                 next: since,
+                ..Read::default()
+            };
+        }
+        if since > self.head && since <= self.assigned {
+            // Redis has it; the tail has not brought it yet.
+            return Read {
+                next: since,
+                epoch: self.epoch,
                 ..Read::default()
             };
         }
@@ -207,6 +243,31 @@ mod tests {
         let read = w.read(7, None, ALL);
         assert_eq!((seqs(&read), read.missed), (vec![10], 2));
         assert_eq!(w.push(Epoch(8), entry(11)), Pushed::OtherEpoch);
+    }
+
+    #[test]
+    fn a_cursor_redis_assigned_but_the_window_lacks_is_nothing_yet_and_past_it_a_reset() {
+        let mut w = Window::new(10);
+        let e = Epoch(7);
+        w.load(loaded(e, 2, 1..=2));
+        // Another node's client read seq 4 there; this node's tail has brought 2 so far.
+        w.learn(Epoch(6), 9);
+        assert!(
+            w.read(4, None, ALL).reset,
+            "another epoch's seq says nothing"
+        );
+        w.learn(e, 4);
+        let read = w.read(4, None, ALL);
+        assert!(!read.has_news());
+        assert_eq!((read.next, read.epoch), (4, Some(e)));
+        let read = w.read(5, None, ALL);
+        assert_eq!((read.reset, read.next), (true, 2));
+        // The tail catches up: what follows the cursor is served, nothing before it.
+        for seq in 3..=5 {
+            w.push(e, entry(seq));
+        }
+        let read = w.read(4, None, ALL);
+        assert_eq!((seqs(&read), read.missed, read.reset), (vec![5], 0, false));
     }
 
     #[test]
