@@ -89,6 +89,11 @@ enum Command {
         /// target.peer; Socket.IO has only long_poll and websocket, see --transports).
         #[arg(long)]
         peer: Option<String>,
+        /// How a Socket.IO `websocket` client opens: `direct` (a WebSocket at once) or
+        /// `upgrade` (Socket.IO's default: polling first, then the upgrade); overrides
+        /// target.socketio_websocket and that key of every Socket.IO entry of [[stacks]].
+        #[arg(long, value_name = "HOW")]
+        socketio_websocket: Option<String>,
         /// The seed for the run's random choices (overrides seed; recorded in results.json).
         #[arg(long, allow_hyphen_values = true)]
         seed: Option<i64>,
@@ -220,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             thresholds,
             strict,
             peer,
+            socketio_websocket,
         } => run_scenario(
             &scenario,
             out,
@@ -231,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 thresholds,
                 peer,
+                socketio_websocket,
             },
             strict,
         ),

@@ -1,5 +1,5 @@
-//! The terminal summary printed at the end of `duplex run`: one row per transport (per sweep
-//! value), the same figures as `summary.csv` (from the report crate's [`SummaryRow`]) condensed
+//! The terminal summary printed at the end of `duplex run`: one row per transport, or per stack
+//! x transport (per sweep value), the same figures as `summary.csv` (from the report crate's [`SummaryRow`]) condensed
 //! to fit a terminal, with the model's expectation next to the measured latency p50 and
 //! requests per second, then the findings the page opens with. Every figure and every finding
 //! comes from the report crate's one analysis per phase ([`Analysis`]), computed once here and
@@ -43,9 +43,15 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
         if let (Some(v), Some(sweep)) = (run.sweep_value, &s.sweep) {
             writeln!(out, "\n{} = {v} {}", sweep.key, sweep.unit)?;
         }
+        // Wide enough for a stack's rows (`socketio-upgrade/websocket`).
+        let w = analysed
+            .phases
+            .iter()
+            .map(|a| a.id().len())
+            .fold(10, usize::max);
         writeln!(
             out,
-            "{:<10} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
+            "{:<w$} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
             "transport",
             "connected",
             "p50 ms (model)",
@@ -83,8 +89,8 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
             let per_msg = figure(measured.bytes_down_per_message, 0);
             writeln!(
                 out,
-                "{:<10} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8.2} {:>8.1} {:>8} {:>5} {:>6}",
-                row.transport,
+                "{:<w$} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8.2} {:>8.1} {:>8} {:>5} {:>6}",
+                analysis.id(),
                 format!("{}/{}", phase.clients_connected, row.clients),
                 p50,
                 ms(row.latency_p99_ms),

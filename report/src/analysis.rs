@@ -12,7 +12,7 @@
 use crate::model::{self, Expected, ModelInput};
 use crate::noise::{self, Tolerance};
 use crate::results::{Phase, Results, Run};
-use crate::transport::{self, Style, Transport};
+use crate::transport::{self, Transport};
 
 /// Every run of a results document, analysed.
 pub struct Analysis<'a> {
@@ -124,6 +124,8 @@ pub struct PhaseAnalysis<'a> {
     pub phase: &'a Phase,
     /// Its transport, `None` when the identifier is not one this report knows.
     pub transport: Option<Transport>,
+    /// Its identifier ([`transport::phase_id`]): the transport's, or `stack/transport`.
+    key: String,
     /// The figures derived from the measurements.
     pub measured: Figures,
     /// What the model took as input (measured sizes and rate where the phase has them).
@@ -150,6 +152,7 @@ impl<'a> PhaseAnalysis<'a> {
         Self {
             phase,
             transport,
+            key: transport::phase_id(phase.stack.as_deref(), &phase.transport),
             measured,
             model_input,
             floor,
@@ -158,23 +161,21 @@ impl<'a> PhaseAnalysis<'a> {
         }
     }
 
-    /// The transport's identifier, as in `results.json`.
+    /// The phase's identifier: the transport's as in `results.json`, or `stack/transport`
+    /// when the run compared stacks ([`transport::phase_id`]).
     pub fn id(&self) -> &str {
-        &self.phase.transport
+        &self.key
     }
 
-    /// The name a reader sees (the identifier for an unknown transport).
+    /// The name a reader sees (`nchan · SSE` for a stack's; the identifier for an unknown
+    /// transport).
     pub fn label(&self) -> String {
-        self.transport
-            .map_or_else(|| self.phase.transport.clone(), |t| t.label().to_string())
+        transport::label_of(&self.key)
     }
 
     /// The short name for chart labels.
     pub fn short_label(&self) -> String {
-        self.transport.map_or_else(
-            || self.phase.transport.clone(),
-            |t| t.short_label().to_string(),
-        )
+        transport::short_label_of(&self.key)
     }
 
     /// The transport's colour (grey for an unknown one).
@@ -433,7 +434,7 @@ impl Verdicts {
                 empty_expected,
                 noise::share_tolerance(empty_expected.unwrap_or(0.0), measured.poll_answers),
             ),
-            integrity_ok: i.missing + i.duplicates + i.out_of_order == 0,
+            integrity_ok: i.missing + i.duplicates + i.out_of_order + i.misdelivered == 0,
         }
     }
 }

@@ -99,6 +99,10 @@ pub struct ScenarioInfo {
     pub rate_per_sender: f64,
     /// Bytes of each published body.
     pub payload_bytes: u64,
+    /// Who each message was for (`chat.mode`: `all`, `others`, `direct`); absent in results
+    /// written before modes existed, which were all `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_mode: Option<String>,
     /// Short-poll timer period, ms.
     pub short_poll_interval_ms: f64,
     /// Long-poll hold timeout, ms.
@@ -194,6 +198,10 @@ pub struct Run {
 pub struct Phase {
     /// Transport identifier.
     pub transport: String,
+    /// The stack measured (a scenario's `stacks.name`: `duplex`, `nchan`, ...) when one run
+    /// compared several; absent for a run of one server and in results written before stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
     /// Clients that were meant to run.
     pub clients: u64,
     /// Clients that connected and subscribed.
@@ -269,6 +277,11 @@ pub struct Integrity {
     pub gaps_reported: u64,
     /// Reset items received.
     pub resets: u64,
+    /// Deliveries to a client the message was not for (`chat.mode`: the sender's own message
+    /// when it should be left out, a direct message at another client). 0 in results written
+    /// before modes existed.
+    #[serde(default)]
+    pub misdelivered: u64,
 }
 
 /// Declares [`Traffic`] and the walks over its counters from one list, so a counter is added in

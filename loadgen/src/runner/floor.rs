@@ -28,6 +28,7 @@ use super::PhaseSetup;
 use crate::clients::{ClientHandle, PhaseCtx, Window, pause};
 use crate::meter::PhaseMeter;
 use crate::publisher::{PublishVia, Schedule, run_sender};
+use crate::recipients::ChatMode;
 use crate::scenario::Scenario;
 
 /// Publishes per second while measuring. Sparse enough that a long-poll subscriber is almost
@@ -96,6 +97,9 @@ pub async fn measure_floor(
         seed: s.seed,
         profile: s.client_profile,
         senders: 1,
+        // One client that hears its own publishes, whatever the phase's chat mode.
+        clients: 1,
+        mode: ChatMode::All,
         published: Default::default(),
     });
     let stop = CancellationToken::new();

@@ -152,6 +152,8 @@ pub async fn run_phase(
         seed: s.seed,
         profile: s.client_profile,
         senders: s.senders as usize,
+        clients: s.clients as usize,
+        mode: s.chat_mode,
         published: Default::default(),
     });
     let bar = progress_bar(setup, transport, s.warmup + s.duration + s.drain);
@@ -186,8 +188,13 @@ pub async fn run_phase(
     published.sort_unstable();
     let mut reports = stopped.reports;
     let integrity = integrity(
-        reports.iter().filter(|r| r.connected).map(|r| &r.ledger),
+        reports
+            .iter()
+            .filter(|r| r.connected)
+            .map(|r| (r.index, &r.ledger)),
         &published,
+        s.chat_mode,
+        s.clients as usize,
     );
     let mut traces: Vec<ClientTrace> = reports.iter_mut().filter_map(|r| r.trace.take()).collect();
     traces.sort_by(|a, b| a.client.cmp(&b.client));
@@ -253,6 +260,7 @@ pub async fn run_phase(
         warnings,
         model_floor_ms: floor.as_ref().and_then(floor::FloorReading::median_ms),
         model_floor_spread_ms: floor.as_ref().and_then(floor::FloorReading::spread_ms),
+        stack: None,
         reconnects: meter.reconnects.load(Relaxed),
         node_killed: m.node_killed.as_ref().map(|(node, at)| NodeKilled {
             node: node.clone(),
@@ -448,7 +456,9 @@ async fn drain(s: &Scenario, meter: &PhaseMeter, window_end: Instant, setup: &Ph
         window_end + s.drain
     };
     while setup.probe.failure().is_none() && Instant::now() < drain_end {
-        let owed = meter.published.load(Relaxed) * meter.clients_connected.load(Relaxed);
+        let owed = meter.published.load(Relaxed)
+            * s.chat_mode
+                .owed_per_message(meter.clients_connected.load(Relaxed));
         if meter.distinct_deliveries.load(Relaxed) >= owed {
             break;
         }

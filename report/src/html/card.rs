@@ -184,10 +184,24 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         let i = &phase.integrity;
         cells[9].push(CardCell {
             measured: format!("{} / {} / {}", i.missing, i.duplicates, i.out_of_order),
+            // Who received what: the deliveries owed under the chat mode, and any that reached
+            // a client the message was not for.
             detail: format!(
-                "{} of {} delivered",
+                "{} of {} owed delivered{}{}",
                 format::count(i.deliveries_received),
-                format::count(i.deliveries_expected)
+                format::count(i.deliveries_expected),
+                match results.scenario.chat_mode.as_deref() {
+                    None | Some("all") => String::new(),
+                    mode => format!(" (each message for {})", format::chat_mode(mode)),
+                },
+                if i.misdelivered > 0 {
+                    format!(
+                        "; {} misdelivered to clients a message was not for",
+                        format::count(i.misdelivered)
+                    )
+                } else {
+                    String::new()
+                }
             ),
             expected: Some("0 / 0 / 0".into()),
             flagged: !verdicts.integrity_ok,
@@ -223,7 +237,7 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         ),
         (
             "Missing / duplicated / out of order",
-            "integrity: all should be 0",
+            "integrity: all should be 0 (each client is owed the messages for it)",
         ),
     ];
     let rows = labels
