@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const SUMMARY_HEADER: &str = "transport,clients,duration_s,messages_published,deliveries_expected,deliveries_received,missing,duplicates,out_of_order,latency_p50_ms,latency_p90_ms,latency_p99_ms,latency_max_ms,requests,empty_responses,bytes_up,bytes_down,server_cpu_s,server_rss_peak_mib,errors,bytes_up_per_message,bytes_down_per_message,server_rss_growth_per_client_kib";
+const SUMMARY_HEADER: &str = "transport,clients,duration_s,messages_published,deliveries_expected,deliveries_received,missing,duplicates,out_of_order,latency_p50_ms,latency_p90_ms,latency_p99_ms,latency_max_ms,requests,empty_responses,bytes_up,bytes_down,server_cpu_s,server_rss_peak_mib,errors,bytes_up_per_message,bytes_down_per_message,server_rss_growth_per_client_kib,stack";
 
 fn out_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("duplex-e2e-{}", std::process::id()));
