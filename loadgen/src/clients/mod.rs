@@ -15,6 +15,7 @@ pub mod life;
 pub mod profile;
 
 use std::future::Future;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,6 +119,10 @@ pub struct PhaseCtx {
     pub senders: usize,
     /// Seqs the server acknowledged to this phase's senders.
     pub published: Mutex<Vec<u64>>,
+    /// Per sender, 1 + the node its publishes go to (0 until its first connection opened): a
+    /// delivery looks its stamp's sender up here to tell a same-node delivery from one that
+    /// crossed nodes.
+    pub sender_nodes: Vec<AtomicUsize>,
 }
 
 impl PhaseCtx {
@@ -128,6 +133,19 @@ impl PhaseCtx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(seq);
+    }
+
+    /// Notes that `sender` publishes through node `node` from now on.
+    pub fn sender_on_node(&self, sender: usize, node: usize) {
+        if let Some(slot) = self.sender_nodes.get(sender) {
+            slot.store(node + 1, Relaxed);
+        }
+    }
+
+    /// The node `sender` publishes through, when known.
+    pub fn node_of_sender(&self, sender: usize) -> Option<usize> {
+        let slot = self.sender_nodes.get(sender)?.load(Relaxed);
+        slot.checked_sub(1)
     }
 
     /// ms since the phase start.
@@ -158,6 +176,8 @@ pub struct ClientHandle {
     pub resume: Option<String>,
     /// Its random choices (poll phases), seeded from the run's seed and its index.
     pub rng: StdRng,
+    /// The node its receiving connection went to (see [`ClientHandle::on_node`]).
+    pub node: Option<usize>,
 }
 
 impl ClientHandle {
@@ -174,6 +194,16 @@ impl ClientHandle {
             orders: None,
             resume: None,
             rng: StdRng::seed_from_u64(derive(phase_seed, Stream::PollPhase, index as u64)),
+            node: None,
+        }
+    }
+
+    /// Its receiving connection opened on node `node`; for a WebSocket sender, which publishes
+    /// over that same socket, its publishes go there too.
+    pub fn on_node(&mut self, node: usize) {
+        self.node = Some(node);
+        if self.orders.is_some() {
+            self.phase.sender_on_node(self.index, node);
         }
     }
 
@@ -189,7 +219,17 @@ impl ClientHandle {
         if let (Arrival::First, Some(stamp)) = (arrival, stamp) {
             meter.distinct_deliveries.fetch_add(1, Relaxed);
             let latency_ns = clock::ns_at(at.into_std()).saturating_sub(stamp.scheduled_ns);
-            meter.latency.record_us(self.index, latency_ns / 1_000);
+            let us = latency_ns / 1_000;
+            meter.latency.record_us(self.index, us);
+            if let Some(split) =
+                locality(self.node, self.phase.node_of_sender(stamp.sender as usize))
+            {
+                let by_node = match split {
+                    Locality::SameNode => &meter.latency_same_node,
+                    Locality::AcrossNodes => &meter.latency_across_nodes,
+                };
+                by_node.record_us(self.index, us);
+            }
             meter.latency_max_us.fetch_max(latency_ns / 1_000, Relaxed);
         }
         if self.trace.is_some() {
@@ -286,6 +326,23 @@ pub trait TransportClient: Sized + Send {
     ) -> impl Future<Output = Result<(), ClientError>> + Send;
 }
 
+/// Where a delivery went relative to its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locality {
+    /// The receiver was on the node the sender published on.
+    SameNode,
+    /// The message crossed the backplane to another node.
+    AcrossNodes,
+}
+
+/// A delivery's locality from the receiver's and the sender's nodes, `None` unless both known.
+pub fn locality(receiver: Option<usize>, sender: Option<usize>) -> Option<Locality> {
+    match (receiver?, sender?) {
+        (r, s) if r == s => Some(Locality::SameNode),
+        _ => Some(Locality::AcrossNodes),
+    }
+}
+
 /// Sleeps `d` unless `stop` comes first; `false` when stopped.
 pub async fn pause(d: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
@@ -294,3 +351,6 @@ pub async fn pause(d: Duration, stop: &CancellationToken) -> bool {
         _ = tokio::time::sleep(d) => true,
     }
 }
+
+#[cfg(test)]
+mod tests;
