@@ -89,6 +89,11 @@ enum Command {
         /// target.peer; Socket.IO has only long_poll and websocket, see --transports).
         #[arg(long)]
         peer: Option<String>,
+        /// How a Socket.IO `websocket` client opens: `direct` (a WebSocket at once) or
+        /// `upgrade` (Socket.IO's default: polling first, then the upgrade); overrides
+        /// target.socketio_websocket and that key of every Socket.IO entry of [[stacks]].
+        #[arg(long, value_name = "HOW")]
+        socketio_websocket: Option<String>,
         /// The seed for the run's random choices (overrides seed; recorded in results.json).
         #[arg(long, allow_hyphen_values = true)]
         seed: Option<i64>,
@@ -101,7 +106,11 @@ enum Command {
         strict: bool,
     },
     /// Compare two results files: per transport and figure, the ratio and whether the
-    /// difference is beyond the noise the runs show; writes compare.html with --out.
+    /// difference is beyond the noise the runs show; writes compare.html with --out. Both runs
+    /// are judged again by the checks they recorded (thresholds, --strict, integrity).
+    #[command(
+        after_help = "Exit status: 0 no check that passed in BASE fails in NEW; 1 an error (a         file unreadable or not a results file); 2 a check regressed: a threshold, --strict or         the integrity rule passed in BASE and fails in NEW."
+    )]
     Compare {
         /// The run to compare against (e.g. an earlier results.json).
         base: PathBuf,
@@ -216,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             thresholds,
             strict,
             peer,
+            socketio_websocket,
         } => run_scenario(
             &scenario,
             out,
@@ -227,20 +237,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 thresholds,
                 peer,
+                socketio_websocket,
             },
             strict,
         ),
         Command::Compare { base, new, out } => {
-            let comparison = report::compare::compare(
-                &report::read_results(&base)?,
-                &report::read_results(&new)?,
-            );
+            let (base, new) = (report::read_results(&base)?, report::read_results(&new)?);
+            let comparison = report::compare::compare(&base, &new);
             report::compare::write_table(&comparison, &mut std::io::stdout().lock())?;
             if let Some(out) = out {
                 let page = report::compare::write_page(&comparison, &out)?;
                 println!("wrote {}", page.display());
             }
-            Ok(ExitCode::SUCCESS)
+            let (base_verdict, new_verdict) = loadgen::thresholds::judge_both(&base, &new)?;
+            let regressed = loadgen::thresholds::regressions(&base_verdict, &new_verdict);
+            loadgen::thresholds::write_regressions(
+                &regressed,
+                base_verdict.checks.len(),
+                &mut std::io::stdout().lock(),
+            )?;
+            Ok(if regressed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "error: {} check(s) regressed (exit status {EXIT_CHECKS_FAILED})",
+                    regressed.len()
+                );
+                ExitCode::from(EXIT_CHECKS_FAILED)
+            })
         }
         Command::Report { results, out } => {
             let parsed = report::read_results(&results)?;
@@ -253,6 +277,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for path in written {
                 println!("wrote {}", path.display());
             }
+            // The checks the run recorded, judged again from the file: the table `duplex run`
+            // printed. Only an error is an error here; a failed check was the run's news.
+            let verdict = loadgen::thresholds::judge_recorded(&parsed)?;
+            loadgen::thresholds::write_table(&verdict, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -308,7 +336,8 @@ fn run_scenario(
     });
     // Connection tasks still winding down are not worth waiting for.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    let results = results?;
+    let mut results = results?;
+    results.checks = loadgen::thresholds::record(&thresholds, strict);
     loadgen::summary::print_summary(&results, &mut std::io::stdout().lock())?;
     let written = loadgen::write_outputs(&results, &out)
         .with_context(|| format!("writing the results into {}", out.display()))?;

@@ -164,6 +164,51 @@ fn a_failing_threshold_exits_2_with_its_row_and_the_report_written() {
         out.join("results.json").exists(),
         "the report is written all the same"
     );
+
+    // The check is in results.json: `duplex report` prints the same table again (its news,
+    // not an error: exit 0).
+    let json = out.join("results.json");
+    let report = Command::new(env!("CARGO_BIN_EXE_duplex"))
+        .args(["report"])
+        .arg(&json)
+        .output()
+        .expect("duplex report runs");
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("latency_p99_ms < 0")
+            && l.ends_with("--threshold")),
+        "{text}"
+    );
+
+    // `duplex compare`: the run against itself regresses nothing; against a copy that lost a
+    // delivery, the integrity check that passed in BASE fails in NEW (exit 2).
+    let compare = |base: &std::path::Path, new: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_duplex"))
+            .arg("compare")
+            .args([base, new])
+            .output()
+            .expect("duplex compare runs")
+    };
+    let same = compare(&json, &json);
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    let mut lossy = report::read_results(&json).unwrap();
+    lossy.runs[0].phases[0].integrity.missing = 3;
+    let lossy_json = out.join("lossy.json");
+    report::write_results(&lossy, &lossy_json).unwrap();
+    let regressed = compare(&json, &lossy_json);
+    let text = String::from_utf8_lossy(&regressed.stdout);
+    assert_eq!(regressed.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("passed in the base run and FAIL in the new one")
+            && text.contains("websocket  missing == 0: 0 -> 3"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

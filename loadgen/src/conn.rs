@@ -174,6 +174,12 @@ impl Connector {
         self
     }
 
+    /// A connector to the same servers over loopback as it is (no emulated network), with the
+    /// same seed: for measurements the models add the network's trips to themselves.
+    pub fn without_network(&self) -> Self {
+        Self::across(self.servers.clone(), NetworkConditions::IDEAL).with_seed(self.seed)
+    }
+
     /// Takes `server` out of the rotation: later connections go to the other nodes (all of them
     /// still, should every node be down).
     pub fn mark_down(&self, server: SocketAddr) {

@@ -22,6 +22,7 @@ pub mod peer;
 pub mod probe;
 pub mod protocol;
 pub mod publisher;
+pub mod recipients;
 pub mod runner;
 pub mod scenario;
 pub mod seed;
@@ -68,6 +69,62 @@ pub enum RunError {
     /// The server could not be started or reached.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// `--target` names one server, but the scenario measures several stacks.
+    #[error(
+        "--target measures one server, but the scenario lists {stacks} stacks; give it one [target] instead of [[stacks]], or use --peer"
+    )]
+    OneTargetForStacks {
+        /// How many stacks the scenario lists.
+        stacks: usize,
+    },
+}
+
+/// How one stack of the scenario is run: which server, spoken to how.
+struct StackRun {
+    /// The server to start or reach.
+    chosen: ServerChoice,
+    /// What it speaks.
+    speaks: ProtocolChoice,
+    /// The adapter the clients speak it with.
+    adapter: Arc<dyn protocol::TargetProtocol>,
+    /// duplex's own child: a fresh one per phase.
+    fresh_per_phase: bool,
+    /// The stack's name, for progress bars.
+    name: Option<String>,
+}
+
+impl StackRun {
+    /// The stack's `[target]` says which server when the command line did not name one.
+    fn new(stack: &scenario::Stack, server: &ServerChoice) -> Self {
+        let chosen = match (server, &stack.target.peer, &stack.target.url) {
+            (ServerChoice::Child { .. }, Some(peer), _) => ServerChoice::Peer {
+                peer: peer.clone(),
+                dir: peer::peers_dir(),
+            },
+            (ServerChoice::Child { .. }, None, Some(url)) => ServerChoice::External(url.clone()),
+            (chosen, _, _) => chosen.clone(),
+        };
+        Self {
+            fresh_per_phase: matches!(chosen, ServerChoice::Child { .. }),
+            chosen,
+            speaks: stack.target.protocol,
+            adapter: stack.target.adapter(),
+            name: stack.name.clone(),
+        }
+    }
+
+    /// The progress bar's label: the stack, then the sweep value.
+    fn label(&self, sweep_value: &Option<f64>, s: &Scenario) -> String {
+        let mut label = self
+            .name
+            .as_ref()
+            .map(|n| format!("{n} "))
+            .unwrap_or_default();
+        if let (Some(v), Some(sw)) = (sweep_value, &s.sweep) {
+            label.push_str(&format!("{}={v} ", sw.key));
+        }
+        label
+    }
 }
 
 /// Pause between phases, so one transport's connections are closed before the next starts.
@@ -146,24 +203,30 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let started_at = environment::rfc3339(SystemTime::now());
     let open_files_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     let s = &options.scenario;
-
-    // The scenario's [target] says which server when the command line did not name one.
-    let speaks = s.target.protocol;
-    let chosen = match (&options.server, &s.target.peer, &s.target.url) {
-        (ServerChoice::Child { .. }, Some(peer), _) => ServerChoice::Peer {
-            peer: peer.clone(),
-            dir: peer::peers_dir(),
-        },
-        (ServerChoice::Child { .. }, None, Some(url)) => ServerChoice::External(url.clone()),
-        (chosen, _, _) => chosen.clone(),
-    };
-    let fresh_per_phase = matches!(chosen, ServerChoice::Child { .. });
+    if matches!(options.server, ServerChoice::External(_)) && s.stacks.len() > 1 {
+        return Err(RunError::OneTargetForStacks {
+            stacks: s.stacks.len(),
+        });
+    }
+    let stacks: Vec<StackRun> = s
+        .stacks
+        .iter()
+        .map(|stack| StackRun::new(stack, &options.server))
+        .collect();
     let abort = options.interrupt.child_token();
-    // Started before any load, so a server that cannot start fails the run at once.
-    let mut server = Some(Watched::start(&chosen, speaks, s.cluster_nodes, &abort).await?);
-    let server_is_child = server.as_ref().is_some_and(|w| w.probe.server_is_child());
-    let adapter = s.target.adapter();
-    let mut described = String::new();
+    // The first stack's server is started before any load, so a server that cannot start
+    // fails the run at once. A server serves its stack's phases (or one phase, for duplex's
+    // own child) and is stopped before the next stack's starts, so no idle stack shares the
+    // machine with a measured one.
+    let first = &stacks[0];
+    let mut server = Some((
+        0,
+        Watched::start(&first.chosen, first.speaks, s.cluster_nodes, &abort).await?,
+    ));
+    let mut server_is_child = server
+        .as_ref()
+        .is_some_and(|(_, w)| w.probe.server_is_child());
+    let mut described: Vec<String> = vec![String::new(); stacks.len()];
     let mut failure = None;
 
     // Fresh rooms per phase: a short run id keeps reruns against one server apart.
@@ -174,6 +237,7 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
     let points = s.points();
     let mut runs = Vec::new();
     let mut source_addresses = 1;
+    let mut measured_before = false;
     'points: for (p, (sweep_value, point)) in points.iter().enumerate() {
         let network = NetworkConditions {
             rtt: point.network.rtt,
@@ -188,72 +252,105 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
             rtt_ms: point.network.rtt.as_secs_f64() * 1e3,
             phases: Vec::new(),
         };
-        for (t, &transport) in point.transports.iter().enumerate() {
-            if abort.is_cancelled() {
-                runs.push(run);
-                break 'points;
-            }
-            let watched = match server.take() {
-                Some(w) => w,
-                None => match Watched::start(&chosen, speaks, s.cluster_nodes, &abort).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        failure = Some(format!("the server for the {transport} phase: {e}"));
-                        runs.push(run);
-                        break 'points;
+        for (k, (stack, spec)) in stacks.iter().zip(&point.stacks).enumerate() {
+            for &transport in spec.transports(point) {
+                if abort.is_cancelled() {
+                    runs.push(run);
+                    break 'points;
+                }
+                let watched = match server.take() {
+                    Some((owner, w)) if owner == k => w,
+                    other => {
+                        if let Some((owner, w)) = other {
+                            described[owner] = w.target.describe();
+                            failure = failure.or(w.end().await);
+                        }
+                        match Watched::start(&stack.chosen, stack.speaks, s.cluster_nodes, &abort)
+                            .await
+                        {
+                            Ok(w) => w,
+                            Err(e) => {
+                                failure =
+                                    Some(format!("the server for the {transport} phase: {e}"));
+                                runs.push(run);
+                                break 'points;
+                            }
+                        }
                     }
-                },
-            };
-            // Between phases, so one transport's connections are closed before the next starts;
-            // and after a fresh server started, so that every phase's server has settled (and
-            // answered the probe's first /metrics scrape, which grows it by most of a MiB)
-            // before its memory at the start is read.
-            if p + t > 0 || fresh_per_phase {
-                tokio::time::sleep(BETWEEN_PHASES).await;
-            }
-            described = watched.target.describe();
-            let connector = Arc::new(
-                Connector::across(watched.target.nodes.clone(), network).with_seed(point.seed),
-            );
-            source_addresses = connector.source_addresses();
-            let setup = PhaseSetup {
-                connector,
-                authority: watched.target.addr.to_string(),
-                protocol: Arc::clone(&adapter),
-                probe: Arc::clone(&watched.probe),
-                abort: abort.clone(),
-                progress: options.progress,
-                label: match (sweep_value, &s.sweep) {
-                    (Some(v), Some(sw)) => format!("{}={v} ", sw.key),
-                    _ => String::new(),
-                },
-                cluster: ClusterWatch::of(&watched.target, s.kill_node),
-            };
-            let room = format!("{}-{run_id}-{p}-{transport}", point.room);
-            let mut phase = run_phase(point, transport, room, &setup).await;
-            if speaks == ProtocolChoice::Nchan && phase.integrity.missing > 0 {
-                phase
-                    .warnings
-                    .push(protocol::nchan::SILENT_LOSS_WARNING.to_owned());
-            }
-            run.phases.push(phase);
-            if fresh_per_phase {
-                failure = failure.or(watched.end().await);
-            } else {
-                server = Some(watched);
+                };
+                server_is_child &= watched.probe.server_is_child();
+                // Between phases, so one transport's connections are closed before the next
+                // starts; and after a fresh server started, so that every phase's server has
+                // settled (and answered the probe's first /metrics scrape, which grows it by
+                // most of a MiB) before its memory at the start is read.
+                if measured_before || stack.fresh_per_phase {
+                    tokio::time::sleep(BETWEEN_PHASES).await;
+                }
+                measured_before = true;
+                described[k] = watched.target.describe();
+                let connector = Arc::new(
+                    Connector::across(watched.target.nodes.clone(), network).with_seed(point.seed),
+                );
+                source_addresses = connector.source_addresses();
+                let setup = PhaseSetup {
+                    connector,
+                    authority: watched.target.addr.to_string(),
+                    protocol: Arc::clone(&stack.adapter),
+                    probe: Arc::clone(&watched.probe),
+                    abort: abort.clone(),
+                    progress: options.progress,
+                    label: stack.label(sweep_value, s),
+                    cluster: ClusterWatch::of(&watched.target, s.kill_node),
+                };
+                let room = match &spec.name {
+                    Some(name) => format!("{}-{run_id}-{p}-{name}-{transport}", point.room),
+                    None => format!("{}-{run_id}-{p}-{transport}", point.room),
+                };
+                let mut phase = run_phase(point, transport, room, &setup).await;
+                phase.stack = spec.name.clone();
+                if stack.speaks == ProtocolChoice::Nchan && phase.integrity.missing > 0 {
+                    phase
+                        .warnings
+                        .push(protocol::nchan::SILENT_LOSS_WARNING.to_owned());
+                }
+                run.phases.push(phase);
+                if stack.fresh_per_phase {
+                    failure = failure.or(watched.end().await);
+                } else {
+                    server = Some((k, watched));
+                }
             }
         }
         runs.push(run);
     }
-    if let Some(watched) = server.take() {
-        if described.is_empty() {
-            described = watched.target.describe();
+    if let Some((owner, watched)) = server.take() {
+        if described[owner].is_empty() {
+            described[owner] = watched.target.describe();
         }
         failure = failure.or(watched.end().await);
     }
+    for (text, stack) in described.iter_mut().zip(&stacks) {
+        if stack.fresh_per_phase {
+            *text = format!("a fresh embedded child per phase (the last: {text})");
+        }
+    }
+    let described = match s.stacks.as_slice() {
+        [one] if one.name.is_none() => described.remove(0),
+        _ => s
+            .stacks
+            .iter()
+            .zip(&described)
+            .map(|(stack, text)| format!("{}: {text}", stack.name.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
 
     let mut warnings = Vec::new();
-    let planned = points.len() * s.transports.len();
+    let planned = points.len()
+        * s.stacks
+            .iter()
+            .map(|st| st.transports(s).len())
+            .sum::<usize>();
     let measured: usize = runs.iter().map(|r| r.phases.len()).sum();
     if options.interrupt.is_cancelled() {
         warnings.push("interrupted by Ctrl-C".to_owned());
@@ -266,9 +363,6 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         && runs.iter().flat_map(|r| &r.phases).all(|p| p.complete);
     if !complete && warnings.is_empty() {
         warnings.push(format!("only {measured} of {planned} phases were measured"));
-    }
-    if fresh_per_phase {
-        described = format!("a fresh embedded child per phase (the last: {described})");
     }
     let env = environment::environment(
         described,
@@ -287,16 +381,20 @@ pub async fn run(options: RunOptions) -> Result<Results, RunError> {
         warnings,
         runs,
         measured_in_browsers: None,
+        checks: Vec::new(),
     })
 }
 
 /// The output folder when none is given: `reports/<scenario name>/`, or
-/// `reports/<scenario name>-<peer>/` when it measures a peer (so one scenario run against
-/// several stacks keeps each report).
+/// `reports/<scenario name>-<peer>/` when its one `[target]` is a peer (so one scenario run
+/// with `--peer` against several stacks keeps each report).
 pub fn default_out_dir(scenario: &Scenario) -> PathBuf {
-    match &scenario.target.peer {
-        Some(peer) => Path::new("reports").join(format!("{}-{}", scenario.name, peer.name())),
-        None => Path::new("reports").join(&scenario.name),
+    match scenario.stacks.as_slice() {
+        [one] if one.name.is_none() => match &one.target.peer {
+            Some(peer) => Path::new("reports").join(format!("{}-{}", scenario.name, peer.name())),
+            None => Path::new("reports").join(&scenario.name),
+        },
+        _ => Path::new("reports").join(&scenario.name),
     }
 }
 

@@ -234,9 +234,7 @@ async fn publish_http(
         scheduled_ns: clock::ns_at(order.scheduled.into_std()),
     };
     let body = stamp.encode(phase.payload_bytes);
-    let request = phase
-        .protocol
-        .publish_request(phase, &format!("c{sender}"), body);
+    let request = phase.protocol.publish_request(phase, &stamp, body);
     let answer = c.exchange(phase, request, PUBLISH_TIMEOUT).await?;
     let meter = &phase.meter;
     meter
@@ -247,7 +245,7 @@ async fn publish_http(
         .traffic
         .header_down
         .fetch_add(answer.head_len, Relaxed);
-    phase.publish_acked(seq);
+    phase.publish_acked(seq, sender, order.n);
     pool.give_back(c);
     Ok(())
 }

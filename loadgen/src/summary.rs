@@ -1,9 +1,10 @@
-//! The terminal summary printed at the end of `duplex run`: one row per transport (per sweep
-//! value), the same figures as `summary.csv` (from the report crate's [`SummaryRow`]) condensed
+//! The terminal summary printed at the end of `duplex run`: one row per transport, or per stack
+//! x transport (per sweep value), the same figures as `summary.csv` (from the report crate's [`SummaryRow`]) condensed
 //! to fit a terminal, with the model's expectation next to the measured latency p50 and
-//! requests per second. Every figure comes from the report crate's one analysis per phase
-//! ([`Analysis`]), the one the report card reads, so the two cannot disagree. Writes to any
-//! `io::Write`, so tests render into a `Vec<u8>`.
+//! requests per second, then the findings the page opens with. Every figure and every finding
+//! comes from the report crate's one analysis per phase ([`Analysis`]), computed once here and
+//! the same the report card, the page's findings and the CSV files read, so none of them can
+//! disagree. Writes to any `io::Write`, so tests render into a `Vec<u8>`.
 
 use std::io::{self, Write};
 
@@ -36,14 +37,21 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
             "  [INCOMPLETE]"
         }
     )?;
-    for analysed in &Analysis::of(results).runs {
+    let analysis = Analysis::of(results);
+    for analysed in &analysis.runs {
         let run = analysed.run;
         if let (Some(v), Some(sweep)) = (run.sweep_value, &s.sweep) {
             writeln!(out, "\n{} = {v} {}", sweep.key, sweep.unit)?;
         }
+        // Wide enough for a stack's rows (`socketio-upgrade/websocket`).
+        let w = analysed
+            .phases
+            .iter()
+            .map(|a| a.id().len())
+            .fold(10, usize::max);
         writeln!(
             out,
-            "{:<10} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
+            "{:<w$} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
             "transport",
             "connected",
             "p50 ms (model)",
@@ -81,8 +89,8 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
             let per_msg = figure(measured.bytes_down_per_message, 0);
             writeln!(
                 out,
-                "{:<10} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8.2} {:>8.1} {:>8} {:>5} {:>6}",
-                row.transport,
+                "{:<w$} {:>11} {:>17} {:>9} {:>8} {:>17} {:>6} {:>9} {:>8.2} {:>8.1} {:>8} {:>5} {:>6}",
+                analysis.id(),
                 format!("{}/{}", phase.clients_connected, row.clients),
                 p50,
                 ms(row.latency_p99_ms),
@@ -146,6 +154,13 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
     }
     for w in &results.warnings {
         writeln!(out, "! {w}")?;
+    }
+    let findings = report::findings::findings(&analysis);
+    if !findings.is_empty() {
+        writeln!(out, "\nfindings (as the report opens with them):")?;
+        for f in &findings {
+            writeln!(out, "- {} [{}]", f.text, f.link_text())?;
+        }
     }
     writeln!(out, "wall time {:.1} s", results.wall_time_s)
 }
@@ -242,6 +257,37 @@ mod tests {
         let short = &phases[0];
         let all_requests = short.traffic.empty_responses as f64 / short.traffic.requests as f64;
         assert_ne!(report::format::share(all_requests), card[0]);
+    }
+
+    #[test]
+    fn prints_the_pages_findings_word_for_word() {
+        for name in ["results.json", "sweep.json"] {
+            let results = fixture(name);
+            let html = report::render_html(&results).unwrap();
+            let mut out = Vec::new();
+            print_summary(&results, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            let findings = report::findings::findings(&Analysis::of(&results));
+            assert!(!findings.is_empty(), "{name}");
+            let listed: Vec<&str> = text
+                .lines()
+                .skip_while(|l| !l.starts_with("findings"))
+                .filter(|l| l.starts_with("- "))
+                .collect();
+            assert_eq!(listed.len(), findings.len(), "{name}: {text}");
+            for (line, f) in listed.iter().zip(&findings) {
+                assert!(line.starts_with(&format!("- {}", f.text)), "{line}");
+                // The page says the same sentence (its text escaped for HTML).
+                let first_words: String = f.text.chars().take(30).collect();
+                let escaped = first_words
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('"', "&quot;")
+                    .replace('\'', "&#x27;");
+                assert!(html.contains(&escaped), "{name}: {first_words}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Pass/fail checks on a finished run: the scenario's `[thresholds]`, the `--threshold` flags,
-//! the integrity rule (nothing missing, duplicated or out of order unless a threshold on that
+//! the integrity rule (nothing missing, duplicated, out of order or misdelivered unless a threshold on that
 //! figure says how much is allowed) and, with `--strict`, a loadgen that was not saturated.
 //!
 //! A threshold reads `<transport>.<metric> <op> <number>`, e.g. `websocket.latency_p99_ms < 50`,
@@ -8,6 +8,8 @@
 //! `results.json`; [`METRICS`] lists them with their meaning (the README's list is checked
 //! against it). [`evaluate`] checks every phase of every sweep point; [`write_table`] prints
 //! the verdict. What the CLI does with a failure (exit status 2) is the CLI's business.
+//! [`record`] keeps the checks in the results document, so `duplex report` and `duplex
+//! compare` judge a run again from the file ([`judge_recorded`], [`regressions`]).
 
 use std::fmt;
 use std::io;
@@ -27,7 +29,7 @@ pub enum Origin {
     Scenario,
     /// A `--threshold` flag.
     Flag,
-    /// The integrity rule: `missing`, `duplicates`, `out_of_order` are 0 unless a threshold
+    /// The integrity rule: `missing`, `duplicates`, `out_of_order`, `misdelivered` are 0 unless a threshold
     /// on that figure says otherwise.
     Integrity,
     /// `--strict`: the loadgen was not saturated.
@@ -125,7 +127,7 @@ fn per_s(count: u64, p: &Phase) -> Option<f64> {
 }
 
 /// Every counter-like metric, in the README's order.
-pub const METRICS: [Metric; 20] = [
+pub const METRICS: [Metric; 21] = [
     Metric {
         name: "missing",
         doc: "deliveries expected but never received",
@@ -140,6 +142,11 @@ pub const METRICS: [Metric; 20] = [
         name: "out_of_order",
         doc: "deliveries with a lower seq than one the client already had",
         value: |p| Some(p.integrity.out_of_order as f64),
+    },
+    Metric {
+        name: "misdelivered",
+        doc: "deliveries to a client the message was not for (`chat.mode`)",
+        value: |p| Some(p.integrity.misdelivered as f64),
     },
     Metric {
         name: "deliveries_expected",
@@ -427,14 +434,21 @@ impl Verdict {
     }
 }
 
-/// The figures the integrity rule requires to be 0.
+/// The figures the integrity rule requires to be 0; with a `chat.mode` that leaves clients
+/// out, also `misdelivered` (everyone is owed everything in `all`, so nothing can be).
 const INTEGRITY: [&str; 3] = ["missing", "duplicates", "out_of_order"];
 
 /// Checks every phase of `results` against `thresholds`, the integrity rule and, when `strict`,
 /// `loadgen_saturated == 0`.
 pub fn evaluate(results: &Results, thresholds: &[Threshold], strict: bool) -> Verdict {
+    let addressed = results
+        .scenario
+        .chat_mode
+        .as_deref()
+        .is_some_and(|m| m != "all");
     let mut implicit: Vec<Threshold> = INTEGRITY
         .iter()
+        .chain(addressed.then_some(&"misdelivered"))
         .map(|m| parse(&format!("*.{m} == 0"), Origin::Integrity).expect("a valid rule"))
         .collect();
     if strict {
@@ -446,9 +460,10 @@ pub fn evaluate(results: &Results, thresholds: &[Threshold], strict: bool) -> Ve
         for phase in &run.phases {
             let transport: Option<Transport> = phase.transport.parse().ok();
             let applies = |t: &Threshold| t.transport.is_none() || t.transport == transport;
+            let id = report::transport::phase_id(phase.stack.as_deref(), &phase.transport);
             let subject = match (sweep_key, run.sweep_value) {
-                (Some(key), Some(v)) => format!("{} ({key}={v})", phase.transport),
-                _ => phase.transport.clone(),
+                (Some(key), Some(v)) => format!("{id} ({key}={v})"),
+                _ => id,
             };
             // An implicit rule gives way to any threshold the user wrote on the same figure
             // for this transport: that threshold says how much is allowed.
@@ -570,6 +585,11 @@ pub fn write_table(verdict: &Verdict, out: &mut impl io::Write) -> io::Result<()
     }
     writeln!(out)
 }
+
+mod recorded;
+pub use recorded::{
+    judge_both, judge_recorded, parse_recorded, record, regressions, write_regressions,
+};
 
 #[cfg(test)]
 mod tests;

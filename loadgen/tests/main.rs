@@ -1,5 +1,7 @@
 //! The loadgen integration tests: one binary, one module per concern.
 
+mod browser_headers;
+mod modes;
 mod netem;
 mod phases;
 mod scenarios_shipped;

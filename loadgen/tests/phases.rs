@@ -72,6 +72,11 @@ async fn every_transport_delivers_every_message_exactly_once() {
             phase.traffic
         );
         assert_eq!(phase.traces.len(), 2, "{transport}");
+        // The server's floor, measured before the phase: a loopback delivery to one idle
+        // subscriber takes well under 50 ms, and its samples scatter.
+        let floor = phase.model_floor_ms.expect("the floor is measured");
+        assert!(floor > 0.0 && floor < 50.0, "{transport}: floor {floor} ms");
+        assert!(phase.model_floor_spread_ms.is_some(), "{transport}");
     }
     srv.shutdown().await.unwrap();
 }
@@ -104,6 +109,10 @@ async fn every_transport_survives_an_emulated_network() {
         // Every delivery crossed the emulated link one way at least: 20 ms.
         let min_ms = phase.latency.0.min() as f64 / 1000.0;
         assert!(min_ms >= 19.0, "{transport}: min latency {min_ms} ms");
+        // The floor is the server's time alone: measured over loopback as it is, since the
+        // models add the emulated trips themselves.
+        let floor = phase.model_floor_ms.expect("the floor is measured");
+        assert!(floor < 19.0, "{transport}: floor {floor} ms");
     }
     srv.shutdown().await.unwrap();
 }

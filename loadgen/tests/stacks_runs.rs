@@ -36,19 +36,19 @@ async fn phases(
     s: &Scenario,
     transports: &[Transport],
 ) -> Vec<(Transport, report::results::Phase)> {
-    let peer = s.target.peer.clone().expect("a peer scenario");
+    let peer = s.stacks[0].target.peer.clone().expect("a peer scenario");
     let server = ServerChoice::Peer {
         peer,
         dir: peers_dir(),
     };
-    let target = Target::start_speaking(&server, s.target.protocol)
+    let target = Target::start_speaking(&server, s.stacks[0].target.protocol)
         .await
         .unwrap();
     let abort = CancellationToken::new();
     let setup = PhaseSetup {
         connector: Arc::new(Connector::new(target.addr, NetworkConditions::IDEAL)),
         authority: target.addr.to_string(),
-        protocol: s.target.adapter(),
+        protocol: s.stacks[0].target.adapter(),
         probe: Probe::with_metrics(target.addr, target.child_pid(), abort.clone(), false),
         abort,
         progress: loadgen::ProgressMode::Hidden,
@@ -115,7 +115,7 @@ async fn socketio_delivers_every_message_once_by_polling_websocket_and_upgrade()
         "transports = [\"websocket\"]",
     );
     assert_eq!(
-        s.target.protocol,
+        s.stacks[0].target.protocol,
         ProtocolChoice::SocketIo { upgrade: true }
     );
     assert_exact(
@@ -222,17 +222,20 @@ async fn generic_sse_and_websocket_find_the_stamp_in_another_servers_json() {
         (Transport::WebSocket, "/api/rooms/{room}/ws"),
     ] {
         let mut s = s.clone();
-        if let Some(g) = s.target.generic.as_mut() {
+        if let Some(g) = s.stacks[0].target.generic.as_mut() {
             g.subscribe = path.to_owned();
         }
-        let target = Target::start_speaking(&ServerChoice::External(srv.url()), s.target.protocol)
-            .await
-            .unwrap();
+        let target = Target::start_speaking(
+            &ServerChoice::External(srv.url()),
+            s.stacks[0].target.protocol,
+        )
+        .await
+        .unwrap();
         let abort = CancellationToken::new();
         let setup = PhaseSetup {
             connector: Arc::new(Connector::new(target.addr, NetworkConditions::IDEAL)),
             authority: target.addr.to_string(),
-            protocol: s.target.adapter(),
+            protocol: s.stacks[0].target.adapter(),
             probe: Probe::with_metrics(target.addr, None, abort.clone(), false),
             abort,
             progress: loadgen::ProgressMode::Hidden,

@@ -61,6 +61,7 @@ fn scenario(clients: u64, sweep: Option<SweepInfo>) -> ScenarioInfo {
         senders: SENDERS,
         rate_per_sender: RATE,
         payload_bytes: PAYLOAD,
+        chat_mode: None,
         short_poll_interval_ms: INTERVAL_MS,
         long_poll_timeout_ms: TIMEOUT_MS,
         network: NetworkInfo::default(),
@@ -332,6 +333,8 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
         }],
         warnings: Vec::new(),
         model_floor_ms: None,
+        model_floor_spread_ms: None,
+        stack: None,
         reconnects: 0,
         node_killed: None,
         server_processes: Vec::new(),
@@ -382,6 +385,7 @@ fn results(scenario: ScenarioInfo, runs: Vec<Run>) -> Results {
         warnings: Vec::new(),
         runs,
         measured_in_browsers: None,
+        checks: Vec::new(),
     }
 }
 

@@ -12,7 +12,7 @@
 use crate::model::{self, Expected, ModelInput};
 use crate::noise::{self, Tolerance};
 use crate::results::{Phase, Results, Run};
-use crate::transport::{self, Style, Transport};
+use crate::transport::{self, Transport};
 
 /// Every run of a results document, analysed.
 pub struct Analysis<'a> {
@@ -62,6 +62,7 @@ impl<'a> RunAnalysis<'a> {
                 .map(|phase| {
                     let floor = phase.model_floor_ms.map_or(estimate, |ms| Floor {
                         ms,
+                        spread_ms: phase.model_floor_spread_ms.unwrap_or(0.0),
                         source: FloorSource::Measured,
                     });
                     PhaseAnalysis::of(results, run, phase, floor)
@@ -87,6 +88,9 @@ pub enum FloorSource {
 pub struct Floor {
     /// Milliseconds.
     pub ms: f64,
+    /// How much the measured samples scattered around it, ms
+    /// ([`Phase::model_floor_spread_ms`]); 0 for an estimate, which has no samples.
+    pub spread_ms: f64,
     /// Measured, or estimated.
     pub source: FloorSource,
 }
@@ -108,6 +112,7 @@ impl Floor {
             } else {
                 0.0
             },
+            spread_ms: 0.0,
             source: FloorSource::FastestDelivery,
         }
     }
@@ -119,6 +124,8 @@ pub struct PhaseAnalysis<'a> {
     pub phase: &'a Phase,
     /// Its transport, `None` when the identifier is not one this report knows.
     pub transport: Option<Transport>,
+    /// Its identifier ([`transport::phase_id`]): the transport's, or `stack/transport`.
+    key: String,
     /// The figures derived from the measurements.
     pub measured: Figures,
     /// What the model took as input (measured sizes and rate where the phase has them).
@@ -145,6 +152,7 @@ impl<'a> PhaseAnalysis<'a> {
         Self {
             phase,
             transport,
+            key: transport::phase_id(phase.stack.as_deref(), &phase.transport),
             measured,
             model_input,
             floor,
@@ -153,23 +161,21 @@ impl<'a> PhaseAnalysis<'a> {
         }
     }
 
-    /// The transport's identifier, as in `results.json`.
+    /// The phase's identifier: the transport's as in `results.json`, or `stack/transport`
+    /// when the run compared stacks ([`transport::phase_id`]).
     pub fn id(&self) -> &str {
-        &self.phase.transport
+        &self.key
     }
 
-    /// The name a reader sees (the identifier for an unknown transport).
+    /// The name a reader sees (`nchan · SSE` for a stack's; the identifier for an unknown
+    /// transport).
     pub fn label(&self) -> String {
-        self.transport
-            .map_or_else(|| self.phase.transport.clone(), |t| t.label().to_string())
+        transport::label_of(&self.key)
     }
 
     /// The short name for chart labels.
     pub fn short_label(&self) -> String {
-        self.transport.map_or_else(
-            || self.phase.transport.clone(),
-            |t| t.short_label().to_string(),
-        )
+        transport::short_label_of(&self.key)
     }
 
     /// The transport's colour (grey for an unknown one).
@@ -381,14 +387,20 @@ impl Verdicts {
                 };
                 noise::latency_band_ms(&phase.latency, q, &e.latency, independent, jitter)
             });
-            // Short polling's model leaves the floor out (see `model::expected`).
-            let floor_ms = if phase.transport == Transport::ShortPoll.as_str() {
-                0.0
-            } else {
-                floor.ms
+            // Short polling's model leaves the floor out (see `model::expected`), yet its
+            // deliveries pay it too: the publish reaching the log, the answer leaving it. Only
+            // a measured floor says how much: the estimate is the run's fastest delivery,
+            // which a saturated machine pushes up to anything.
+            let short_poll = phase.transport == Transport::ShortPoll.as_str();
+            let allowance = noise::FloorAllowance {
+                spread_ms: floor.spread_ms,
+                above_ms: match (short_poll, floor.source) {
+                    (true, FloorSource::FastestDelivery) => 0.0,
+                    _ => floor.ms,
+                },
             };
             Comparison::judged_by(measured, expected, |m, e| {
-                band.is_some_and(|band| noise::latency_disagrees(m, e, band, floor_ms))
+                band.is_some_and(|band| noise::latency_disagrees(m, e, band, allowance))
             })
         };
         let empty_expected = model.and_then(|e| e.empty_share);
@@ -422,7 +434,7 @@ impl Verdicts {
                 empty_expected,
                 noise::share_tolerance(empty_expected.unwrap_or(0.0), measured.poll_answers),
             ),
-            integrity_ok: i.missing + i.duplicates + i.out_of_order == 0,
+            integrity_ok: i.missing + i.duplicates + i.out_of_order + i.misdelivered == 0,
         }
     }
 }

@@ -88,6 +88,17 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// Who each message was for, as a reader is told it (`chat.mode`; results without one were
+/// all `all`), named after Socket.IO's broadcast forms.
+pub fn chat_mode(mode: Option<&str>) -> String {
+    match mode.unwrap_or("all") {
+        "all" => "everyone in the room, the sender included (io.emit)".into(),
+        "others" => "everyone but the sender (socket.broadcast.emit)".into(),
+        "direct" => "one other client per message, in turn (socket.emit to one socket)".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,14 +85,34 @@ pub fn quantile_sampling_ms(measured: &LatencyHistogram, q: f64, independent: u6
     Some((at(q + delta)? - at(q - delta)?) / 2.0)
 }
 
+/// What the floor measurement ([`crate::results::Phase::model_floor_ms`]) adds to a latency
+/// band, ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FloorAllowance {
+    /// How much the floor's own samples scattered: a delivery's service time is known no
+    /// better than that, in either direction.
+    pub spread_ms: f64,
+    /// How much later than the model a delivery may be, never earlier: the floor itself. It is
+    /// measured on an idle server, and a server busy with a phase's clients serves a little
+    /// slower, never faster (for short polling, whose model leaves the floor out, it is the
+    /// service time every delivery pays).
+    pub above_ms: f64,
+}
+
 /// `true` when a measured latency quantile lies outside the model's `band`
-/// ([`latency_band_ms`]). Above the model the band widens by `floor_ms`, the server's service
-/// time in the model: that floor is measured on an idle server (or estimated from the fastest
-/// delivery), and a server busy with a phase's clients serves a little slower, never faster;
-/// below the model there is no such allowance, so a floor set too high is still caught.
-pub fn latency_disagrees(measured_ms: f64, expected_ms: f64, band: f64, floor_ms: f64) -> bool {
+/// ([`latency_band_ms`]) widened by the floor measurement's spread on both sides and by the
+/// floor above the model ([`FloorAllowance`]). Below the model there is no allowance beyond
+/// the noise and the spread, so a floor set too high is still caught; above it, a model that
+/// forgot more than the server's own time (a wrong interval, a missing trip) is still caught.
+pub fn latency_disagrees(
+    measured_ms: f64,
+    expected_ms: f64,
+    band: f64,
+    floor: FloorAllowance,
+) -> bool {
     let excess = measured_ms - expected_ms;
-    excess > band + floor_ms || -excess > band
+    let both_ways = band + floor.spread_ms;
+    excess > both_ways + floor.above_ms || -excess > both_ways
 }
 
 #[cfg(test)]
@@ -123,14 +143,22 @@ mod tests {
         let right = push_model(0.35);
         let band = latency_band_ms(&h, 0.5, &right, 1000, 0.0).unwrap();
         assert!((p50 - 0.35).abs() <= band, "p50 {p50} band {band}");
-        assert!(!latency_disagrees(p50, 0.35, band, 0.35));
+        let floor = FloorAllowance {
+            spread_ms: 0.05,
+            above_ms: 0.35,
+        };
+        assert!(!latency_disagrees(p50, 0.35, band, floor));
         // A model 5 ms off (a floor set too high, a wrong rtt) is far outside the spread.
         let wrong = push_model(5.35);
         let band = latency_band_ms(&h, 0.5, &wrong, 1000, 0.0).unwrap();
         assert!((p50 - 5.35).abs() > band, "band {band}");
-        assert!(latency_disagrees(p50, 5.35, band, 5.35));
+        let high = FloorAllowance {
+            spread_ms: 0.05,
+            above_ms: 5.35,
+        };
+        assert!(latency_disagrees(p50, 5.35, band, high));
         // Measured far above a tiny floor: a slow server, or a model that forgot something.
-        assert!(latency_disagrees(p50 + 5.0, 0.35, band, 0.35));
+        assert!(latency_disagrees(p50 + 5.0, 0.35, band, floor));
     }
 
     #[test]

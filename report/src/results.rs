@@ -40,6 +40,21 @@ pub struct Results {
     /// says so at the top. Absent in loadgen results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured_in_browsers: Option<BrowserRun>,
+    /// The checks `duplex run` judged the run by besides the integrity rule (which always
+    /// applies): the scenario's `[thresholds]`, the `--threshold` flags and `--strict`, as
+    /// written, so `duplex report` and `duplex compare` can judge the run again. Empty in
+    /// results written before checks were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<RecordedCheck>,
+}
+
+/// One check as `duplex run` was given it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCheck {
+    /// The rule, e.g. `websocket.latency_p99_ms < 50` or `*.loadgen_saturated == 0`.
+    pub rule: String,
+    /// Where it was written: `scenario`, `--threshold` or `--strict`.
+    pub origin: String,
 }
 
 /// How a results document measured in browsers was measured.
@@ -84,6 +99,10 @@ pub struct ScenarioInfo {
     pub rate_per_sender: f64,
     /// Bytes of each published body.
     pub payload_bytes: u64,
+    /// Who each message was for (`chat.mode`: `all`, `others`, `direct`); absent in results
+    /// written before modes existed, which were all `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_mode: Option<String>,
     /// Short-poll timer period, ms.
     pub short_poll_interval_ms: f64,
     /// Long-poll hold timeout, ms.
@@ -179,6 +198,10 @@ pub struct Run {
 pub struct Phase {
     /// Transport identifier.
     pub transport: String,
+    /// The stack measured (a scenario's `stacks.name`: `duplex`, `nchan`, ...) when one run
+    /// compared several; absent for a run of one server and in results written before stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
     /// Clients that were meant to run.
     pub clients: u64,
     /// Clients that connected and subscribed.
@@ -219,6 +242,11 @@ pub struct Phase {
     /// then estimates it from the run's fastest delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_floor_ms: Option<f64>,
+    /// How much the floor measurement's samples scatter, ms (half the range between their
+    /// 10th and 90th percentiles): the report widens every latency verdict's band by it.
+    /// Absent when the floor was not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_floor_spread_ms: Option<f64>,
     /// Reconnects after a failed connection, over the whole phase (0 in older results).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reconnects: u64,
@@ -267,6 +295,11 @@ pub struct Integrity {
     pub gaps_reported: u64,
     /// Reset items received.
     pub resets: u64,
+    /// Deliveries to a client the message was not for (`chat.mode`: the sender's own message
+    /// when it should be left out, a direct message at another client). 0 in results written
+    /// before modes existed.
+    #[serde(default)]
+    pub misdelivered: u64,
 }
 
 /// Declares [`Traffic`] and the walks over its counters from one list, so a counter is added in

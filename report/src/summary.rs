@@ -10,7 +10,7 @@ use crate::results::Phase;
 
 /// The `summary.csv` header, in column order (a documented contract: columns are only ever
 /// appended, never renamed or reordered).
-pub const HEADER: [&str; 23] = [
+pub const HEADER: [&str; 24] = [
     "transport",
     "clients",
     "duration_s",
@@ -34,6 +34,7 @@ pub const HEADER: [&str; 23] = [
     "bytes_up_per_message",
     "bytes_down_per_message",
     "server_rss_growth_per_client_kib",
+    "stack",
 ];
 
 /// One transport's headline figures. Field order is [`HEADER`]'s order (the CSV writer
@@ -86,6 +87,9 @@ pub struct SummaryRow {
     pub bytes_down_per_message: Option<f64>,
     /// Server memory growth over the phase (peak − start) per client, KiB.
     pub server_rss_growth_per_client_kib: Option<f64>,
+    /// The stack measured, when the run compared several (empty otherwise). Last, as new
+    /// columns are only ever appended.
+    pub stack: Option<String>,
 }
 
 impl SummaryRow {
@@ -121,12 +125,13 @@ impl SummaryRow {
             server_rss_growth_per_client_kib: figures
                 .server_memory_per_client_bytes
                 .map(|b| round3(b / 1024.0)),
+            stack: phase.stack.clone(),
         }
     }
 
     /// The row's cells as text, in [`HEADER`] order (empty for a missing latency), for
     /// printing a table without going through CSV.
-    pub fn cells(&self) -> [String; 23] {
+    pub fn cells(&self) -> [String; 24] {
         let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
         [
             self.transport.clone(),
@@ -152,6 +157,7 @@ impl SummaryRow {
             opt(self.bytes_up_per_message),
             opt(self.bytes_down_per_message),
             opt(self.server_rss_growth_per_client_kib),
+            self.stack.clone().unwrap_or_default(),
         ]
     }
 }

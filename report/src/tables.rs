@@ -4,8 +4,8 @@
 //! | file | columns | rows |
 //! |---|---|---|
 //! | `summary.csv` | [`summary::HEADER`] | one per transport |
-//! | `latency_percentiles.csv` | `transport,percentile,latency_ms` | per transport, one per [`PERCENTILES`] (none when nothing was delivered) |
-//! | `timeseries.csv` | `transport,second,requests,deliveries,bytes_down,in_flight` | per transport, one per second of its phase (each phase starts at second 0) |
+//! | `latency_percentiles.csv` | `transport,percentile,latency_ms,stack` | per transport, one per [`PERCENTILES`] (none when nothing was delivered) |
+//! | `timeseries.csv` | `transport,second,requests,deliveries,bytes_down,in_flight,stack` | per transport, one per second of its phase (each phase starts at second 0) |
 //! | `sweep.csv` (only when the scenario sweeps a key) | the swept key (e.g. `clients.count`), then [`summary::HEADER`] | one per (run, transport), in the order run |
 //!
 //! The first three describe **one run**, the one the page's sections 1–5 show
@@ -23,15 +23,17 @@ use crate::results::{Phase, Results};
 use crate::summary::{self, SummaryRow, round3};
 
 /// `latency_percentiles.csv`'s header.
-pub const LATENCY_PERCENTILES_HEADER: [&str; 3] = ["transport", "percentile", "latency_ms"];
+pub const LATENCY_PERCENTILES_HEADER: [&str; 4] =
+    ["transport", "percentile", "latency_ms", "stack"];
 /// `timeseries.csv`'s header.
-pub const TIMESERIES_HEADER: [&str; 6] = [
+pub const TIMESERIES_HEADER: [&str; 7] = [
     "transport",
     "second",
     "requests",
     "deliveries",
     "bytes_down",
     "in_flight",
+    "stack",
 ];
 
 /// The percentiles listed in `latency_percentiles.csv` (100 is the maximum).
@@ -48,6 +50,8 @@ pub struct PercentileRow {
     pub percentile: f64,
     /// Delivery latency at that percentile, ms.
     pub latency_ms: f64,
+    /// The stack, when the run compared several.
+    pub stack: Option<String>,
 }
 
 /// One line of `timeseries.csv`.
@@ -65,6 +69,8 @@ pub struct TimeseriesRow {
     pub bytes_down: u64,
     /// Requests in flight at the end of that second.
     pub in_flight: u64,
+    /// The stack, when the run compared several.
+    pub stack: Option<String>,
 }
 
 /// The phases of the run the per-run files describe (none when the results hold no run).
@@ -105,6 +111,7 @@ pub fn write_latency_percentiles<W: io::Write>(
                     transport: phase.transport.clone(),
                     percentile,
                     latency_ms: round3(ms),
+                    stack: phase.stack.clone(),
                 })?;
             }
         }
@@ -126,6 +133,7 @@ pub fn write_timeseries<W: io::Write>(results: &Results, out: W) -> Result<(), c
                 deliveries: s.deliveries,
                 bytes_down: s.bytes_down,
                 in_flight: s.in_flight,
+                stack: phase.stack.clone(),
             })?;
         }
     }

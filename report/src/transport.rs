@@ -52,26 +52,54 @@ impl Style for Transport {
     }
 }
 
-/// The colour for a transport identifier the report does not know (a newer loadgen): grey,
-/// so it still appears, clearly not one of the four.
+/// A phase's identifier: its transport's (`sse`), or `<stack>/<transport>` (`nchan/sse`) when
+/// the run compared several stacks, so each stack x transport is its own row, line and key.
+pub fn phase_id(stack: Option<&str>, transport: &str) -> String {
+    match stack {
+        Some(stack) => format!("{stack}/{transport}"),
+        None => transport.to_owned(),
+    }
+}
+
+/// The stack and the transport of a [`phase_id`].
+fn split(id: &str) -> (Option<&str>, &str) {
+    match id.split_once('/') {
+        Some((stack, transport)) => (Some(stack), transport),
+        None => (None, id),
+    }
+}
+
+/// The colour for an identifier (its transport's, whatever the stack); grey for a transport
+/// the report does not know (a newer loadgen), so it still appears, clearly not one of the four.
 pub fn colour_of(id: &str) -> &'static str {
-    id.parse::<Transport>()
+    split(id)
+        .1
+        .parse::<Transport>()
         .ok()
         .map_or("#666666", Transport::colour)
 }
 
-/// The display name for an identifier, falling back to the identifier itself.
+/// The display name for an identifier (`nchan · SSE` for a stack's), falling back to the
+/// identifier itself.
 pub fn label_of(id: &str) -> String {
-    id.parse::<Transport>()
-        .ok()
-        .map_or_else(|| id.to_string(), |t| t.label().to_string())
+    named(id, Transport::label)
 }
 
 /// The short name for an identifier, falling back to the identifier itself.
 pub fn short_label_of(id: &str) -> String {
-    id.parse::<Transport>()
+    named(id, Transport::short_label)
+}
+
+fn named(id: &str, name: fn(Transport) -> &'static str) -> String {
+    let (stack, transport) = split(id);
+    let t = transport
+        .parse::<Transport>()
         .ok()
-        .map_or_else(|| id.to_string(), |t| t.short_label().to_string())
+        .map_or_else(|| transport.to_string(), |t| name(t).to_string());
+    match stack {
+        Some(stack) => format!("{stack} · {t}"),
+        None => t,
+    }
 }
 
 #[cfg(test)]
@@ -85,6 +113,15 @@ mod tests {
         }
         assert_eq!(label_of("carrier_pigeon"), "carrier_pigeon");
         assert_eq!(colour_of("carrier_pigeon"), "#666666");
+    }
+
+    #[test]
+    fn a_stacks_phase_is_named_after_its_stack_and_coloured_as_its_transport() {
+        let id = phase_id(Some("nchan"), "sse");
+        assert_eq!(id, "nchan/sse");
+        assert_eq!(label_of(&id), format!("nchan · {}", Transport::Sse.label()));
+        assert_eq!(colour_of(&id), colour_of("sse"));
+        assert_eq!(phase_id(None, "sse"), "sse");
     }
 
     #[test]

@@ -25,7 +25,8 @@ fn summary_csv_has_the_documented_columns_and_one_row_per_transport_of_the_last_
         latency_p99_ms,latency_max_ms,requests,empty_responses,bytes_up,bytes_down,server_cpu_s,\
         server_rss_peak_mib,errors";
     // Columns are only ever appended: the documented ones come first, unchanged.
-    let appended = ",bytes_up_per_message,bytes_down_per_message,server_rss_growth_per_client_kib";
+    let appended =
+        ",bytes_up_per_message,bytes_down_per_message,server_rss_growth_per_client_kib,stack";
     assert_eq!(header(&path).join(","), format!("{documented}{appended}"));
     assert_eq!(summary::HEADER.join(","), format!("{documented}{appended}"));
 

@@ -2,7 +2,7 @@
 //! deliberately wrong model is still flagged, and a model at 0 ms is not drawn along the
 //! latency chart's edge.
 
-use report::Results;
+use report::{Analysis, LatencyHistogram, Results};
 
 use crate::helpers::{charts, fixture, render, section};
 
@@ -109,4 +109,81 @@ fn a_model_at_zero_ms_is_not_drawn_along_the_latency_charts_edge() {
     assert_eq!(points.len(), 2, "{d}");
     let x = |p: &str| p.split_whitespace().next().unwrap().to_string();
     assert_eq!(x(points[0]), x(points[1]), "a vertical step: {d}");
+}
+
+/// The fixture with its short-poll phase replaced by a classroom-sized one: 90,000 deliveries
+/// (300 clients × 300 messages) whose waits spread evenly over the 500 ms interval, each
+/// `offset_ms` late (the server's and the loadgen's own time), and every phase's floor as
+/// measured: `floor` = (median, spread) ms, or `None` for a run that did not measure it.
+fn classroom_short_poll(offset_ms: f64, floor: Option<(f64, f64)>) -> Results {
+    let mut results = fixture("results.json");
+    let short = &mut results.runs[0].phases[0];
+    assert_eq!(short.transport, "short_poll");
+    short.latency = LatencyHistogram::new();
+    let n = 90_000u64;
+    for i in 0..n {
+        short
+            .latency
+            .record_us((offset_ms * 1000.0) as u64 + i * 500_000 / n);
+    }
+    short.integrity.deliveries_expected = n;
+    short.integrity.deliveries_received = n;
+    for phase in &mut results.runs[0].phases {
+        phase.model_floor_ms = floor.map(|f| f.0);
+        phase.model_floor_spread_ms = floor.map(|f| f.1);
+    }
+    results
+}
+
+/// Whether (p50, p99) of phase `i` of the first run differ from the model.
+fn latency_flags(results: &Results, i: usize) -> (bool, bool) {
+    let analysis = Analysis::of(results);
+    let v = &analysis.runs[0].phases[i].verdicts;
+    (v.latency_p50.differs, v.latency_p99.differs)
+}
+
+#[test]
+fn a_short_poll_a_few_ms_behind_its_model_agrees_once_the_floor_is_measured() {
+    // 300 clients' ranks make a tight band (about 3 ms at p50, 1 ms at p99), so the 3 ms the
+    // server and the loadgen take are outside it unless the run measured them.
+    let unmeasured = classroom_short_poll(3.0, None);
+    assert_eq!(latency_flags(&unmeasured, 0), (true, true));
+    let measured = classroom_short_poll(3.0, Some((2.5, 0.6)));
+    assert_eq!(latency_flags(&measured, 0), (false, false));
+}
+
+#[test]
+fn a_short_poll_model_off_by_a_few_percent_of_its_interval_or_by_20_ms_is_still_flagged() {
+    let floor = Some((2.5, 0.6));
+    // Told 490 ms: p99 expected at 485 ms where 498 ms was measured.
+    let mut shorter = classroom_short_poll(3.0, floor);
+    shorter.runs[0].short_poll_interval_ms = 490.0;
+    assert!(latency_flags(&shorter, 0).1, "a 490 ms interval");
+    // Told 520 ms: a median of 260 ms expected, 253 ms measured.
+    let mut longer = classroom_short_poll(3.0, floor);
+    longer.runs[0].short_poll_interval_ms = 520.0;
+    assert_eq!(latency_flags(&longer, 0), (true, true), "a 520 ms interval");
+    // A model that adds 20 ms of network trips the run never had.
+    let mut trips = classroom_short_poll(3.0, floor);
+    trips.runs[0].rtt_ms = 20.0;
+    assert_eq!(latency_flags(&trips, 0), (true, true), "20 ms of trips");
+}
+
+#[test]
+fn a_push_or_long_poll_model_20_ms_off_is_flagged_despite_the_floors_spread() {
+    let mut results = classroom_short_poll(3.0, Some((0.3, 0.2)));
+    results.runs[0].rtt_ms = 20.0;
+    for (i, phase) in results.runs[0].phases.iter().enumerate().skip(1) {
+        assert_eq!(
+            latency_flags(&results, i),
+            (true, true),
+            "{}",
+            phase.transport
+        );
+    }
+    // The same run told the truth agrees.
+    let honest = classroom_short_poll(3.0, Some((0.3, 0.2)));
+    for i in 1..honest.runs[0].phases.len() {
+        assert_eq!(latency_flags(&honest, i), (false, false));
+    }
 }

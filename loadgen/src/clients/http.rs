@@ -138,6 +138,21 @@ impl HttpConn {
         request
     }
 
+    /// The `EventSource` request for `path`: `Accept: text/event-stream` and the profile's
+    /// EventSource headers (`Cache-Control`, `Pragma` beside a fetch's).
+    pub fn event_source_request(phase: &PhaseCtx, path: &str) -> Request<Full<Bytes>> {
+        let mut request = HttpConn::request(phase, "GET", path, None);
+        let headers = request.headers_mut();
+        headers.insert(
+            hyper::header::ACCEPT,
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        phase
+            .profile
+            .apply(headers, RequestKind::EventSource, &phase.authority);
+        request
+    }
+
     /// Sends `request` and reads the whole answer within `limit`.
     pub async fn exchange(
         &mut self,

@@ -25,6 +25,8 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(200);
 /// What a finished client hands back.
 #[derive(Debug)]
 pub struct ClientReport {
+    /// The client's index (senders are `0..senders`): which messages it was owed.
+    pub index: usize,
     /// Whether it ever connected (only connected clients are owed deliveries).
     pub connected: bool,
     /// What it received.
@@ -33,11 +35,21 @@ pub struct ClientReport {
     pub trace: Option<ClientTrace>,
 }
 
-/// One client's life: connect (a few tries), follow the room until stopped (reconnecting from
-/// its last seq after each failure, as a real client would), hand back its ledger.
-pub async fn client_task<C: TransportClient>(
+/// [`client_task_with`] for a client that needs no setup.
+pub async fn client_task<C: TransportClient<Setup = ()>>(
+    me: ClientHandle,
+    stop: CancellationToken,
+) -> ClientReport {
+    client_task_with::<C>(me, stop, ()).await
+}
+
+/// One client's life: connect with `setup` (a few tries), follow the room until stopped
+/// (reconnecting from its last seq after each failure, as a real client would), hand back its
+/// ledger.
+pub async fn client_task_with<C: TransportClient>(
     mut me: ClientHandle,
     stop: CancellationToken,
+    setup: C::Setup,
 ) -> ClientReport {
     let meter = Arc::clone(&me.phase.meter);
     let mut client = None;
@@ -45,7 +57,7 @@ pub async fn client_task<C: TransportClient>(
         let result = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            r = C::connect(&mut me) => r,
+            r = C::connect(&mut me, &setup) => r,
         };
         match result {
             Ok(c) => {
@@ -64,9 +76,10 @@ pub async fn client_task<C: TransportClient>(
     let connected = client.is_some();
     if let Some(c) = client {
         meter.clients_connected.fetch_add(1, Relaxed);
-        follow(c, &mut me, &stop).await;
+        follow(c, &mut me, &setup, &stop).await;
     }
     ClientReport {
+        index: me.index,
         connected,
         trace: me.trace.take().map(|events| ClientTrace {
             client: me.id.clone(),
@@ -81,6 +94,7 @@ pub async fn client_task<C: TransportClient>(
 async fn follow<C: TransportClient>(
     mut client: C,
     me: &mut ClientHandle,
+    setup: &C::Setup,
     stop: &CancellationToken,
 ) {
     loop {
@@ -95,7 +109,7 @@ async fn follow<C: TransportClient>(
             let reconnected = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
-                r = C::connect(me) => r,
+                r = C::connect(me, setup) => r,
             };
             match reconnected {
                 Ok(c) => {

@@ -13,6 +13,7 @@
 pub mod http;
 pub mod life;
 pub mod profile;
+pub mod ws;
 
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
@@ -33,6 +34,7 @@ use crate::conn::Connector;
 use crate::ledger::{Arrival, Ledger};
 use crate::meter::PhaseMeter;
 use crate::protocol::TargetProtocol;
+use crate::recipients::{Addressed, ChatMode};
 use crate::seed::{Stream, derive};
 use crate::stamp::Stamp;
 
@@ -117,8 +119,12 @@ pub struct PhaseCtx {
     pub profile: profile::ClientProfile,
     /// Senders in this phase (for [`Stamp::log_position`]).
     pub senders: usize,
-    /// Seqs the server acknowledged to this phase's senders.
-    pub published: Mutex<Vec<u64>>,
+    /// Clients in this phase (a direct message's recipient is one of them).
+    pub clients: usize,
+    /// Who each message is for (`chat.mode`).
+    pub mode: ChatMode,
+    /// The messages the server acknowledged to this phase's senders.
+    pub published: Mutex<Vec<Addressed>>,
     /// Per sender, 1 + the node its publishes go to (0 until its first connection opened): a
     /// delivery looks its stamp's sender up here to tell a same-node delivery from one that
     /// crossed nodes.
@@ -126,13 +132,18 @@ pub struct PhaseCtx {
 }
 
 impl PhaseCtx {
-    /// Records a publish the server acknowledged with `seq`.
-    pub fn publish_acked(&self, seq: u64) {
+    /// Records a publish the server acknowledged with `seq`: sender `sender`'s `n`-th.
+    pub fn publish_acked(&self, seq: u64, sender: usize, n: u32) {
         self.meter.published.fetch_add(1, Relaxed);
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(seq);
+            .push(Addressed { seq, sender, n });
+    }
+
+    /// Who sender `sender`'s `n`-th message is for, as a publish says it: `(to, echo)`.
+    pub fn addressing(&self, sender: usize, n: u32) -> (Option<String>, Option<bool>) {
+        self.mode.addressing(sender, n, self.clients)
     }
 
     /// Notes that `sender` publishes through node `node` from now on.
@@ -172,7 +183,8 @@ pub struct ClientHandle {
     /// Publish orders, for a WebSocket sender (which publishes over its own socket).
     pub orders: Option<mpsc::UnboundedReceiver<PublishOrder>>,
     /// Where to resume on a server whose cursor is not a seq (nchan's message id, or its poll
-    /// answer's `Last-Modified` + `Etag`), kept across reconnects like `since`.
+    /// answer's `Last-Modified` + `Etag`), kept across reconnects like `since`. Nothing else:
+    /// what a client needs to connect at all comes in its [`TransportClient::Setup`].
     pub resume: Option<String>,
     /// Its random choices (poll phases), seeded from the run's seed and its index.
     pub rng: StdRng,
@@ -211,10 +223,16 @@ impl ClientHandle {
     /// room's log and its `body` as published (which carries the loadgen's stamp). Every
     /// protocol hands its deliveries in here.
     pub fn on_message(&mut self, seq: u64, body: &str, at: Instant) {
+        self.deliver(seq, body, at, None);
+    }
+
+    /// [`ClientHandle::on_message`], with order judged per sender when `turns` is
+    /// `Some(senders)` (see [`Ledger::record_ordered`]).
+    fn deliver(&mut self, seq: u64, body: &str, at: Instant, turns: Option<usize>) {
         let meter = &self.phase.meter;
         meter.deliveries.fetch_add(1, Relaxed);
         self.since = self.since.max(seq);
-        let arrival = self.ledger.record(seq);
+        let arrival = self.ledger.record_ordered(seq, turns);
         let stamp = Stamp::parse(body);
         if let (Arrival::First, Some(stamp)) = (arrival, stamp) {
             meter.distinct_deliveries.fetch_add(1, Relaxed);
@@ -260,7 +278,8 @@ impl ClientHandle {
             .traffic
             .payload_down
             .fetch_add(body.len() as u64, Relaxed);
-        self.on_message(stamp.log_position(self.phase.senders), body, at);
+        let senders = self.phase.senders;
+        self.deliver(stamp.log_position(senders), body, at, Some(senders));
         Ok(())
     }
 
@@ -313,9 +332,16 @@ impl ClientHandle {
 /// that connection until told to stop or until it breaks. Reconnecting is the runner's job, so
 /// every transport retries the same way.
 pub trait TransportClient: Sized + Send {
+    /// What the protocol's adapter hands every connect of the client, fixed for its life (a
+    /// generic target's subscribe path); `()` for clients that need nothing beyond `me`.
+    type Setup: Send + Sync;
+
     /// Opens the client's connection from `me.since`; for SSE and WebSocket this includes the
     /// subscription handshake. Records the connect time with [`ClientHandle::connected`].
-    fn connect(me: &mut ClientHandle) -> impl Future<Output = Result<Self, ClientError>> + Send;
+    fn connect(
+        me: &mut ClientHandle,
+        setup: &Self::Setup,
+    ) -> impl Future<Output = Result<Self, ClientError>> + Send;
 
     /// Receives (and, for a WebSocket sender, publishes) until `stop` is cancelled (`Ok`) or
     /// the connection fails (`Err`, after which the runner reconnects).

@@ -26,6 +26,8 @@ fn phase(senders: usize) -> Arc<PhaseCtx> {
         seed: 1,
         profile: profile::ClientProfile::default(),
         senders,
+        clients: 8,
+        mode: crate::recipients::ChatMode::All,
         published: Mutex::default(),
         sender_nodes: (0..senders).map(|_| AtomicUsize::new(0)).collect(),
     })

@@ -17,20 +17,19 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, StatusCode};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 use wire::Transport;
 
 use super::TargetProtocol;
 use super::duplex::sse::EventStream;
 use crate::clients::http::{Answer, CONNECT_TIMEOUT, HttpConn, head_len, snippet};
-use crate::clients::life::{ClientReport, client_task};
-use crate::clients::{ClientError, ClientHandle, PhaseCtx, TransportClient};
+use crate::clients::life::{ClientReport, client_task_with};
+use crate::clients::{ClientError, ClientHandle, PhaseCtx, TransportClient, ws};
 use crate::conn::ClientIo;
 use crate::stamp::Stamp;
 
@@ -50,6 +49,10 @@ pub struct Generic {
     /// Publish body, with `{stamp}` (and optionally `{from}`, `{room}`).
     pub publish_body: String,
 }
+
+/// The phase's subscribe path (`target.subscribe` with its room), every connect's setup.
+#[derive(Debug, Clone)]
+pub struct SubscribePath(String);
 
 impl Generic {
     fn subscribe_path(&self, phase: &PhaseCtx) -> String {
@@ -75,16 +78,15 @@ impl TargetProtocol for Generic {
     fn client(
         &self,
         transport: Transport,
-        mut me: ClientHandle,
+        me: ClientHandle,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ClientReport> {
-        // The path is fixed for the phase: carried in the client's resume slot, which a generic
-        // server (no resume protocol) does not otherwise use.
-        me.resume = Some(self.subscribe_path(&me.phase));
+        // The path is fixed for the phase: every connect of the client gets it.
+        let path = SubscribePath(self.subscribe_path(&me.phase));
         match transport {
-            Transport::WebSocket => client_task::<GenericWebSocket>(me, stop).boxed(),
+            Transport::WebSocket => client_task_with::<GenericWebSocket>(me, stop, path).boxed(),
             // The scenario is checked against TRANSPORTS before a run; SSE is the only other.
-            _ => client_task::<GenericSse>(me, stop).boxed(),
+            _ => client_task_with::<GenericSse>(me, stop, path).boxed(),
         }
     }
 
@@ -95,15 +97,16 @@ impl TargetProtocol for Generic {
     fn publish_request(
         &self,
         phase: &PhaseCtx,
-        from: &str,
+        stamp: &Stamp,
         body: String,
     ) -> Request<Full<bytes::Bytes>> {
+        let from = format!("c{}", stamp.sender);
         let path = self.publish.replace("{room}", &phase.room);
         // The stamp is ASCII without quotes or backslashes: it needs no escaping in JSON.
         let text = self
             .publish_body
             .replace("{stamp}", &body)
-            .replace("{from}", from)
+            .replace("{from}", &from)
             .replace("{room}", &phase.room);
         let json = text.trim_start().starts_with(['{', '[']);
         let mut request = HttpConn::request(phase, "POST", &path, Some(text));
@@ -140,14 +143,13 @@ pub struct GenericSse {
 }
 
 impl TransportClient for GenericSse {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = SubscribePath;
+
+    async fn connect(me: &mut ClientHandle, path: &SubscribePath) -> Result<Self, ClientError> {
         let start = Instant::now();
-        let path = me.resume.clone().unwrap_or_default();
+        let path = &path.0;
         let mut conn = HttpConn::open(&me.phase).await?;
-        let mut request = HttpConn::request(&me.phase, "GET", &path, None);
-        request
-            .headers_mut()
-            .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let request = HttpConn::event_source_request(&me.phase, path);
         let (response, head_len) = conn
             .open_stream(&me.phase, request, SUBSCRIBE_TIMEOUT)
             .await?;
@@ -197,25 +199,19 @@ pub struct GenericWebSocket {
 }
 
 impl TransportClient for GenericWebSocket {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = SubscribePath;
+
+    async fn connect(me: &mut ClientHandle, path: &SubscribePath) -> Result<Self, ClientError> {
         let start = Instant::now();
         let phase = &me.phase;
-        let url = format!(
-            "ws://{}{}",
-            phase.authority,
-            me.resume.as_deref().unwrap_or_default()
-        );
-        let request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
+        let request = ws::upgrade_request(phase, &path.0)?;
         let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
             .await
             .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
         phase.meter.request_started();
         let handshake = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async(request, io),
+            tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
         )
         .await;
         phase.meter.request_finished();

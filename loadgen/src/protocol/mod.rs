@@ -43,11 +43,13 @@ pub trait TargetProtocol: Debug + Send + Sync {
     /// [`PublishOrder`](crate::clients::PublishOrder)s in [`ClientHandle::orders`].
     fn publishes_on_subscription(&self, transport: Transport) -> bool;
 
-    /// The HTTP request that publishes `body` (the encoded stamp) as client `from`.
+    /// The HTTP request that publishes `body` (the encoded `stamp`) as the stamp's sender,
+    /// to the recipients [`PhaseCtx::addressing`] names (a protocol that can only broadcast
+    /// is refused other modes by the scenario's validation).
     fn publish_request(
         &self,
         phase: &PhaseCtx,
-        from: &str,
+        stamp: &Stamp,
         body: String,
     ) -> Request<Full<bytes::Bytes>>;
 

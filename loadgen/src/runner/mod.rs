@@ -1,8 +1,10 @@
 //! The one runner: measures one transport for one sweep point (a *phase*), the same way for
 //! every transport and every target protocol.
 //!
-//! A phase, on one monotonic clock starting when its first client begins to connect, is five
-//! steps, each a function that returns what the next needs:
+//! A phase begins with [`floor::measure_floor`] (step 0: the server's service time on this
+//! machine, measured with one idle subscriber before the phase's clients connect). Then, on
+//! one monotonic clock starting when its first client begins to connect, come five steps, each
+//! a function that returns what the next needs:
 //! 1. `ramp`: clients are started at `connect_rate`; each connects (3 tries) and subscribes to
 //!    the phase's fresh room from `since=0`; senders are started beside the first clients;
 //! 2. `warm_up`: the measured window starts once every client has tried to connect *and* the
@@ -21,6 +23,7 @@
 //! step; what was measured is kept and the phase is marked incomplete.
 
 pub mod cluster;
+pub mod floor;
 mod progress;
 pub mod warnings;
 
@@ -129,6 +132,10 @@ pub async fn run_phase(
     room: String,
     setup: &PhaseSetup,
 ) -> Phase {
+    // Before any client connects (the field's meaning; with a fresh server per phase, what an
+    // empty server holds), and before the floor is measured on it.
+    let server_at_start = setup.probe.server_reading_now().await;
+    let floor = floor::measure_floor(s, transport, &room, setup).await;
     let start = Instant::now();
     let meter = Arc::new(PhaseMeter::default());
     let phase = Arc::new(PhaseCtx {
@@ -145,6 +152,8 @@ pub async fn run_phase(
         seed: s.seed,
         profile: s.client_profile,
         senders: s.senders as usize,
+        clients: s.clients as usize,
+        mode: s.chat_mode,
         published: Default::default(),
         sender_nodes: (0..s.senders).map(|_| Default::default()).collect(),
     });
@@ -158,9 +167,6 @@ pub async fn run_phase(
         ticker_stop.clone(),
     ));
 
-    // Before any client connects (the field's meaning; with a fresh server per phase, what an
-    // empty server holds).
-    let server_at_start = setup.probe.server_reading_now().await;
     let mut ramped = ramp(s, &phase, &setup.abort).await;
     let connected = warm_up(s, &meter, ramped.started, start, &setup.abort).await;
     let mut measured = measure_window(s, &meter, setup, &ramped.window_tx).await;
@@ -183,8 +189,13 @@ pub async fn run_phase(
     published.sort_unstable();
     let mut reports = stopped.reports;
     let integrity = integrity(
-        reports.iter().filter(|r| r.connected).map(|r| &r.ledger),
+        reports
+            .iter()
+            .filter(|r| r.connected)
+            .map(|r| (r.index, &r.ledger)),
         &published,
+        s.chat_mode,
+        s.clients as usize,
     );
     let mut traces: Vec<ClientTrace> = reports.iter_mut().filter_map(|r| r.trace.take()).collect();
     traces.sort_by(|a, b| a.client.cmp(&b.client));
@@ -248,8 +259,9 @@ pub async fn run_phase(
         timeseries,
         traces,
         warnings,
-        // Not measured yet: the report estimates the floor from the run's fastest delivery.
-        model_floor_ms: None,
+        model_floor_ms: floor.as_ref().and_then(floor::FloorReading::median_ms),
+        model_floor_spread_ms: floor.as_ref().and_then(floor::FloorReading::spread_ms),
+        stack: None,
         reconnects: meter.reconnects.load(Relaxed),
         node_killed: m.node_killed.as_ref().map(|(node, at)| NodeKilled {
             node: node.clone(),
@@ -449,7 +461,9 @@ async fn drain(s: &Scenario, meter: &PhaseMeter, window_end: Instant, setup: &Ph
         window_end + s.drain
     };
     while setup.probe.failure().is_none() && Instant::now() < drain_end {
-        let owed = meter.published.load(Relaxed) * meter.clients_connected.load(Relaxed);
+        let owed = meter.published.load(Relaxed)
+            * s.chat_mode
+                .owed_per_message(meter.clients_connected.load(Relaxed));
         if meter.distinct_deliveries.load(Relaxed) >= owed {
             break;
         }

@@ -11,6 +11,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use super::text::{duration_text, grouped};
+
 /// What kind of value a key takes in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
@@ -115,41 +117,6 @@ pub enum Range {
     OneOf(&'static [&'static str]),
 }
 
-impl fmt::Display for Range {
-    /// As the README's "allowed" column shows it (before any note).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Range::Name { max_len } => write!(f, "1 ..= {max_len} of `A-Z a-z 0-9 _ -`"),
-            Range::NotEmpty => f.write_str("not empty"),
-            Range::Transports => f.write_str("at least one, each at most once"),
-            Range::Duration { min, max } => {
-                write!(f, "{} ..= {}", duration_text(min), duration_text(max))
-            }
-            Range::Integer { min, max } if max == i64::MAX => {
-                write!(f, "at least {}", grouped(min as f64))
-            }
-            Range::Integer { min, max } => {
-                write!(f, "{} ..= {}", grouped(min as f64), grouped(max as f64))
-            }
-            Range::IntegerUpTo { min, key } => write!(f, "{} ..= `{key}`", grouped(min as f64)),
-            Range::Number {
-                min,
-                min_exclusive,
-                max,
-            } => {
-                let above = if min_exclusive { "> " } else { "" };
-                write!(f, "{above}{} ..= {}", grouped(min), grouped(max))
-            }
-            Range::AtLeast(min) => write!(f, "at least {}", grouped(min)),
-            Range::Thresholds => f.write_str("see [Thresholds](#thresholds)"),
-            Range::OneOf(words) => {
-                let quoted: Vec<String> = words.iter().map(|w| format!("`\"{w}\"`")).collect();
-                write!(f, "one of {}", quoted.join(", "))
-            }
-        }
-    }
-}
-
 /// One scenario key.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Key {
@@ -215,31 +182,6 @@ impl Key {
             format!(" ({})", self.range_note)
         }
     }
-}
-
-/// A duration as the README and errors show it: `0`, `10ms`, `1s`, `10m`, `1h`.
-pub fn duration_text(d: Duration) -> String {
-    if d.is_zero() {
-        "0".to_owned()
-    } else {
-        humantime::format_duration(d).to_string()
-    }
-}
-
-/// A number with thousands separators (`18,000`, `0.5`), as the README writes numbers.
-pub fn grouped(x: f64) -> String {
-    if x.fract() != 0.0 || x.abs() >= 1e15 {
-        return format!("{x}");
-    }
-    let digits = format!("{}", x.abs() as u64);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if x < 0.0 { format!("-{out}") } else { out }
 }
 
 /// Smallest `chat.payload_bytes`: the loadgen's stamp must fit in the body (see `stamp.rs`).
@@ -480,6 +422,18 @@ pub const CHAT_PAYLOAD_BYTES: Key = Key {
     doc: "size of each published body; it begins with the loadgen's timing stamp",
 };
 
+/// `chat.mode`
+pub const CHAT_MODE: Key = Key {
+    name: "chat.mode",
+    ty: Type::Choice,
+    default: Default::Text("all"),
+    range: Range::OneOf(&["all", "others", "direct"]),
+    range_note: "nchan and generic targets: only `\"all\"`",
+    unit: "text",
+    sweep: false,
+    doc: "who each message is for, as Socket.IO's three broadcast forms: `all` everyone in the room, the sender included (`io.emit`); `others` everyone but the sender (`socket.broadcast.emit`); `direct` one client, each of a sender's messages the next other client in turn (`socket.emit` to one socket). duplex and Socket.IO are told with the publish's `to` / `echo`; each client is owed only the messages for it, and a delivery to a client a message was not for counts as misdelivered",
+};
+
 /// `short_poll.interval`
 pub const SHORT_POLL_INTERVAL: Key = Key {
     name: "short_poll.interval",
@@ -580,7 +534,7 @@ pub const FAULTS_KILL_NODE: Key = Key {
 };
 
 /// Every key, in the order the README documents them.
-pub const KEYS: [&Key; 31] = [
+pub const KEYS: [&Key; 34] = [
     &NAME,
     &DESCRIPTION,
     &TRANSPORTS,
@@ -597,6 +551,7 @@ pub const KEYS: [&Key; 31] = [
     &CHAT_SENDERS,
     &CHAT_RATE,
     &CHAT_PAYLOAD_BYTES,
+    &CHAT_MODE,
     &SHORT_POLL_INTERVAL,
     &LONG_POLL_TIMEOUT,
     &NETWORK_RTT,
@@ -610,6 +565,8 @@ pub const KEYS: [&Key; 31] = [
     &super::target::TARGET_SUBSCRIBE,
     &super::target::TARGET_PUBLISH,
     &super::target::TARGET_PUBLISH_BODY,
+    &super::stacks::STACKS_NAME,
+    &super::stacks::STACKS_TRANSPORTS,
     &CLUSTER_NODES,
     &FAULTS_KILL_NODE,
 ];

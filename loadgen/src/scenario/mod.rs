@@ -10,7 +10,8 @@
 //! scenario is the runner's business; judging its results against `[thresholds]` is
 //! `crate::thresholds`'s.
 //!
-//! Command-line overrides (`--clients`, `--duration`, `--transports`, `--seed`) are applied to
+//! Command-line overrides (`--clients`, `--duration`, `--transports`, `--seed`, `--peer`,
+//! `--socketio-websocket`) are applied to
 //! the parsed TOML *before* validation, so they are checked by exactly the same rules as the
 //! file; `--threshold` flags are parsed beside the file's `[thresholds]`.
 
@@ -22,12 +23,15 @@ use wire::Transport;
 
 pub mod keys;
 mod raw;
+pub mod stacks;
 pub mod target;
 #[cfg(test)]
 mod tests;
+mod text;
 mod validate;
 
 pub use keys::{MAX_CLIENTS, MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
+pub use stacks::Stack;
 pub use target::{ProtocolChoice, TargetSpec};
 
 use crate::thresholds::Threshold;
@@ -105,6 +109,8 @@ pub struct Scenario {
     pub rate: f64,
     /// Bytes per published body.
     pub payload_bytes: usize,
+    /// Who each message is for.
+    pub chat_mode: crate::recipients::ChatMode,
     /// Short-poll timer period.
     pub short_poll_interval: Duration,
     /// Long-poll hold timeout.
@@ -126,8 +132,9 @@ pub struct Scenario {
     /// What validation changed and the user should hear about (e.g. a drain extended so the
     /// last messages can arrive), each naming the file and the key.
     pub notes: Vec<String>,
-    /// The server measured (`[target]`).
-    pub target: TargetSpec,
+    /// The servers measured, in order: the `[[stacks]]`, or the one `[target]` (a stack
+    /// without a name).
+    pub stacks: Vec<Stack>,
 }
 
 /// Emulated network conditions.
@@ -222,6 +229,9 @@ pub struct Overrides {
     pub seed: Option<i64>,
     /// `--peer` (replaces `target.peer`)
     pub peer: Option<String>,
+    /// `--socketio-websocket` (replaces `target.socketio_websocket`, and the key of every
+    /// Socket.IO entry of `[[stacks]]`)
+    pub socketio_websocket: Option<String>,
     /// `--threshold`, each `<transport>.<metric> <op> <number>`, added to the file's.
     pub thresholds: Vec<String>,
 }
@@ -234,10 +244,15 @@ impl Overrides {
             Some("duration") if self.duration.is_some() => "--duration",
             Some("clients.count") if self.clients.is_some() => "--clients",
             Some("seed") if self.seed.is_some() => "--seed",
-            Some("target.peer" | "target.url" | "target.protocol" | "transports")
+            Some("target.peer" | "target.url" | "target.protocol" | "transports" | "stacks")
                 if self.peer.is_some() =>
             {
                 "--peer"
+            }
+            Some(key)
+                if key.ends_with(".socketio_websocket") && self.socketio_websocket.is_some() =>
+            {
+                "--socketio-websocket"
             }
             _ => return error,
         };
@@ -316,6 +331,7 @@ impl Scenario {
             senders: self.senders,
             rate_per_sender: self.rate,
             payload_bytes: self.payload_bytes as u64,
+            chat_mode: Some(self.chat_mode.id().to_owned()),
             short_poll_interval_ms: ms(self.short_poll_interval),
             long_poll_timeout_ms: ms(self.long_poll_timeout),
             network: report::results::NetworkInfo {

@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 use super::keys::{self, KEYS};
+use super::stacks as keys_stacks;
 use super::target as keys_target;
 use super::{Overrides, ScenarioError, SweepKey};
 
@@ -42,11 +43,40 @@ pub(super) struct RawScenario {
     #[serde(default)]
     pub network: RawNetwork,
     #[serde(default)]
-    pub target: RawTarget,
+    pub target: Option<RawTarget>,
+    #[serde(default)]
+    pub stacks: Option<Vec<RawStack>>,
     #[serde(default)]
     pub cluster: RawCluster,
     #[serde(default)]
     pub faults: RawFaults,
+}
+
+/// One `[[stacks]]` entry: a `[target]` table plus its name and transports. It repeats
+/// [`RawTarget`]'s fields because serde cannot deny unknown fields through `#[serde(flatten)]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStack {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub transports: Option<Vec<String>>,
+    #[serde(default)]
+    pub peer: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub nchan_buffer: Option<i64>,
+    #[serde(default)]
+    pub socketio_websocket: Option<String>,
+    #[serde(default)]
+    pub subscribe: Option<String>,
+    #[serde(default)]
+    pub publish: Option<String>,
+    #[serde(default)]
+    pub publish_body: Option<String>,
 }
 
 /// `[target]`
@@ -113,6 +143,8 @@ pub(super) struct RawChat {
     pub rate: Option<toml::Value>,
     #[serde(default)]
     pub payload_bytes: Option<i64>,
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// `[short_poll]`
@@ -177,6 +209,8 @@ pub(super) fn apply_overrides(table: &mut toml::Table, o: &Overrides) {
         table.insert(keys::SEED.name.into(), toml::Value::Integer(seed));
     }
     if let Some(peer) = &o.peer {
+        // One peer instead of the file's stacks: `--peer` measures that stack alone.
+        table.remove(keys_stacks::STACKS_NAME.section().unwrap_or_default());
         let target = table
             .entry(keys_target::TARGET_PEER.section().unwrap_or_default())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -185,6 +219,34 @@ pub(super) fn apply_overrides(table: &mut toml::Table, o: &Overrides) {
                 keys_target::TARGET_PEER.field().into(),
                 toml::Value::String(peer.clone()),
             );
+        }
+    }
+    if let Some(how) = &o.socketio_websocket {
+        let field = keys_target::TARGET_SOCKETIO_WEBSOCKET.field();
+        let value = toml::Value::String(how.clone());
+        match table.get_mut(keys_stacks::STACKS_NAME.section().unwrap_or_default()) {
+            // Every Socket.IO entry of the stacks: the flag says how Socket.IO's WebSocket opens.
+            Some(toml::Value::Array(entries)) => {
+                for entry in entries.iter_mut().filter_map(toml::Value::as_table_mut) {
+                    let speaks =
+                        |k: &str| entry.get(k).and_then(toml::Value::as_str) == Some("socketio");
+                    if speaks("peer") || speaks("protocol") {
+                        entry.insert(field.into(), value.clone());
+                    }
+                }
+            }
+            _ => {
+                let target = table
+                    .entry(
+                        keys_target::TARGET_SOCKETIO_WEBSOCKET
+                            .section()
+                            .unwrap_or_default(),
+                    )
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(t) = target {
+                    t.insert(field.into(), value);
+                }
+            }
         }
     }
     if let Some(n) = o.clients {
@@ -243,8 +305,8 @@ fn raw_error(file: &std::path::Path, path: &str, inner: &str) -> ScenarioError {
     invalid(file, key, inner.to_owned())
 }
 
-/// Finds the one key given a list of values. `transports` is a list by nature and is not a
-/// sweep, and `[thresholds]` entries are not keys of the format. Two swept keys, or a list
+/// Finds the one key given a list of values. `transports` and `[[stacks]]` are lists by nature
+/// and are not sweeps, and `[thresholds]` entries are not keys of the format. Two swept keys, or a list
 /// where a sweep is not allowed, are errors.
 pub(super) fn find_sweep(
     file: &std::path::Path,
@@ -278,7 +340,9 @@ pub(super) fn find_sweep(
         Ok(())
     };
     for (key, value) in table {
-        if key == keys::THRESHOLDS.name {
+        // `[[stacks]]` is a list of tables by nature, not a sweep.
+        if key == keys::THRESHOLDS.name || Some(key.as_str()) == keys_stacks::STACKS_NAME.section()
+        {
             continue;
         }
         if let toml::Value::Table(inner) = value {

@@ -300,3 +300,48 @@ impl Validator<'_> {
         })
     }
 }
+
+impl Validator<'_> {
+    /// `chat.mode` against the stacks: a server that can only broadcast (nchan's channels,
+    /// a generic endpoint) takes only `all`; a direct message needs a second client; the
+    /// Socket.IO peer is told the mode as its default.
+    pub(super) fn mode_for_stacks(
+        &self,
+        mode: crate::recipients::ChatMode,
+        min_clients: f64,
+        stacks: &mut [super::Stack],
+    ) -> Result<(), ScenarioError> {
+        use crate::peer::{Peer, RelayMode};
+        use crate::recipients::ChatMode;
+        let key = keys::CHAT_MODE.name;
+        if mode == ChatMode::Direct && min_clients < 2.0 {
+            return Err(self.err(
+                key,
+                "\"direct\" sends each message to another client, so clients.count must be at least 2",
+            ));
+        }
+        for stack in stacks {
+            let protocol = stack.target.protocol;
+            if mode != ChatMode::All
+                && matches!(protocol, ProtocolChoice::Nchan | ProtocolChoice::Generic)
+            {
+                return Err(self.err(
+                    key,
+                    format!(
+                        "{} delivers every message to every subscriber of the room, so it cannot do {:?} (only \"all\"); measure that mode on duplex or socketio",
+                        protocol.id(),
+                        mode.id()
+                    ),
+                ));
+            }
+            if let Some(Peer::SocketIo { mode: relay, .. }) = stack.target.peer.as_mut() {
+                *relay = match mode {
+                    ChatMode::All => RelayMode::All,
+                    ChatMode::Others => RelayMode::Others,
+                    ChatMode::Direct => RelayMode::Direct,
+                };
+            }
+        }
+        Ok(())
+    }
+}

@@ -13,6 +13,7 @@ use super::keys::{self, Default, Key, Range, duration_text, grouped};
 use super::raw::RawScenario;
 use super::{Network, Overrides, Scenario, ScenarioError, Sweep, SweepKey};
 use crate::clients::profile::ClientProfile;
+use crate::recipients::ChatMode;
 use crate::thresholds::{self, Origin};
 
 /// What the drain must leave beyond the network's share and the poll interval: the server's
@@ -44,7 +45,7 @@ impl Validator<'_> {
             return Err(self.err(keys::DESCRIPTION.name, "must say what the scenario shows"));
         }
         let transports = self.transports(raw.transports)?;
-        let target = self.target(raw.target, &transports)?;
+        let stacks = self.stacks(raw.target, raw.stacks, &transports)?;
         let duration = self.duration(&keys::DURATION, raw.duration.as_deref())?;
         let warmup = self.duration(&keys::WARMUP, raw.warmup.as_deref())?;
         let drain = self.duration(&keys::DRAIN, raw.drain.as_deref())?;
@@ -70,6 +71,12 @@ impl Validator<'_> {
         let rates =
             self.sweep_values(key, raw.chat.rate.as_ref(), |v| self.number_value(key, v))?;
         let payload = self.integer(&keys::CHAT_PAYLOAD_BYTES, raw.chat.payload_bytes)?;
+        let chat_mode = self
+            .choice(&keys::CHAT_MODE, raw.chat.mode)?
+            .and_then(|w| ChatMode::from_id(&w))
+            .unwrap_or_default();
+        let mut stacks = stacks;
+        self.mode_for_stacks(chat_mode, min_count, &mut stacks)?;
         let cookie_bytes =
             self.integer(&keys::CLIENTS_COOKIE_BYTES, raw.clients.cookie_bytes)? as usize;
         let client_profile = match self
@@ -124,9 +131,14 @@ impl Validator<'_> {
         let max_ms = |values: &[f64]| {
             Duration::from_secs_f64(values.iter().cloned().fold(0.0, f64::max) / 1e3)
         };
+        let measured: Vec<Transport> = stacks
+            .iter()
+            .flat_map(|s| s.transports.as_deref().unwrap_or(&transports))
+            .copied()
+            .collect();
         let drain = self.long_enough_drain(
             drain,
-            &transports,
+            &measured,
             max_ms(&intervals),
             max_ms(&rtts),
             jitter,
@@ -160,6 +172,7 @@ impl Validator<'_> {
             senders: senders as u64,
             rate: rates[0],
             payload_bytes: payload as usize,
+            chat_mode,
             short_poll_interval: Duration::from_secs_f64(intervals[0] / 1e3),
             long_poll_timeout,
             network: Network {
@@ -173,7 +186,7 @@ impl Validator<'_> {
             seed,
             thresholds,
             notes,
-            target,
+            stacks,
         })
     }
 
@@ -249,7 +262,7 @@ impl Validator<'_> {
         needed
     }
 
-    fn name(&self, key: &Key, value: Option<String>) -> Result<String, ScenarioError> {
+    pub(super) fn name(&self, key: &Key, value: Option<String>) -> Result<String, ScenarioError> {
         let value = match (value, key.default) {
             (Some(v), _) => v,
             (None, Default::Text(d)) => d.to_owned(),
@@ -266,7 +279,10 @@ impl Validator<'_> {
         Ok(value)
     }
 
-    fn transports(&self, list: Option<Vec<String>>) -> Result<Vec<Transport>, ScenarioError> {
+    pub(super) fn transports(
+        &self,
+        list: Option<Vec<String>>,
+    ) -> Result<Vec<Transport>, ScenarioError> {
         let key = keys::TRANSPORTS.name;
         // The default ("all four, in that order"), as the table says.
         let Some(list) = list else {

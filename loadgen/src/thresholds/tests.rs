@@ -32,6 +32,8 @@ fn phase(transport: &str) -> Phase {
         traces: Vec::new(),
         warnings: Vec::new(),
         model_floor_ms: None,
+        model_floor_spread_ms: None,
+        stack: None,
         reconnects: 0,
         node_killed: None,
         server_processes: Vec::new(),
@@ -264,4 +266,23 @@ fn nothing_delivered_fails_a_latency_threshold() {
     );
     assert_eq!(v.failures(), 1);
     assert!(table(&v).contains("none"), "{}", table(&v));
+}
+
+#[test]
+fn a_misdelivered_message_fails_a_run_whose_mode_leaves_clients_out() {
+    let mut stray = phase("websocket");
+    stray.integrity.misdelivered = 2;
+    stray.stack = Some("socketio".into());
+    let mut r = results(vec![stray]);
+    r.scenario.chat_mode = Some("others".into());
+    let v = evaluate(&r, &[], false);
+    let fail = v
+        .checks
+        .iter()
+        .find(|c| c.outcome == Outcome::Fail)
+        .unwrap();
+    assert_eq!(
+        (fail.subject.as_str(), fail.rule.as_str(), fail.value),
+        ("socketio/websocket", "misdelivered == 0", Some(2.0))
+    );
 }

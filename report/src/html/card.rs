@@ -184,10 +184,24 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         let i = &phase.integrity;
         cells[9].push(CardCell {
             measured: format!("{} / {} / {}", i.missing, i.duplicates, i.out_of_order),
+            // Who received what: the deliveries owed under the chat mode, and any that reached
+            // a client the message was not for.
             detail: format!(
-                "{} of {} delivered",
+                "{} of {} owed delivered{}{}",
                 format::count(i.deliveries_received),
-                format::count(i.deliveries_expected)
+                format::count(i.deliveries_expected),
+                match results.scenario.chat_mode.as_deref() {
+                    None | Some("all") => String::new(),
+                    mode => format!(" (each message for {})", format::chat_mode(mode)),
+                },
+                if i.misdelivered > 0 {
+                    format!(
+                        "; {} misdelivered to clients a message was not for",
+                        format::count(i.misdelivered)
+                    )
+                } else {
+                    String::new()
+                }
             ),
             expected: Some("0 / 0 / 0".into()),
             flagged: !verdicts.integrity_ok,
@@ -223,7 +237,7 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         ),
         (
             "Missing / duplicated / out of order",
-            "integrity: all should be 0",
+            "integrity: all should be 0 (each client is owed the messages for it)",
         ),
     ];
     let rows = labels
@@ -238,20 +252,29 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
     Card { columns, rows }
 }
 
-/// Under a latency the model puts a server floor in: how long the server takes, and how the
-/// report knows.
+/// Under a latency: the server's time the verdict allows for, and how the report knows. In
+/// the model for every transport but short polling, whose model leaves it out and whose band
+/// allows it above the model (only when measured: see [`crate::analysis::Verdicts::judge`]).
 fn floor_note(a: &PhaseAnalysis) -> String {
-    if a.model.is_none() || a.transport == Some(Transport::ShortPoll) {
+    let short_poll = a.transport == Some(Transport::ShortPoll);
+    if a.model.is_none() || (short_poll && a.floor.source != FloorSource::Measured) {
         return String::new();
     }
     let source = match a.floor.source {
         FloorSource::Measured => "measured before the phase",
         FloorSource::FastestDelivery => "the run's fastest delivery; not measured",
     };
-    format!(
-        "server time in the model: {} ({source})",
-        format::ms(a.floor.ms)
-    )
+    let spread = if a.floor.spread_ms > 0.0 {
+        format!(" ± {}", format::ms(a.floor.spread_ms))
+    } else {
+        String::new()
+    };
+    let what = if short_poll {
+        "server time allowed beyond the model"
+    } else {
+        "server time in the model"
+    };
+    format!("{what}: {}{spread} ({source})", format::ms(a.floor.ms))
 }
 
 /// The transport's explanation for students, written around this run's numbers.

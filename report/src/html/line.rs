@@ -129,7 +129,7 @@ pub fn latency_cdf(run: &RunAnalysis) -> LineChart {
                 })
                 .collect();
             series.push(Series {
-                transport: p.transport.clone(),
+                transport: transport::phase_id(p.stack.as_deref(), &p.transport),
                 colour,
                 path: path(&points),
                 dashed: false,
@@ -140,7 +140,7 @@ pub fn latency_cdf(run: &RunAnalysis) -> LineChart {
             let points = model_points(m, &xs, &ys, lo, hi);
             if points.len() > 1 {
                 series.push(Series {
-                    transport: p.transport.clone(),
+                    transport: transport::phase_id(p.stack.as_deref(), &p.transport),
                     colour,
                     path: path(&points),
                     dashed: true,
@@ -246,8 +246,12 @@ pub fn per_second(run: &RunAnalysis, what: PerSecond) -> LineChart {
         .iter()
         .flat_map(|p| p.timeseries.iter().map(value))
         .fold(0.0, f64::max);
+    let ids: Vec<String> = phases
+        .iter()
+        .map(|p| transport::phase_id(p.stack.as_deref(), &p.transport))
+        .collect();
     let (legend, legend_bottom) = legend_rows(
-        transport_legend(phases.iter().map(|p| p.transport.as_str()), false),
+        transport_legend(ids.iter().map(String::as_str), false),
         LEFT,
         34.0,
     );
@@ -263,7 +267,7 @@ pub fn per_second(run: &RunAnalysis, what: PerSecond) -> LineChart {
                 .map(|s| (xs.map(f64::from(s.second)), ys.map(value(s))))
                 .collect();
             Series {
-                transport: p.transport.clone(),
+                transport: transport::phase_id(p.stack.as_deref(), &p.transport),
                 colour: transport::colour_of(&p.transport),
                 path: path(&points),
                 dashed: false,

@@ -298,6 +298,10 @@ fn scenario_facts(results: &Results, headline: Option<&Run>) -> Vec<(String, Str
             ),
         ),
         (
+            "Each message for".into(),
+            format::chat_mode(s.chat_mode.as_deref()),
+        ),
+        (
             "Time per transport".into(),
             format!(
                 "{} s warm-up, {} s measured, {} s drain",
@@ -409,7 +413,10 @@ fn warnings(results: &Results) -> Vec<String> {
             format!(" (sweep value {})", format::real(v))
         });
         for phase in &run.phases {
-            let name = transport::label_of(&phase.transport);
+            let name = transport::label_of(&transport::phase_id(
+                phase.stack.as_deref(),
+                &phase.transport,
+            ));
             if phase.loadgen.saturated {
                 out.push(format!(
                     "{name}{at}: the load generator was saturated (timer lag p99 {}, {:.1} CPU s); \

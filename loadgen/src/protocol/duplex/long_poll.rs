@@ -22,7 +22,9 @@ pub struct LongPollClient {
 }
 
 impl TransportClient for LongPollClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         Ok(Self {
             conn: open(me).await?,
         })

@@ -60,15 +60,16 @@ impl TargetProtocol for Duplex {
     fn publish_request(
         &self,
         phase: &PhaseCtx,
-        from: &str,
+        stamp: &Stamp,
         body: String,
     ) -> Request<Full<bytes::Bytes>> {
+        let (to, echo) = phase.addressing(stamp.sender as usize, stamp.n);
         let body = PublishRequest {
-            from: from.to_owned(),
+            from: format!("c{}", stamp.sender),
             body,
             event: None,
-            to: None,
-            echo: None,
+            to,
+            echo,
         };
         let json = serde_json::to_string(&body).expect("a publish request serializes");
         HttpConn::request(phase, "POST", &room_path(phase, "messages"), Some(json))

@@ -24,7 +24,9 @@ pub struct ShortPollClient {
 }
 
 impl TransportClient for ShortPollClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let conn = open(me).await?;
         let period = me.phase.short_poll_interval;
         let offset = me.rng.random_range(Duration::ZERO..period);

@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use super::room_path;
 use super::stream::take_stream_item;
 use crate::clients::http::{HttpConn, snippet};
-use crate::clients::profile::RequestKind;
 use crate::clients::{ClientError, ClientHandle, TransportClient};
 
 /// How long the subscription's response head may take.
@@ -165,23 +164,19 @@ fn take_event(me: &mut ClientHandle, event: &SseEvent, at: Instant) -> Result<()
 }
 
 impl TransportClient for SseClient {
+    type Setup = ();
+
     /// Opens a connection and subscribes from `me.since` (with `Last-Event-ID` on a resubscribe,
     /// as `EventSource` does).
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let mut conn = HttpConn::open(&me.phase).await?;
         let path = room_path(
             &me.phase,
             &format!("sse?since={}&client={}", me.since, me.id),
         );
-        let mut request = HttpConn::request(&me.phase, "GET", &path, None);
+        let mut request = HttpConn::event_source_request(&me.phase, &path);
         let headers = request.headers_mut();
-        headers.insert(
-            hyper::header::ACCEPT,
-            hyper::header::HeaderValue::from_static("text/event-stream"),
-        );
-        let profile = me.phase.profile;
-        profile.apply(headers, RequestKind::EventSource, &me.phase.authority);
         if me.since > 0 {
             headers.insert("last-event-id", me.since.into());
         }

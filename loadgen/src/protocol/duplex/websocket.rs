@@ -15,37 +15,23 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use wire::ClientFrame;
 
 use super::room_path;
 use super::stream::{SendReply, take_stream_item};
 use crate::clients::http::{CONNECT_TIMEOUT, head_len};
-use crate::clients::profile::RequestKind;
-use crate::clients::{ClientError, ClientHandle, PublishOrder, TransportClient};
+use crate::clients::{ClientError, ClientHandle, PublishOrder, TransportClient, ws};
 use crate::clock;
 use crate::conn::ClientIo;
 use crate::stamp::Stamp;
-
-/// Chat frames are a few hundred bytes: 4 KiB buffers instead of tungstenite's 128 KiB keep
-/// 5,000 sockets within memory.
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(1024 * 1024))
-        .max_frame_size(Some(1024 * 1024))
-}
 
 /// A WebSocket client: its socket and the sends on it awaiting their ack.
 #[derive(Debug)]
 pub struct WebSocketClient {
     socket: WebSocketStream<ClientIo>,
     /// ref -> when it was sent, for sends not yet acknowledged.
-    pending: HashMap<u64, Instant>,
+    pending: HashMap<u64, (Instant, u32)>,
     next_ref: u64,
 }
 
@@ -58,15 +44,17 @@ impl WebSocketClient {
             scheduled_ns: clock::ns_at(order.scheduled.into_std()),
         };
         self.next_ref += 1;
+        let (to, echo) = me.phase.addressing(me.index, order.n);
         let frame = ClientFrame::Send {
             body: stamp.encode(me.phase.payload_bytes),
             event: None,
-            to: None,
-            echo: None,
+            to,
+            echo,
             reference: Some(self.next_ref),
         };
         let text = serde_json::to_string(&frame).expect("a frame serializes");
-        self.pending.insert(self.next_ref, Instant::now());
+        self.pending
+            .insert(self.next_ref, (Instant::now(), order.n));
         me.phase.meter.traffic.requests.fetch_add(1, Relaxed);
         self.socket.send(WsMessage::text(text)).await?;
         Ok(())
@@ -87,13 +75,14 @@ impl WebSocketClient {
         match take_stream_item(me, text.as_str(), at, "frame")? {
             None => {}
             Some(SendReply::Ack { reference, seq }) => {
-                if let Some(sent) = self.pending.remove(&reference) {
+                // Refs are per connection and acks come on it, so every ack has its send here.
+                if let Some((sent, n)) = self.pending.remove(&reference) {
                     me.phase
                         .meter
                         .request_rtt
                         .record_us(me.index, (at - sent).as_micros() as u64);
+                    me.phase.publish_acked(seq, me.index, n);
                 }
-                me.phase.publish_acked(seq);
             }
             Some(SendReply::Error { error, reference }) => {
                 if let Some(r) = reference {
@@ -109,23 +98,13 @@ impl WebSocketClient {
 }
 
 impl TransportClient for WebSocketClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let phase = &me.phase;
-        let url = format!(
-            "ws://{}{}",
-            phase.authority,
-            room_path(phase, &format!("ws?since={}&client={}", me.since, me.id))
-        );
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
-        phase.profile.apply(
-            request.headers_mut(),
-            RequestKind::WebSocket,
-            &phase.authority,
-        );
+        let path = room_path(phase, &format!("ws?since={}&client={}", me.since, me.id));
+        let request = ws::upgrade_request(phase, &path)?;
         let (io, bytes) =
             tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
                 .await
@@ -133,7 +112,7 @@ impl TransportClient for WebSocketClient {
         phase.meter.request_started();
         let handshake = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(request, io, Some(config())),
+            tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
         )
         .await;
         phase.meter.request_finished();

@@ -62,7 +62,7 @@ impl TargetProtocol for Nchan {
     fn publish_request(
         &self,
         phase: &PhaseCtx,
-        _from: &str,
+        _stamp: &Stamp,
         body: String,
     ) -> Request<Full<bytes::Bytes>> {
         let mut request =

@@ -156,7 +156,9 @@ pub struct IntervalPollClient {
 }
 
 impl TransportClient for IntervalPollClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let conn = open(me).await?;
         let period = me.phase.short_poll_interval;
         let offset = me.rng.random_range(Duration::ZERO..period);
@@ -194,7 +196,9 @@ pub struct LongPollClient {
 }
 
 impl TransportClient for LongPollClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         Ok(Self {
             conn: open(me).await?,
         })

@@ -12,17 +12,15 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
-use hyper::header::{ACCEPT, HeaderValue};
+use hyper::header::HeaderValue;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::sub_path;
 use crate::clients::http::{CONNECT_TIMEOUT, HttpConn, head_len, snippet};
-use crate::clients::{ClientError, ClientHandle, TransportClient};
+use crate::clients::{ClientError, ClientHandle, TransportClient, ws};
 use crate::codec::nchan::{MessageId, WS_SUBPROTOCOL, WsFrame};
 use crate::conn::ClientIo;
 use crate::protocol::duplex::sse::EventStream;
@@ -39,12 +37,13 @@ pub struct EventSourceClient {
 }
 
 impl TransportClient for EventSourceClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let mut conn = HttpConn::open(&me.phase).await?;
-        let mut request = HttpConn::request(&me.phase, "GET", &sub_path(&me.phase, "sse"), None);
+        let mut request = HttpConn::event_source_request(&me.phase, &sub_path(&me.phase, "sse"));
         let headers = request.headers_mut();
-        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         if let Some(id) = me
             .resume
             .as_deref()
@@ -95,16 +94,6 @@ impl TransportClient for EventSourceClient {
     }
 }
 
-/// Chat frames are small: 4 KiB buffers keep thousands of idle sockets cheap (as duplex's).
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(1024 * 1024))
-        .max_frame_size(Some(1024 * 1024))
-}
-
 /// An nchan WebSocket subscription.
 #[derive(Debug)]
 pub struct WebSocketClient {
@@ -112,18 +101,17 @@ pub struct WebSocketClient {
 }
 
 impl TransportClient for WebSocketClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let phase = &me.phase;
-        let mut url = format!("ws://{}{}", phase.authority, sub_path(phase, "ws"));
+        let mut path = sub_path(phase, "ws");
         if let Some(id) = &me.resume {
-            url.push_str("?last_event_id=");
-            url.push_str(id);
+            path.push_str("?last_event_id=");
+            path.push_str(id);
         }
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
+        let mut request = ws::upgrade_request(phase, &path)?;
         request.headers_mut().insert(
             "sec-websocket-protocol",
             HeaderValue::from_static(WS_SUBPROTOCOL),
@@ -134,7 +122,7 @@ impl TransportClient for WebSocketClient {
         phase.meter.request_started();
         let handshake = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(request, io, Some(config())),
+            tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
         )
         .await;
         phase.meter.request_finished();

@@ -77,7 +77,7 @@ impl TargetProtocol for SocketIo {
     fn publish_request(
         &self,
         phase: &PhaseCtx,
-        _from: &str,
+        _stamp: &Stamp,
         body: String,
     ) -> Request<Full<bytes::Bytes>> {
         HttpConn::request(phase, "POST", BASE, Some(body))
@@ -100,10 +100,10 @@ pub fn query(me: &ClientHandle) -> String {
     format!("room={}&client={}", me.phase.room, me.id)
 }
 
-/// A sender's emits awaiting their ack: ack id -> (when sent, the message's seq).
+/// A sender's emits awaiting their ack: ack id -> (when sent, the message's seq, its counter).
 #[derive(Debug, Default)]
 pub struct Pending {
-    acks: HashMap<u64, (Instant, u64)>,
+    acks: HashMap<u64, (Instant, u64, u32)>,
     next: u64,
 }
 
@@ -119,14 +119,19 @@ impl Pending {
         self.next += 1;
         self.acks.insert(
             self.next,
-            (Instant::now(), stamp.log_position(me.phase.senders)),
+            (
+                Instant::now(),
+                stamp.log_position(me.phase.senders),
+                order.n,
+            ),
         );
         me.phase.meter.traffic.requests.fetch_add(1, Relaxed);
+        let (to, echo) = me.phase.addressing(me.index, order.n);
         sio::encode_chat(
             &ChatSend {
                 body: &body,
-                to: None,
-                echo: None,
+                to: to.as_deref(),
+                echo,
             },
             Some(self.next),
         )
@@ -151,7 +156,7 @@ pub fn take_message(
                 .first()
                 .and_then(|a| a.get("ok"))
                 .and_then(|ok| ok.as_bool());
-            let Some((sent, seq)) = pending.acks.remove(&id) else {
+            let Some((sent, seq, n)) = pending.acks.remove(&id) else {
                 return Ok(());
             };
             if ok != Some(true) {
@@ -163,7 +168,7 @@ pub fn take_message(
                 .meter
                 .request_rtt
                 .record_us(me.index, (at - sent).as_micros() as u64);
-            me.phase.publish_acked(seq);
+            me.phase.publish_acked(seq, me.index, n);
             Ok(())
         }
         sio::Packet::Disconnect => Err(ClientError::Closed),

@@ -185,7 +185,9 @@ impl PollingClient {
 }
 
 impl TransportClient for PollingClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let mut get = HttpConn::open(&me.phase).await?;
         let handshake = open_session(me, &mut get).await?;

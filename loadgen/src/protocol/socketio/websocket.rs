@@ -15,27 +15,15 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::{BASE, Pending, polling, query, take_message};
 use crate::clients::http::{CONNECT_TIMEOUT, HttpConn, head_len};
-use crate::clients::{ClientError, ClientHandle, TransportClient};
+use crate::clients::{ClientError, ClientHandle, TransportClient, ws};
 use crate::codec::CodecError;
 use crate::codec::engineio::{self, Packet};
 use crate::codec::socketio::CONNECT;
 use crate::conn::ClientIo;
-
-/// Chat frames are small: 4 KiB buffers keep thousands of idle sockets cheap (as duplex's).
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(1024 * 1024))
-        .max_frame_size(Some(1024 * 1024))
-}
 
 fn protocol(e: CodecError) -> ClientError {
     ClientError::Protocol(e.to_string())
@@ -47,18 +35,14 @@ async fn open_socket(
     path: &str,
 ) -> Result<WebSocketStream<ClientIo>, ClientError> {
     let phase = &me.phase;
-    let url = format!("ws://{}{path}", phase.authority);
-    let request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| ClientError::Protocol(format!("bad url {url}: {e}")))?;
+    let request = ws::upgrade_request(phase, path)?;
     let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
         .await
         .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
     phase.meter.request_started();
     let handshake = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(request, io, Some(config())),
+        tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
     )
     .await;
     phase.meter.request_finished();
@@ -190,7 +174,9 @@ async fn join(socket: &mut WebSocketStream<ClientIo>) -> Result<(), ClientError>
 pub struct WebSocketClient(Session);
 
 impl TransportClient for WebSocketClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let path = engineio::websocket_path(BASE, &query(me), None);
         let mut socket = open_socket(me, &path).await?;
@@ -223,7 +209,9 @@ impl TransportClient for WebSocketClient {
 pub struct UpgradedClient(Session);
 
 impl TransportClient for UpgradedClient {
-    async fn connect(me: &mut ClientHandle) -> Result<Self, ClientError> {
+    type Setup = ();
+
+    async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
         let mut conn = HttpConn::open(&me.phase).await?;
         let handshake = polling::open_session(me, &mut conn).await?;

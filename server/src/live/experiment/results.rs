@@ -105,6 +105,7 @@ pub fn results(e: &Experiment, listening: Option<SocketAddr>) -> Results {
             senders: 1,
             rate_per_sender: 1000.0 / e.plan.flash_every_ms as f64,
             payload_bytes: 0,
+            chat_mode: None,
             short_poll_interval_ms: e.plan.short_poll_interval_ms as f64,
             long_poll_timeout_ms: 25_000.0,
             network: NetworkInfo::default(),
@@ -141,6 +142,7 @@ pub fn results(e: &Experiment, listening: Option<SocketAddr>) -> Results {
             method: METHOD.into(),
             notes,
         }),
+        checks: Vec::new(),
     }
 }
 
@@ -225,6 +227,8 @@ fn phase(
         traces: Vec::new(),
         warnings,
         model_floor_ms: None,
+        model_floor_spread_ms: None,
+        stack: None,
         reconnects: 0,
         node_killed: None,
         server_processes: Vec::new(),

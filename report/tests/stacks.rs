@@ -1,0 +1,92 @@
+//! A run that compared stacks (`[[stacks]]`): each stack x transport is its own row in the
+//! card, the CSV files and `duplex compare`, named after its stack; a results file without
+//! stacks reads and renders as before.
+
+use report::results::Results;
+use report::summary::SummaryRow;
+
+use crate::helpers::{fixture, render};
+
+/// The fixture's phases twice, once as duplex's and once as nchan's.
+fn two_stacks() -> Results {
+    let mut results = fixture("results.json");
+    let run = results.runs.last_mut().unwrap();
+    let mut phases = Vec::new();
+    for stack in ["duplex", "nchan"] {
+        for phase in &run.phases {
+            let mut p = phase.clone();
+            p.stack = Some(stack.to_owned());
+            phases.push(p);
+        }
+    }
+    run.phases = phases;
+    results
+}
+
+#[test]
+fn each_stack_and_transport_is_its_own_row_named_after_its_stack() {
+    let results = two_stacks();
+    let per_stack = results.runs.last().unwrap().phases.len() / 2;
+    let (dir, html) = render(&results, "stacks_rows");
+    assert!(html.contains("nchan · SSE"), "the card names nchan's SSE");
+    assert!(html.contains("duplex · WebSocket"));
+    let rows: Vec<SummaryRow> = csv::Reader::from_path(dir.join("summary.csv"))
+        .unwrap()
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 2 * per_stack);
+    let nchan: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.stack.as_deref() == Some("nchan"))
+        .collect();
+    assert_eq!(nchan.len(), per_stack);
+    // The JSON round-trips with the stack names.
+    let text = serde_json::to_string(&results).unwrap();
+    let back: Results = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, results);
+}
+
+#[test]
+fn compare_pairs_phases_by_stack_and_transport() {
+    let base = two_stacks();
+    let mut new = base.clone();
+    let run = new.runs.last_mut().unwrap();
+    for phase in run
+        .phases
+        .iter_mut()
+        .filter(|p| p.stack.as_deref() == Some("nchan"))
+    {
+        phase.integrity.missing += 7;
+    }
+    let c = report::compare::compare(&base, &new);
+    let changed: Vec<&str> = c
+        .differences
+        .iter()
+        .filter(|d| d.figure.starts_with("missing") && d.base != d.new)
+        .map(|d| d.transport.as_str())
+        .collect();
+    assert!(
+        !changed.is_empty(),
+        "{:?}",
+        c.differences.iter().map(|d| d.figure).collect::<Vec<_>>()
+    );
+    assert!(
+        changed.iter().all(|t| t.starts_with("nchan/")),
+        "{changed:?}"
+    );
+}
+
+#[test]
+fn results_without_stacks_name_rows_by_transport_alone() {
+    let results = fixture("results.json");
+    assert!(
+        results
+            .runs
+            .iter()
+            .flat_map(|r| &r.phases)
+            .all(|p| p.stack.is_none())
+    );
+    let (_, html) = render(&results, "stacks_none");
+    assert!(!html.contains(" · SSE"));
+}
