@@ -278,6 +278,19 @@ fn a_run_on_three_nodes_on_redis_delivers_everything_across_nodes_on_every_trans
         assert_eq!(p.integrity.duplicates, 0, "{t}");
         assert_eq!(p.integrity.out_of_order, 0, "{t}");
         assert!(p.server.cpu_s > 0.0, "{t}: the cluster's CPU from /proc");
+        // Every delivery is either on its sender's node or across nodes, and both happen when
+        // clients are spread over three nodes in turn.
+        let split = p
+            .latency_by_node
+            .as_ref()
+            .expect("a cluster phase splits by node");
+        let (same, across) = (split.same_node.0.len(), split.across_nodes.0.len());
+        assert!(
+            same > 0 && across > 0,
+            "{t}: {same} same-node, {across} across"
+        );
+        assert_eq!(same + across, p.latency.0.len(), "{t}");
+        assert_eq!(p.latency.0.len(), p.integrity.deliveries_received, "{t}");
     }
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -314,6 +327,10 @@ fn a_node_killed_mid_window_sends_its_clients_to_the_others_and_loses_nothing() 
     }
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("Several nodes: 3 duplex nodes on one Redis"));
+    assert!(
+        html.contains("receiver on another node"),
+        "the same-node/across split"
+    );
     assert!(html.contains("Reconnects per second over time"));
     assert!(html.contains("was killed"));
     let _ = std::fs::remove_dir_all(&out);

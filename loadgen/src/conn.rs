@@ -31,6 +31,8 @@ pub const SOURCE_ADDRESSES: u8 = 16;
 pub struct ConnBytes {
     /// Bytes read so far.
     pub read: AtomicU64,
+    /// The node it went to: its server's index in the connector's list (0 for one server).
+    pub node: usize,
 }
 
 /// What a client socket reports to: bytes read go to its connection's and its phase's counters,
@@ -188,16 +190,33 @@ impl Connector {
         }
     }
 
-    /// The next server in turn, skipping those marked down.
-    fn next_server(&self) -> SocketAddr {
+    /// The next server's index in turn, skipping those marked down.
+    fn next_server(&self) -> usize {
         let n = self.servers.len();
         for _ in 0..n {
             let i = self.next_server.fetch_add(1, Relaxed) % n;
             if !self.down[i].load(Relaxed) {
-                return self.servers[i];
+                return i;
             }
         }
-        self.servers[self.next_server.fetch_add(1, Relaxed) % n]
+        self.next_server.fetch_add(1, Relaxed) % n
+    }
+
+    /// Nodes it spreads over (1 for one server).
+    pub fn nodes(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// The node a sender's HTTP publishes go to: each sender has one, as a browser's keep-alive
+    /// pool is held by one node behind a balancer, so every delivery's sender node is known from
+    /// its stamp's sender alone. When that node is down, the next live one after it (the same
+    /// for all the sender's new connections, so its pool does not straddle two nodes).
+    pub fn home_of(&self, sender: usize) -> usize {
+        let n = self.servers.len();
+        (0..n)
+            .map(|k| (sender + k) % n)
+            .find(|&i| !self.down[i].load(Relaxed))
+            .unwrap_or(sender % n)
     }
 
     /// Source addresses in use (1 when not spreading).
@@ -212,7 +231,20 @@ impl Connector {
     /// Opens one counted (and maybe delayed) connection, charging the emulated handshake round
     /// trip when a network is emulated. Counts the connection in `meter`.
     pub async fn connect(&self, meter: &Arc<PhaseMeter>) -> io::Result<(ClientIo, Arc<ConnBytes>)> {
-        let server = self.next_server();
+        self.connect_to(None, meter).await
+    }
+
+    /// [`Connector::connect`] to node `node` (an index into the servers) while it is up, or
+    /// to the next in turn when `None` or down.
+    pub async fn connect_to(
+        &self,
+        node: Option<usize>,
+        meter: &Arc<PhaseMeter>,
+    ) -> io::Result<(ClientIo, Arc<ConnBytes>)> {
+        let node = node
+            .filter(|&i| i < self.servers.len() && !self.down[i].load(Relaxed))
+            .unwrap_or_else(|| self.next_server());
+        let server = self.servers[node];
         let stream = if self.spread {
             let n = self.next_source.fetch_add(1, Relaxed) % usize::from(SOURCE_ADDRESSES);
             let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + n as u8));
@@ -226,7 +258,10 @@ impl Connector {
         // pieces.
         stream.set_nodelay(true)?;
         meter.traffic.connections_opened.fetch_add(1, Relaxed);
-        let conn = Arc::new(ConnBytes::default());
+        let conn = Arc::new(ConnBytes {
+            read: AtomicU64::new(0),
+            node,
+        });
         let counted = Counted::new(
             stream,
             ClientTally {
@@ -250,5 +285,27 @@ impl Connector {
 impl From<DelayedStream> for ClientIo {
     fn from(s: DelayedStream) -> Self {
         ClientIo::Delayed(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sender_keeps_its_home_node_and_moves_to_the_next_live_one_when_it_dies() {
+        let nodes: Vec<SocketAddr> = (10..13)
+            .map(|i| format!("127.0.0.{i}:1").parse().unwrap())
+            .collect();
+        let c = Connector::across(nodes.clone(), NetworkConditions::IDEAL);
+        assert_eq!(
+            (0..4).map(|s| c.home_of(s)).collect::<Vec<_>>(),
+            [0, 1, 2, 0]
+        );
+        c.mark_down(nodes[2]);
+        assert_eq!(
+            (0..4).map(|s| c.home_of(s)).collect::<Vec<_>>(),
+            [0, 1, 0, 0]
+        );
     }
 }

@@ -79,6 +79,10 @@ pub struct PhaseMeter {
     pub published: AtomicU64,
     /// Delivery latency, µs.
     pub latency: ShardedHistogram,
+    /// With a cluster, the deliveries of `latency` whose receiver was on its sender's node.
+    pub latency_same_node: ShardedHistogram,
+    /// With a cluster, those whose receiver was on another node.
+    pub latency_across_nodes: ShardedHistogram,
     /// The slowest delivery since the time series' last tick, µs (taken and zeroed each second).
     pub latency_max_us: AtomicU64,
     /// Clients that reconnected after a failed connection (a counter; the time series takes

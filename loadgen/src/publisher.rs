@@ -145,9 +145,11 @@ pub async fn run_sender(
     // Open the pool's steady state during the warm-up, so the window measures a sender that
     // has been publishing for a while rather than its first handshakes.
     if let PublishVia::Http = via {
-        let opened =
-            futures_util::future::join_all((0..WARM_CONNECTIONS).map(|_| HttpConn::open(&phase)))
-                .await;
+        let home = Some(phase.connector.home_of(schedule.sender));
+        let opened = futures_util::future::join_all(
+            (0..WARM_CONNECTIONS).map(|_| HttpConn::open_to(&phase, home)),
+        )
+        .await;
         for c in opened {
             match c {
                 Ok(c) => pool.give_back(c),
@@ -222,8 +224,10 @@ async fn publish_http(
         .expect("the pool's semaphore is never closed");
     let mut c = match pool.take_idle() {
         Some(c) => c,
-        None => HttpConn::open(phase).await?,
+        None => HttpConn::open_to(phase, Some(phase.connector.home_of(sender))).await?,
     };
+    // Before the publish leaves, so every receiver of it reads this node.
+    phase.sender_on_node(sender, c.node());
     let stamp = Stamp {
         sender: sender as u32,
         n: order.n,

@@ -122,6 +122,24 @@ pub fn print_summary(results: &Results, out: &mut impl Write) -> io::Result<()> 
                     .collect();
                 writeln!(out, "  {}: {}", phase.transport, each.join(" · "))?;
             }
+            if let Some(split) = &phase.latency_by_node {
+                let side = |h: &report::LatencyHistogram| {
+                    let ms = |q| figure(h.quantile_ms(q), 1);
+                    format!(
+                        "{} deliveries, p50 {} p99 {} ms",
+                        h.0.len(),
+                        ms(0.5),
+                        ms(0.99)
+                    )
+                };
+                writeln!(
+                    out,
+                    "  {}: sender's node {} · across nodes {}",
+                    phase.transport,
+                    side(&split.same_node),
+                    side(&split.across_nodes)
+                )?;
+            }
             if let Some(k) = &phase.node_killed {
                 writeln!(
                     out,

@@ -75,6 +75,7 @@ async fn first_request(protocol: Arc<dyn TargetProtocol>, transport: Transport) 
         clients: 1,
         mode: ChatMode::All,
         published: Default::default(),
+        sender_nodes: Vec::new(),
     });
     let stop = CancellationToken::new();
     let client = protocol.client(transport, ClientHandle::new(0, phase, false), stop.clone());

@@ -338,6 +338,7 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
         reconnects: 0,
         node_killed: None,
         server_processes: Vec::new(),
+        latency_by_node: None,
     }
 }
 

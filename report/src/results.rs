@@ -257,6 +257,24 @@ pub struct Phase {
     /// total is [`Phase::server`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_processes: Vec<ProcessCost>,
+    /// With a cluster, [`Phase::latency`] split by whether the receiver was connected to the
+    /// node its message's sender published on (absent for one node and in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_by_node: Option<NodeLatency>,
+}
+
+/// A cluster phase's delivery latency, µs, split by where the two ends were connected. A
+/// delivery whose ends' nodes were not both known (the sender's first publish had not yet
+/// opened its connection) is in neither, so the two may add up to a little less than
+/// [`Phase::latency`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeLatency {
+    /// Receiver on the node the sender published on: no backplane hop between them.
+    #[serde(default)]
+    pub same_node: LatencyHistogram,
+    /// Receiver on another node: the message crossed Redis to reach it.
+    #[serde(default)]
+    pub across_nodes: LatencyHistogram,
 }
 
 /// Per-recipient delivery accounting, summed over all clients of a phase.

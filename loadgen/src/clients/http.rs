@@ -75,12 +75,19 @@ impl Drop for InFlight<'_> {
 }
 
 impl HttpConn {
-    /// Connects (TCP + HTTP/1 handshake, which sends nothing).
+    /// Connects (TCP + HTTP/1 handshake, which sends nothing) to the next node in turn.
     pub async fn open(phase: &PhaseCtx) -> Result<HttpConn, ClientError> {
-        let (io, bytes) =
-            tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
-                .await
-                .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        Self::open_to(phase, None).await
+    }
+
+    /// [`HttpConn::open`] on node `node` while it is up (see [`Connector::connect_to`]).
+    ///
+    /// [`Connector::connect_to`]: crate::conn::Connector::connect_to
+    pub async fn open_to(phase: &PhaseCtx, node: Option<usize>) -> Result<HttpConn, ClientError> {
+        let connect = phase.connector.connect_to(node, &phase.meter);
+        let (io, bytes) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
         let (send, conn) = http1::handshake(TokioIo::new(io)).await?;
         let driver = tokio::spawn(async move {
             // The connection's end (EOF, reset) surfaces as an error on the next request.
@@ -91,6 +98,11 @@ impl HttpConn {
             bytes,
             driver,
         })
+    }
+
+    /// The node it is connected to.
+    pub fn node(&self) -> usize {
+        self.bytes.node
     }
 
     /// Whether the connection can take another request.

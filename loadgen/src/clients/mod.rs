@@ -16,6 +16,7 @@ pub mod profile;
 pub mod ws;
 
 use std::future::Future;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -124,6 +125,10 @@ pub struct PhaseCtx {
     pub mode: ChatMode,
     /// The messages the server acknowledged to this phase's senders.
     pub published: Mutex<Vec<Addressed>>,
+    /// Per sender, 1 + the node its publishes go to (0 until its first connection opened): a
+    /// delivery looks its stamp's sender up here to tell a same-node delivery from one that
+    /// crossed nodes.
+    pub sender_nodes: Vec<AtomicUsize>,
 }
 
 impl PhaseCtx {
@@ -139,6 +144,19 @@ impl PhaseCtx {
     /// Who sender `sender`'s `n`-th message is for, as a publish says it: `(to, echo)`.
     pub fn addressing(&self, sender: usize, n: u32) -> (Option<String>, Option<bool>) {
         self.mode.addressing(sender, n, self.clients)
+    }
+
+    /// Notes that `sender` publishes through node `node` from now on.
+    pub fn sender_on_node(&self, sender: usize, node: usize) {
+        if let Some(slot) = self.sender_nodes.get(sender) {
+            slot.store(node + 1, Relaxed);
+        }
+    }
+
+    /// The node `sender` publishes through, when known.
+    pub fn node_of_sender(&self, sender: usize) -> Option<usize> {
+        let slot = self.sender_nodes.get(sender)?.load(Relaxed);
+        slot.checked_sub(1)
     }
 
     /// ms since the phase start.
@@ -170,6 +188,8 @@ pub struct ClientHandle {
     pub resume: Option<String>,
     /// Its random choices (poll phases), seeded from the run's seed and its index.
     pub rng: StdRng,
+    /// The node its receiving connection went to (see [`ClientHandle::on_node`]).
+    pub node: Option<usize>,
 }
 
 impl ClientHandle {
@@ -186,6 +206,16 @@ impl ClientHandle {
             orders: None,
             resume: None,
             rng: StdRng::seed_from_u64(derive(phase_seed, Stream::PollPhase, index as u64)),
+            node: None,
+        }
+    }
+
+    /// Its receiving connection opened on node `node`; for a WebSocket sender, which publishes
+    /// over that same socket, its publishes go there too.
+    pub fn on_node(&mut self, node: usize) {
+        self.node = Some(node);
+        if self.orders.is_some() {
+            self.phase.sender_on_node(self.index, node);
         }
     }
 
@@ -207,7 +237,17 @@ impl ClientHandle {
         if let (Arrival::First, Some(stamp)) = (arrival, stamp) {
             meter.distinct_deliveries.fetch_add(1, Relaxed);
             let latency_ns = clock::ns_at(at.into_std()).saturating_sub(stamp.scheduled_ns);
-            meter.latency.record_us(self.index, latency_ns / 1_000);
+            let us = latency_ns / 1_000;
+            meter.latency.record_us(self.index, us);
+            if let Some(split) =
+                locality(self.node, self.phase.node_of_sender(stamp.sender as usize))
+            {
+                let by_node = match split {
+                    Locality::SameNode => &meter.latency_same_node,
+                    Locality::AcrossNodes => &meter.latency_across_nodes,
+                };
+                by_node.record_us(self.index, us);
+            }
             meter.latency_max_us.fetch_max(latency_ns / 1_000, Relaxed);
         }
         if self.trace.is_some() {
@@ -312,6 +352,23 @@ pub trait TransportClient: Sized + Send {
     ) -> impl Future<Output = Result<(), ClientError>> + Send;
 }
 
+/// Where a delivery went relative to its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locality {
+    /// The receiver was on the node the sender published on.
+    SameNode,
+    /// The message crossed the backplane to another node.
+    AcrossNodes,
+}
+
+/// A delivery's locality from the receiver's and the sender's nodes, `None` unless both known.
+pub fn locality(receiver: Option<usize>, sender: Option<usize>) -> Option<Locality> {
+    match (receiver?, sender?) {
+        (r, s) if r == s => Some(Locality::SameNode),
+        _ => Some(Locality::AcrossNodes),
+    }
+}
+
 /// Sleeps `d` unless `stop` comes first; `false` when stopped.
 pub async fn pause(d: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
@@ -320,3 +377,6 @@ pub async fn pause(d: Duration, stop: &CancellationToken) -> bool {
         _ = tokio::time::sleep(d) => true,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -101,6 +101,8 @@ pub async fn measure_floor(
         clients: 1,
         mode: ChatMode::All,
         published: Default::default(),
+        // The floor is not split by node.
+        sender_nodes: Vec::new(),
     });
     let stop = CancellationToken::new();
     // Client 0 is the sender and the subscriber, as a phase's first client is.

@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use report::results::{
-    ClientTrace, LoadgenCost, NodeKilled, Phase, ProcessCost, ServerCost, Traffic,
+    ClientTrace, LoadgenCost, NodeKilled, NodeLatency, Phase, ProcessCost, ServerCost, Traffic,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -155,6 +155,7 @@ pub async fn run_phase(
         clients: s.clients as usize,
         mode: s.chat_mode,
         published: Default::default(),
+        sender_nodes: (0..s.senders).map(|_| Default::default()).collect(),
     });
     let bar = progress_bar(setup, transport, s.warmup + s.duration + s.drain);
     let ticker_stop = CancellationToken::new();
@@ -267,6 +268,10 @@ pub async fn run_phase(
             at_s: (*at - start).as_secs_f64(),
         }),
         server_processes: m.processes.clone(),
+        latency_by_node: (setup.connector.nodes() > 1).then(|| NodeLatency {
+            same_node: meter.latency_same_node.merged(),
+            across_nodes: meter.latency_across_nodes.merged(),
+        }),
     }
 }
 

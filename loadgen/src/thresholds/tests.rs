@@ -37,6 +37,7 @@ fn phase(transport: &str) -> Phase {
         reconnects: 0,
         node_killed: None,
         server_processes: Vec::new(),
+        latency_by_node: None,
     };
     p.integrity.deliveries_expected = 100;
     p.integrity.deliveries_received = 100;

@@ -1,10 +1,12 @@
 //! The "Several nodes" section, shown when the run measured a cluster (`[cluster] nodes` above
 //! 1): each process's CPU and memory per phase (Redis and every node, not only the cluster's
 //! total on the card), the node a fault killed and what its clients went through (reconnects,
-//! the slowest delivery per second around the kill), what a backplane hop cost in this run, and
+//! the slowest delivery per second around the kill), delivery latency on the sender's node
+//! against across nodes, what a backplane hop cost in this run, and
 //! what the shared-log design implies for each transport. Every figure is read from the results
 //! file; the implications are the design's, the same for every run.
 
+use crate::LatencyHistogram;
 use crate::analysis::RunAnalysis;
 use crate::format;
 use crate::results::{Phase, Results};
@@ -32,6 +34,37 @@ pub struct ClusterPhase {
     pub hop: String,
     /// The kill and its effect, when the scenario killed a node.
     pub fault: Option<String>,
+    /// Same-node against across-nodes delivery latency (empty in results without the split).
+    pub locality: Vec<LocalityRow>,
+}
+
+/// One side of a phase's delivery latency split by node.
+pub struct LocalityRow {
+    /// `same node`, `across nodes`.
+    pub name: &'static str,
+    /// Deliveries on this side.
+    pub deliveries: String,
+    /// Median latency.
+    pub p50: String,
+    /// 99th percentile.
+    pub p99: String,
+}
+
+/// The rows of `p`'s split, same node first.
+fn locality(p: &Phase) -> Vec<LocalityRow> {
+    let Some(split) = &p.latency_by_node else {
+        return Vec::new();
+    };
+    let row = |name, h: &LatencyHistogram| LocalityRow {
+        name,
+        deliveries: format::count(h.0.len()),
+        p50: h.quantile_ms(0.5).map_or("-".into(), format::ms),
+        p99: h.quantile_ms(0.99).map_or("-".into(), format::ms),
+    };
+    vec![
+        row("receiver on the sender's node", &split.same_node),
+        row("receiver on another node", &split.across_nodes),
+    ]
 }
 
 /// One process in a phase.
@@ -116,6 +149,7 @@ fn phase_block(p: &Phase) -> ClusterPhase {
         rows,
         hop: hop(p),
         fault: fault(p),
+        locality: locality(p),
     }
 }
 

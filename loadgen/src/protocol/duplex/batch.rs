@@ -32,6 +32,7 @@ struct RawBatch<'a> {
 pub async fn open(me: &mut ClientHandle) -> Result<HttpConn, ClientError> {
     let start = Instant::now();
     let conn = HttpConn::open(&me.phase).await?;
+    me.on_node(conn.node());
     me.connected(start);
     Ok(conn)
 }

@@ -196,6 +196,7 @@ impl TransportClient for SseClient {
             .traffic
             .header_down
             .fetch_add(head_len, Relaxed);
+        me.on_node(conn.node());
         me.connected(start);
         Ok(Self {
             _conn: conn,

@@ -105,9 +105,10 @@ impl TransportClient for WebSocketClient {
         let phase = &me.phase;
         let path = room_path(phase, &format!("ws?since={}&client={}", me.since, me.id));
         let request = ws::upgrade_request(phase, &path)?;
-        let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
-            .await
-            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        let (io, bytes) =
+            tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
+                .await
+                .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
         phase.meter.request_started();
         let handshake = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -121,6 +122,7 @@ impl TransportClient for WebSocketClient {
             .traffic
             .header_down
             .fetch_add(head_len(&response), Relaxed);
+        me.on_node(bytes.node);
         me.connected(start);
         Ok(Self {
             socket,

@@ -232,6 +232,7 @@ fn phase(
         reconnects: 0,
         node_killed: None,
         server_processes: Vec::new(),
+        latency_by_node: None,
     }
 }
 
