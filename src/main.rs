@@ -91,7 +91,7 @@ enum Command {
         peer: Option<String>,
         /// How a Socket.IO `websocket` client opens: `direct` (a WebSocket at once) or
         /// `upgrade` (Socket.IO's default: polling first, then the upgrade); overrides
-        /// target.socketio_websocket and that key of every Socket.IO entry of [[stacks]].
+        /// `target.socketio_websocket` and that key of every Socket.IO entry of `[[stacks]]`.
         #[arg(long, value_name = "HOW")]
         socketio_websocket: Option<String>,
         /// The seed for the run's random choices (overrides seed; recorded in results.json).
