@@ -1,14 +1,21 @@
 //! What every protocol's WebSocket client shares before its own handshake logic: the upgrade
 //! request for a path on the phase's server, carrying the client profile's headers (a browser's
 //! `new WebSocket(url)` sends `Origin`, `User-Agent` and the rest whatever the server is), and
-//! the socket's buffer limits. Subprotocols and query strings are the protocol's to add.
+//! the socket's buffer limits, and the connect + handshake every one of them does the same way
+//! ([`open`]). Subprotocols and query strings are the protocol's to add.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::http::{CONNECT_TIMEOUT, head_len};
 use super::profile::RequestKind;
 use super::{ClientError, PhaseCtx};
+use crate::conn::{ClientIo, ConnBytes};
 
 /// Small read buffers (thousands of idle sockets), writes flushed at once, and a 1 MiB cap on
 /// what the server may make us buffer.
@@ -35,4 +42,31 @@ pub fn upgrade_request(phase: &PhaseCtx, path: &str) -> Result<Request, ClientEr
         &phase.authority,
     );
     Ok(request)
+}
+
+/// Opens a connection on the phase's connector and makes the WebSocket handshake for `request`,
+/// each step within [`CONNECT_TIMEOUT`]; the handshake counts as a request in flight and the
+/// `101`'s head as header bytes down. Returns the socket and its connection's counters (which
+/// also say which node it reached).
+pub async fn open(
+    phase: &PhaseCtx,
+    request: Request,
+) -> Result<(WebSocketStream<ClientIo>, Arc<ConnBytes>), ClientError> {
+    let (io, bytes) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
+        .await
+        .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+    phase.meter.request_started();
+    let handshake = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::client_async_with_config(request, io, Some(config())),
+    )
+    .await;
+    phase.meter.request_finished();
+    let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+    phase
+        .meter
+        .traffic
+        .header_down
+        .fetch_add(head_len(&response), Relaxed);
+    Ok((socket, bytes))
 }

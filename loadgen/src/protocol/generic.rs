@@ -27,7 +27,7 @@ use wire::Transport;
 
 use super::TargetProtocol;
 use super::duplex::sse::EventStream;
-use crate::clients::http::{Answer, CONNECT_TIMEOUT, HttpConn, head_len, snippet};
+use crate::clients::http::{Answer, HttpConn, snippet};
 use crate::clients::life::{ClientReport, client_task_with};
 use crate::clients::{ClientError, ClientHandle, PhaseCtx, TransportClient, ws};
 use crate::conn::ClientIo;
@@ -205,22 +205,7 @@ impl TransportClient for GenericWebSocket {
         let start = Instant::now();
         let phase = &me.phase;
         let request = ws::upgrade_request(phase, &path.0)?;
-        let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
-            .await
-            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-        phase.meter.request_started();
-        let handshake = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
-        )
-        .await;
-        phase.meter.request_finished();
-        let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-        phase
-            .meter
-            .traffic
-            .header_down
-            .fetch_add(head_len(&response), Relaxed);
+        let (socket, _) = ws::open(phase, request).await?;
         me.connected(start);
         Ok(Self { socket })
     }

@@ -20,7 +20,6 @@ use wire::ClientFrame;
 
 use super::room_path;
 use super::stream::{SendReply, take_stream_item};
-use crate::clients::http::{CONNECT_TIMEOUT, head_len};
 use crate::clients::{ClientError, ClientHandle, PublishOrder, TransportClient, ws};
 use crate::clock;
 use crate::conn::ClientIo;
@@ -105,23 +104,7 @@ impl TransportClient for WebSocketClient {
         let phase = &me.phase;
         let path = room_path(phase, &format!("ws?since={}&client={}", me.since, me.id));
         let request = ws::upgrade_request(phase, &path)?;
-        let (io, bytes) =
-            tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
-                .await
-                .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-        phase.meter.request_started();
-        let handshake = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
-        )
-        .await;
-        phase.meter.request_finished();
-        let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-        phase
-            .meter
-            .traffic
-            .header_down
-            .fetch_add(head_len(&response), Relaxed);
+        let (socket, bytes) = ws::open(phase, request).await?;
         me.on_node(bytes.node);
         me.connected(start);
         Ok(Self {

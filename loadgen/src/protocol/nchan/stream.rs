@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::sub_path;
-use crate::clients::http::{CONNECT_TIMEOUT, HttpConn, head_len, snippet};
+use crate::clients::http::{HttpConn, snippet};
 use crate::clients::{ClientError, ClientHandle, TransportClient, ws};
 use crate::codec::nchan::{MessageId, WS_SUBPROTOCOL, WsFrame};
 use crate::conn::ClientIo;
@@ -116,22 +116,7 @@ impl TransportClient for WebSocketClient {
             "sec-websocket-protocol",
             HeaderValue::from_static(WS_SUBPROTOCOL),
         );
-        let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
-            .await
-            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-        phase.meter.request_started();
-        let handshake = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
-        )
-        .await;
-        phase.meter.request_finished();
-        let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-        phase
-            .meter
-            .traffic
-            .header_down
-            .fetch_add(head_len(&response), Relaxed);
+        let (socket, _) = ws::open(phase, request).await?;
         me.connected(start);
         Ok(Self { socket })
     }

@@ -8,7 +8,6 @@
 //! Byte accounting: the handshake heads are header bytes, each chat body payload; packet types,
 //! the JSON around bodies, acks, pings and frame headers are framing.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -18,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::{BASE, Pending, polling, query, take_message};
-use crate::clients::http::{CONNECT_TIMEOUT, HttpConn, head_len};
+use crate::clients::http::{CONNECT_TIMEOUT, HttpConn};
 use crate::clients::{ClientError, ClientHandle, TransportClient, ws};
 use crate::codec::CodecError;
 use crate::codec::engineio::{self, Packet};
@@ -36,22 +35,7 @@ async fn open_socket(
 ) -> Result<WebSocketStream<ClientIo>, ClientError> {
     let phase = &me.phase;
     let request = ws::upgrade_request(phase, path)?;
-    let (io, _) = tokio::time::timeout(CONNECT_TIMEOUT, phase.connector.connect(&phase.meter))
-        .await
-        .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-    phase.meter.request_started();
-    let handshake = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(request, io, Some(ws::config())),
-    )
-    .await;
-    phase.meter.request_finished();
-    let (socket, response) = handshake.map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
-    phase
-        .meter
-        .traffic
-        .header_down
-        .fetch_add(head_len(&response), Relaxed);
+    let (socket, _) = ws::open(phase, request).await?;
     Ok(socket)
 }
 
