@@ -90,3 +90,22 @@ fn results_without_stacks_name_rows_by_transport_alone() {
     let (_, html) = render(&results, "stacks_none");
     assert!(!html.contains(" · SSE"));
 }
+
+#[test]
+fn the_page_says_how_order_is_judged_for_a_server_that_numbers_nothing() {
+    let (_, html) = render(&two_stacks(), "stacks_order");
+    let note = html
+        .split("class=\"integrity-note\"")
+        .nth(1)
+        .expect("the card explains integrity");
+    let note: String = note[..note.find("</p>").unwrap()]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(note.contains("A server that numbers nothing"), "{note}");
+    assert!(note.contains("in flight at the same time"), "{note}");
+    assert!(
+        note.contains("sees a different order from the others"),
+        "{note}"
+    );
+}
