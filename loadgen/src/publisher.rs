@@ -240,7 +240,7 @@ async fn publish_http(
     let meter = &phase.meter;
     meter
         .request_rtt
-        .record_us(sender, (answer.end - answer.start).as_micros() as u64);
+        .record_us((answer.end - answer.start).as_micros() as u64);
     let seq = phase.protocol.published_seq(phase, &answer, &stamp)?;
     meter
         .traffic

@@ -244,7 +244,7 @@ impl ClientHandle {
             meter.distinct_deliveries.fetch_add(1, Relaxed);
             let latency_ns = clock::ns_at(at.into_std()).saturating_sub(stamp.scheduled_ns);
             let us = latency_ns / 1_000;
-            meter.latency.record_us(self.index, us);
+            meter.latency.record_us(us);
             if let Some(split) =
                 locality(self.node, self.phase.node_of_sender(stamp.sender as usize))
             {
@@ -252,9 +252,13 @@ impl ClientHandle {
                     Locality::SameNode => &meter.latency_same_node,
                     Locality::AcrossNodes => &meter.latency_across_nodes,
                 };
-                by_node.record_us(self.index, us);
+                by_node.record_us(us);
             }
-            meter.latency_max_us.fetch_max(latency_ns / 1_000, Relaxed);
+            // Read first: the maximum rarely moves, and a read shares the counter's cache line
+            // with the other worker where a `fetch_max` would take it over on every delivery.
+            if us > meter.latency_max_us.load(Relaxed) {
+                meter.latency_max_us.fetch_max(us, Relaxed);
+            }
         }
         if self.trace.is_some() {
             let published_ms = stamp
@@ -326,7 +330,7 @@ impl ClientHandle {
         self.phase
             .meter
             .connect_time
-            .record_us(self.index, (end - start).as_micros() as u64);
+            .record_us((end - start).as_micros() as u64);
         if self.trace.is_some() {
             let (start_ms, end_ms) = (self.phase.ms(start), self.phase.ms(end));
             self.trace_event(TraceEvent::Connect { start_ms, end_ms });
