@@ -386,7 +386,11 @@ async fn client_gone(socket: &mut Socket, discard: bool) {
         return;
     }
     let mut probe = [0u8; 1];
-    match socket.get_ref().get_ref().peek(&mut probe).await {
+    let tcp = socket.get_ref().get_ref();
+    // `poll_peek`, not `peek`: it takes the socket's read waker slot, which still holds hyper's
+    // task's waker (and so that finished task's memory) until someone replaces it.
+    let peeked = std::future::poll_fn(|cx| tcp.poll_peek(cx, &mut ReadBuf::new(&mut probe))).await;
+    match peeked {
         Ok(0) | Err(_) => {}
         // A request pipelined behind this one: it waits for the next hyper connection.
         Ok(_) => std::future::pending().await,

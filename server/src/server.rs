@@ -143,8 +143,8 @@ pub async fn serve(
                 continue;
             }
             // A finished connection's task is freed as it ends, not at the next accept: a held
-            // response's connection ends right after its head, and a quiet listener would keep
-            // every such task (384 B each) until someone connects.
+            // response's hyper connection ends right after its head, and a quiet listener would
+            // keep every such task's memory until someone connects.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
