@@ -319,9 +319,11 @@ async fn ramp(s: &Scenario, phase: &Arc<PhaseCtx>, abort: &CancellationToken) ->
                 stop.clone(),
             ));
         }
+        // A child token per client: each client waits on its own token's lock, not on one
+        // shared by every client of the phase (cancelling the parent still stops them all).
         ramped
             .clients
-            .spawn(protocol.client(transport, me, stop.clone()));
+            .spawn(protocol.client(transport, me, stop.child_token()));
         ramped.started += 1;
     }
     ramped
