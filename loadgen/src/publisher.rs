@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clients::http::HttpConn;
 use crate::clients::{ClientError, PhaseCtx, PublishOrder, Window};
 use crate::clock;
+use crate::recipients::RequestSpan;
 use crate::seed::{Stream, derive};
 use crate::stamp::Stamp;
 
@@ -245,7 +246,11 @@ async fn publish_http(
         .traffic
         .header_down
         .fetch_add(answer.head_len, Relaxed);
-    phase.publish_acked(seq, sender, order.n);
+    let request = RequestSpan {
+        left_ns: clock::ns_at(answer.start.into_std()),
+        answered_ns: clock::ns_at(answer.end.into_std()),
+    };
+    phase.publish_acked(seq, sender, order.n, Some(request));
     pool.give_back(c);
     Ok(())
 }

@@ -289,7 +289,9 @@ pub struct Integrity {
     pub missing: u64,
     /// Arrived more than once (each extra copy counts one).
     pub duplicates: u64,
-    /// Arrived with a lower seq than one already received by that client.
+    /// Arrived with a lower seq than one already received by that client; for a server that
+    /// numbers nothing, after a later message of the same sender, unless their HTTP publishes
+    /// overlapped and the client saw the order most clients saw (see the loadgen's ledger).
     pub out_of_order: u64,
     /// Messages the server reported as lost (gap items / `missed`).
     pub gaps_reported: u64,

@@ -129,6 +129,11 @@ impl<S> Guarded<S> {
             replacing: None,
         }
     }
+
+    /// The guarded socket, to look at it without reading (the guard's timers do not see that).
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncWrite + Unpin> Guarded<S> {

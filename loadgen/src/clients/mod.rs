@@ -34,7 +34,7 @@ use crate::conn::Connector;
 use crate::ledger::{Arrival, Ledger};
 use crate::meter::PhaseMeter;
 use crate::protocol::TargetProtocol;
-use crate::recipients::{Addressed, ChatMode};
+use crate::recipients::{Addressed, ChatMode, RequestSpan};
 use crate::seed::{Stream, derive};
 use crate::stamp::Stamp;
 
@@ -132,13 +132,19 @@ pub struct PhaseCtx {
 }
 
 impl PhaseCtx {
-    /// Records a publish the server acknowledged with `seq`: sender `sender`'s `n`-th.
-    pub fn publish_acked(&self, seq: u64, sender: usize, n: u32) {
+    /// Records a publish the server acknowledged with `seq`: sender `sender`'s `n`-th, sent in
+    /// an HTTP request in flight during `request` (`None`: over an ordered stream).
+    pub fn publish_acked(&self, seq: u64, sender: usize, n: u32, request: Option<RequestSpan>) {
         self.meter.published.fetch_add(1, Relaxed);
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Addressed { seq, sender, n });
+            .push(Addressed {
+                seq,
+                sender,
+                n,
+                request,
+            });
     }
 
     /// Who sender `sender`'s `n`-th message is for, as a publish says it: `(to, echo)`.

@@ -80,7 +80,7 @@ impl WebSocketClient {
                         .meter
                         .request_rtt
                         .record_us((at - sent).as_micros() as u64);
-                    me.phase.publish_acked(seq, me.index, n);
+                    me.phase.publish_acked(seq, me.index, n, None);
                 }
             }
             Some(SendReply::Error { error, reference }) => {

@@ -168,7 +168,7 @@ pub fn take_message(
                 .meter
                 .request_rtt
                 .record_us((at - sent).as_micros() as u64);
-            me.phase.publish_acked(seq, me.index, n);
+            me.phase.publish_acked(seq, me.index, n, None);
             Ok(())
         }
         sio::Packet::Disconnect => Err(ClientError::Closed),
