@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clients::http::HttpConn;
 use crate::clients::{ClientError, PhaseCtx, PublishOrder, Window};
 use crate::clock;
+use crate::recipients::RequestSpan;
 use crate::seed::{Stream, derive};
 use crate::stamp::Stamp;
 
@@ -239,13 +240,17 @@ async fn publish_http(
     let meter = &phase.meter;
     meter
         .request_rtt
-        .record_us(sender, (answer.end - answer.start).as_micros() as u64);
+        .record_us((answer.end - answer.start).as_micros() as u64);
     let seq = phase.protocol.published_seq(phase, &answer, &stamp)?;
     meter
         .traffic
         .header_down
         .fetch_add(answer.head_len, Relaxed);
-    phase.publish_acked(seq, sender, order.n);
+    let request = RequestSpan {
+        left_ns: clock::ns_at(answer.start.into_std()),
+        answered_ns: clock::ns_at(answer.end.into_std()),
+    };
+    phase.publish_acked(seq, sender, order.n, Some(request));
     pool.give_back(c);
     Ok(())
 }

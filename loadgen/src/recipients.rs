@@ -95,6 +95,20 @@ pub struct Addressed {
     pub sender: usize,
     /// The sender's message counter.
     pub n: u32,
+    /// When its HTTP publish was in flight; `None` for a publish sent over an ordered stream
+    /// (a WebSocket, a Socket.IO session), which the server reads in the order sent.
+    pub request: Option<RequestSpan>,
+}
+
+/// The time an HTTP publish was in flight, on the loadgen's clock ([`crate::clock::ns_at`]):
+/// the server read it at some point between the request leaving and its answer arriving, so
+/// of two publishes whose spans overlap the server may have stored either first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RequestSpan {
+    /// When the request was written.
+    pub left_ns: u64,
+    /// When its answer was complete.
+    pub answered_ns: u64,
 }
 
 #[cfg(test)]
@@ -112,6 +126,7 @@ mod tests {
             seq: 1,
             sender: 1,
             n: 0,
+            request: None,
         };
         let owed: Vec<usize> = (0..clients)
             .filter(|&c| ChatMode::Direct.owes(&m, c, clients))
@@ -125,6 +140,7 @@ mod tests {
             seq: 1,
             sender: 2,
             n: 7,
+            request: None,
         };
         let others: Vec<usize> = (0..4)
             .filter(|&c| ChatMode::Others.owes(&m, c, 4))

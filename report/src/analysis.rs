@@ -54,21 +54,23 @@ impl<'a> RunAnalysis<'a> {
     /// Analyses every phase of `run`.
     pub fn of(results: &'a Results, run: &'a Run) -> Self {
         let estimate = Floor::estimate(run);
-        Self {
-            run,
-            phases: run
-                .phases
-                .iter()
-                .map(|phase| {
-                    let floor = phase.model_floor_ms.map_or(estimate, |ms| Floor {
-                        ms,
-                        spread_ms: phase.model_floor_spread_ms.unwrap_or(0.0),
-                        source: FloorSource::Measured,
-                    });
-                    PhaseAnalysis::of(results, run, phase, floor)
-                })
-                .collect(),
+        let mut phases: Vec<PhaseAnalysis<'a>> = run
+            .phases
+            .iter()
+            .map(|phase| {
+                let floor = phase.model_floor_ms.map_or(estimate, |ms| Floor {
+                    ms,
+                    spread_ms: phase.model_floor_spread_ms.unwrap_or(0.0),
+                    source: FloorSource::Measured,
+                });
+                PhaseAnalysis::of(results, run, phase, floor)
+            })
+            .collect();
+        let palette = transport::Palette::of(phases.iter().map(|a| a.id()));
+        for a in &mut phases {
+            a.colour = palette.colour(&a.key);
         }
+        Self { run, phases }
     }
 }
 
@@ -126,6 +128,8 @@ pub struct PhaseAnalysis<'a> {
     pub transport: Option<Transport>,
     /// Its identifier ([`transport::phase_id`]): the transport's, or `stack/transport`.
     key: String,
+    /// Its colour in its run ([`transport::Palette`]).
+    colour: &'static str,
     /// The figures derived from the measurements.
     pub measured: Figures,
     /// What the model took as input (measured sizes and rate where the phase has them).
@@ -153,6 +157,7 @@ impl<'a> PhaseAnalysis<'a> {
             phase,
             transport,
             key: transport::phase_id(phase.stack.as_deref(), &phase.transport),
+            colour: transport::colour_of(&phase.transport),
             measured,
             model_input,
             floor,
@@ -178,9 +183,10 @@ impl<'a> PhaseAnalysis<'a> {
         transport::short_label_of(&self.key)
     }
 
-    /// The transport's colour (grey for an unknown one).
+    /// Its colour: the transport's, in its stack's shade when the run compared several
+    /// ([`transport::Palette`]; grey for an unknown transport).
     pub fn colour(&self) -> &'static str {
-        transport::colour_of(&self.phase.transport)
+        self.colour
     }
 
     /// `true` for short and long polling.
@@ -256,6 +262,16 @@ pub struct Figures {
     /// Server memory growth over the phase (peak − start) per client, bytes; `None` without
     /// clients or without a memory sample.
     pub server_memory_per_client_bytes: Option<f64>,
+    /// The loadgen's own CPU in the window per simulated client, seconds; `None` without
+    /// clients.
+    pub loadgen_cpu_per_client_s: Option<f64>,
+    /// The loadgen's own CPU in the window per delivery received, µs; `None` when nothing was
+    /// delivered.
+    pub loadgen_cpu_per_delivery_us: Option<f64>,
+    /// The loadgen's memory growth over the phase (peak − start) per simulated client, bytes;
+    /// `None` without clients or without a memory sample (results from before the loadgen
+    /// recorded its memory).
+    pub loadgen_memory_per_client_bytes: Option<f64>,
 }
 
 impl Figures {
@@ -312,6 +328,14 @@ impl Figures {
             server_core_share: per_s(phase.server.cpu_s),
             server_memory_per_client_bytes: (clients > 0 && phase.server.rss_peak_bytes > 0)
                 .then(|| growth as f64 / clients as f64),
+            loadgen_cpu_per_client_s: (clients > 0).then(|| phase.loadgen.cpu_s / clients as f64),
+            loadgen_cpu_per_delivery_us: (delivered > 0)
+                .then(|| phase.loadgen.cpu_s * 1e6 / delivered as f64),
+            loadgen_memory_per_client_bytes: (clients > 0 && phase.loadgen.rss_peak_bytes > 0)
+                .then(|| {
+                    let l = &phase.loadgen;
+                    l.rss_peak_bytes.saturating_sub(l.rss_start_bytes) as f64 / clients as f64
+                }),
         }
     }
 }

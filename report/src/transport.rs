@@ -79,6 +79,59 @@ pub fn colour_of(id: &str) -> &'static str {
         .map_or("#666666", Transport::colour)
 }
 
+/// Each transport's colour in shades for the stacks of one run: the first stack's is the
+/// transport's own ([`Style::colour`]), the next ones darker, lighter and darker still, so a
+/// transport keeps its hue on every stack (SSE is blue) and two stacks' SSE still differ.
+/// Columns: short poll, long poll, SSE, WebSocket.
+const SHADES: [[&str; 4]; 4] = [
+    ["#D55E00", "#CC79A7", "#0072B2", "#009E73"],
+    ["#753400", "#70435C", "#003F62", "#00573F"], // × 0.55
+    ["#EAAE80", "#E6BCD3", "#80B8D8", "#80CEB9"], // half way to white
+    ["#401C00", "#3D2432", "#002235", "#002F22"], // × 0.3
+];
+
+/// The colours of one run's phases ([`phase_id`]s). A run of one stack (or of none named)
+/// colours by transport, as always; a run of several colours by stack x transport: each stack,
+/// in the order the run measured them, takes the next shade of [`SHADES`] (a fifth stack
+/// reuses the first's; the labels still name it).
+#[derive(Debug, Clone, Default)]
+pub struct Palette {
+    /// The stacks in the order they first appear, when there are several.
+    stacks: Vec<String>,
+}
+
+impl Palette {
+    /// The palette for a run whose phases are `ids`.
+    pub fn of<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut stacks: Vec<String> = Vec::new();
+        for stack in ids.into_iter().filter_map(|id| split(id).0) {
+            if !stacks.iter().any(|s| s == stack) {
+                stacks.push(stack.to_owned());
+            }
+        }
+        if stacks.len() < 2 {
+            stacks.clear();
+        }
+        Self { stacks }
+    }
+
+    /// The colour of phase `id`: its transport's shade for its stack.
+    pub fn colour(&self, id: &str) -> &'static str {
+        let (stack, transport) = split(id);
+        let Ok(t) = transport.parse::<Transport>() else {
+            return colour_of(id);
+        };
+        let shade = stack
+            .and_then(|stack| self.stacks.iter().position(|s| s == stack))
+            .unwrap_or(0);
+        let column = Transport::ALL
+            .iter()
+            .position(|&x| x == t)
+            .expect("every transport is in ALL");
+        SHADES[shade % SHADES.len()][column]
+    }
+}
+
 /// The display name for an identifier (`nchan · SSE` for a stack's), falling back to the
 /// identifier itself.
 pub fn label_of(id: &str) -> String {
@@ -122,6 +175,48 @@ mod tests {
         assert_eq!(label_of(&id), format!("nchan · {}", Transport::Sse.label()));
         assert_eq!(colour_of(&id), colour_of("sse"));
         assert_eq!(phase_id(None, "sse"), "sse");
+    }
+
+    #[test]
+    fn several_stacks_colour_by_stack_and_transport_one_stack_by_transport() {
+        let ids = [
+            "duplex/sse",
+            "duplex/websocket",
+            "nchan/sse",
+            "socketio/websocket",
+        ];
+        let p = Palette::of(ids);
+        assert_eq!(p.colour("duplex/sse"), Transport::Sse.colour());
+        assert_ne!(p.colour("nchan/sse"), p.colour("duplex/sse"));
+        assert_ne!(p.colour("socketio/websocket"), p.colour("duplex/websocket"));
+        let all: Vec<&str> = ids.iter().map(|id| p.colour(id)).collect();
+        let mut distinct = all.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), all.len(), "{all:?}");
+        // One stack, or none named: each transport its own colour, as before stacks.
+        let one = Palette::of(["nchan/sse", "nchan/websocket"]);
+        assert_eq!(one.colour("nchan/sse"), Transport::Sse.colour());
+        let none = Palette::of(["sse", "websocket"]);
+        assert_eq!(none.colour("websocket"), Transport::WebSocket.colour());
+        assert_eq!(none.colour("carrier_pigeon"), "#666666");
+    }
+
+    #[test]
+    fn every_shade_keeps_the_transports_apart() {
+        for row in SHADES {
+            let mut colours = row.to_vec();
+            colours.sort();
+            colours.dedup();
+            assert_eq!(colours.len(), 4);
+        }
+        for (column, t) in Transport::ALL.iter().enumerate() {
+            assert_eq!(
+                SHADES[0][column],
+                t.colour(),
+                "the first shade is {t}'s own"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! [`live`] (the classroom page and dashboard), [`extract`] (the request checks both share),
 //! [`router`] (the one place both are mounted), [`state`] (what handlers share), [`metrics`]
 //! (counters and their Prometheus names), `conn` (what a server socket's bytes are credited to,
-//! and its connection slot), `guard` (a socket's time limits), [`server`] (bind, accept, shutdown), `config` (the limits), [`log`] (a log
+//! and its connection slot), `guard` (a socket's time limits), `held` (SSE streams and waiting long polls served off
+//! hyper, on the bare socket), [`server`] (bind, accept, shutdown), `config` (the limits), [`log`] (a log
 //! writer that never blocks serving). The
 //! JSON shapes and the byte-counting socket wrapper are the `wire` crate's, shared with the
 //! loadgen. How a publish flows through the feed to each transport, and where to add one, is
@@ -23,6 +24,7 @@ pub mod error;
 pub mod extract;
 pub mod feed;
 mod guard;
+mod held;
 pub mod live;
 pub mod log;
 pub mod metrics;

@@ -18,6 +18,7 @@ use axum::routing::get;
 
 use crate::conn::ConnMeter;
 use crate::error::ApiError;
+use crate::held::AnsweredLater;
 use crate::metrics::Endpoint;
 use crate::state::AppState;
 
@@ -51,9 +52,12 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         meter.serve(endpoint);
     }
     let response = next.run(req).await;
-    state
-        .metrics
-        .record_request(endpoint, response.status().as_u16());
+    // A long poll answered off hyper is counted when its answer is written.
+    if response.extensions().get::<AnsweredLater>().is_none() {
+        state
+            .metrics
+            .record_request(endpoint, response.status().as_u16());
+    }
     let Some(meter) = meter else {
         return response;
     };
@@ -62,7 +66,8 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         meter.upgrade();
     }
     // The connection waits for its next head only once this body is written (a stream may
-    // run for hours), which the wrapper reports when hyper drops it.
+    // run for hours), which the wrapper reports when it is dropped: by hyper, or by the lean
+    // task that finishes a held response (`held`).
     response.map(|body| {
         Body::new(Written {
             body,

@@ -6,6 +6,8 @@
 //! The accept loop is ours rather than `axum::serve` because three things happen per socket
 //! before HTTP: the `--max-connections` check (past it the connection gets one `503` and is
 //! closed), the byte meter, and the connection slot that an upgraded WebSocket carries along.
+//! And one after: hyper reads the socket through a `held::Handoff`, from which an SSE stream or
+//! a waiting long poll takes it to be served off hyper (a long poll hands it back).
 //!
 //! Shutdown: cancelling [`AppState::shutdown`] stops the accept loop, ends SSE streams, answers
 //! long polls, closes WebSockets with a reason and asks hyper to finish keep-alive connections;
@@ -14,6 +16,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -31,6 +34,7 @@ use crate::Config;
 use crate::conn::{AddressSlot, Addresses, ConnMeter, Peer, SocketTally};
 use crate::error::ApiError;
 use crate::guard::Guarded;
+use crate::held::{self, Handoff, HandoffIo, Holder, Release, Resume, Socket};
 use crate::metrics::{Endpoint, Metrics, TcpSlot};
 use crate::state::AppState;
 use wire::metered::Metered;
@@ -138,10 +142,12 @@ pub async fn serve(
                 }
                 continue;
             }
+            // A finished connection's task is freed as it ends, not at the next accept: a held
+            // response's hyper connection ends right after its head, and a quiet listener would
+            // keep every such task's memory until someone connects.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
-        // Reap finished connection tasks so the set stays the size of what is open.
-        while connections.try_join_next().is_some() {}
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -225,37 +231,74 @@ async fn serve_connection(
 ) {
     let meter = Arc::new(ConnMeter::new(state.metrics.clone()));
     let metered = Metered::new(tcp, SocketTally::new(meter.clone(), slot, address));
-    let io = TokioIo::new(Guarded::new(
+    let socket = Guarded::new(
         metered,
         meter.clone(),
         state.metrics.clone(),
         state.config.write_timeout,
         state.config.request_timeout,
-    ));
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(meter.clone());
-        req.extensions_mut().insert(peer);
-        router.clone().oneshot(req)
-    });
-    let mut builder = http1::Builder::new();
-    // The timer enables hyper's header read timeout (30 s): a connection that never finishes
-    // a request head is closed instead of holding a slot forever.
-    builder.timer(TokioTimer::new());
-    let connection = builder.serve_connection(io, service).with_upgrades();
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
+    );
+    serve_socket(socket, meter, peer, router, state).await;
+}
+
+/// Serves HTTP on `socket` with hyper until the connection ends, or until a held response
+/// (`held`) takes the socket away; a long poll's lean task hands it back here afterwards. Boxed:
+/// that hand-back makes this future part of its own type.
+fn serve_socket(
+    socket: Socket,
+    meter: Arc<ConnMeter>,
+    peer: Peer,
+    router: Router,
+    state: AppState,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let handoff = Handoff::new(socket);
+        let io = TokioIo::new(HandoffIo(handoff.clone()));
+        let service_state = state.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(meter.clone());
+            req.extensions_mut().insert(peer);
+            req.extensions_mut().insert(Holder(handoff.clone()));
+            let (handoff, meter, router, state) = (
+                handoff.clone(),
+                meter.clone(),
+                router.clone(),
+                service_state.clone(),
+            );
+            async move {
+                let response = router.clone().oneshot(req).await?;
+                let how = Release {
+                    metrics: state.metrics.clone(),
+                    shutdown: state.shutdown.clone(),
+                    resume: move || -> Resume {
+                        Box::new(move |socket| {
+                            tokio::spawn(serve_socket(socket, meter, peer, router, state));
+                        })
+                    },
+                };
+                Ok::<_, std::convert::Infallible>(held::release(&handoff, response, how))
+            }
+        });
+        let mut builder = http1::Builder::new();
+        // The timer enables hyper's header read timeout (30 s): a connection that never finishes
+        // a request head is closed instead of holding a slot forever.
+        builder.timer(TokioTimer::new());
+        let connection = builder.serve_connection(io, service).with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            }
+            _ = state.shutdown.cancelled() => {
+                // Finish the request in flight (streams and long polls end on the same signal),
+                // then close instead of keeping the connection alive.
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
             }
         }
-        _ = state.shutdown.cancelled() => {
-            // Finish the request in flight (streams and long polls end on the same signal),
-            // then close instead of keeping the connection alive.
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }
+    })
 }
 
 /// Counts a refusal and answers it in the background, unless too many are being answered.

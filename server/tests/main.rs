@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod experiment;
 mod hardening;
+mod held;
 mod helpers;
 mod operations;
 mod time_limits;

@@ -36,6 +36,11 @@ impl<S, T: Tally> Metered<S, T> {
     pub fn new(inner: S, tally: T) -> Self {
         Metered { inner, tally }
     }
+
+    /// The stream being metered (to look at it without reading: bytes seen so are not counted).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin, T: Tally + Unpin> AsyncRead for Metered<S, T> {

@@ -34,7 +34,7 @@ use crate::conn::Connector;
 use crate::ledger::{Arrival, Ledger};
 use crate::meter::PhaseMeter;
 use crate::protocol::TargetProtocol;
-use crate::recipients::{Addressed, ChatMode};
+use crate::recipients::{Addressed, ChatMode, RequestSpan};
 use crate::seed::{Stream, derive};
 use crate::stamp::Stamp;
 
@@ -132,13 +132,19 @@ pub struct PhaseCtx {
 }
 
 impl PhaseCtx {
-    /// Records a publish the server acknowledged with `seq`: sender `sender`'s `n`-th.
-    pub fn publish_acked(&self, seq: u64, sender: usize, n: u32) {
+    /// Records a publish the server acknowledged with `seq`: sender `sender`'s `n`-th, sent in
+    /// an HTTP request in flight during `request` (`None`: over an ordered stream).
+    pub fn publish_acked(&self, seq: u64, sender: usize, n: u32, request: Option<RequestSpan>) {
         self.meter.published.fetch_add(1, Relaxed);
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Addressed { seq, sender, n });
+            .push(Addressed {
+                seq,
+                sender,
+                n,
+                request,
+            });
     }
 
     /// Who sender `sender`'s `n`-th message is for, as a publish says it: `(to, echo)`.
@@ -238,7 +244,7 @@ impl ClientHandle {
             meter.distinct_deliveries.fetch_add(1, Relaxed);
             let latency_ns = clock::ns_at(at.into_std()).saturating_sub(stamp.scheduled_ns);
             let us = latency_ns / 1_000;
-            meter.latency.record_us(self.index, us);
+            meter.latency.record_us(us);
             if let Some(split) =
                 locality(self.node, self.phase.node_of_sender(stamp.sender as usize))
             {
@@ -246,9 +252,13 @@ impl ClientHandle {
                     Locality::SameNode => &meter.latency_same_node,
                     Locality::AcrossNodes => &meter.latency_across_nodes,
                 };
-                by_node.record_us(self.index, us);
+                by_node.record_us(us);
             }
-            meter.latency_max_us.fetch_max(latency_ns / 1_000, Relaxed);
+            // Read first: the maximum rarely moves, and a read shares the counter's cache line
+            // with the other worker where a `fetch_max` would take it over on every delivery.
+            if us > meter.latency_max_us.load(Relaxed) {
+                meter.latency_max_us.fetch_max(us, Relaxed);
+            }
         }
         if self.trace.is_some() {
             let published_ms = stamp
@@ -320,7 +330,7 @@ impl ClientHandle {
         self.phase
             .meter
             .connect_time
-            .record_us(self.index, (end - start).as_micros() as u64);
+            .record_us((end - start).as_micros() as u64);
         if self.trace.is_some() {
             let (start_ms, end_ms) = (self.phase.ms(start), self.phase.ms(end));
             self.trace_event(TraceEvent::Connect { start_ms, end_ms });

@@ -183,12 +183,9 @@ impl TransportClient for GenericSse {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
-        while let Some((events, at)) = self.stream.next(stop).await? {
-            for event in events {
-                take_data(me, &event.data, at)?;
-            }
-        }
-        Ok(())
+        self.stream
+            .follow(stop, |event, at| take_data(me, event.data, at))
+            .await
     }
 }
 
@@ -215,10 +212,14 @@ impl TransportClient for GenericWebSocket {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
+        // One wait for `stop`, pinned for the whole connection: a `cancelled()` made anew for
+        // each frame would register with the token and unregister again on every delivery.
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         loop {
             let frame = tokio::select! {
                 biased;
-                _ = stop.cancelled() => {
+                _ = stopped.as_mut() => {
                     let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     return Ok(());
                 }

@@ -50,16 +50,18 @@ pub(super) fn path(points: &[(f64, f64)]) -> String {
     out
 }
 
-/// A legend entry per transport (solid line in its colour), plus the dashed model's when asked.
+/// A legend entry per phase (solid line in its colour, [`transport::Palette`] over the ids
+/// given), plus the dashed model's when asked.
 pub(super) fn transport_legend<'a>(
-    transports: impl IntoIterator<Item = &'a str>,
+    transports: impl IntoIterator<Item = &'a str> + Clone,
     with_model: bool,
 ) -> Vec<(String, String, Mark)> {
+    let palette = transport::Palette::of(transports.clone());
     let mut entries: Vec<_> = transports
         .into_iter()
         .map(|t| {
             (
-                transport::colour_of(t).to_string(),
+                palette.colour(t).to_string(),
                 transport::label_of(t),
                 Mark::Line,
             )
@@ -258,17 +260,19 @@ pub fn per_second(run: &RunAnalysis, what: PerSecond) -> LineChart {
     let f = Plot::below_legend(360.0, legend_bottom);
     let xs = Scale::linear(0.0, f64::from(last_second), f.x0, f.x1);
     let ys = Scale::linear(0.0, axis::nice_max(max), f.y1, f.y0);
-    let series = phases
+    let series = run
+        .phases
         .iter()
-        .map(|p| {
-            let points: Vec<_> = p
+        .map(|a| {
+            let points: Vec<_> = a
+                .phase
                 .timeseries
                 .iter()
                 .map(|s| (xs.map(f64::from(s.second)), ys.map(value(s))))
                 .collect();
             Series {
-                transport: transport::phase_id(p.stack.as_deref(), &p.transport),
-                colour: transport::colour_of(&p.transport),
+                transport: a.id().to_owned(),
+                colour: a.colour(),
                 path: path(&points),
                 dashed: false,
                 markers: Vec::new(),
@@ -405,6 +409,7 @@ pub fn sweep_cost(analysis: &Analysis, cost: Cost) -> Option<LineChart> {
         ),
         _ => Scale::linear(0.0, axis::nice_max(v_max), f.y1, f.y0),
     };
+    let palette = transport::Palette::of(transports.iter().map(String::as_str));
     let series = transports
         .iter()
         .map(|t| {
@@ -417,7 +422,7 @@ pub fn sweep_cost(analysis: &Analysis, cost: Cost) -> Option<LineChart> {
                 .collect();
             Series {
                 transport: t.clone(),
-                colour: transport::colour_of(t),
+                colour: palette.colour(t),
                 path: path(&points),
                 dashed: false,
                 markers: points,

@@ -1,5 +1,6 @@
 //! Short and long polling: `GET .../poll` answers at once, `GET .../longpoll` waits until the
-//! room has something newer than `since` for this client or `timeout_ms` passes. Both answer with
+//! room has something newer than `since` for this client or `timeout_ms` passes; the waiting
+//! happens off hyper, on the bare socket (`crate::held`). Both answer with
 //! a [`Batch`](wire::Batch) whose messages are the feed's shared JSON bytes spliced into
 //! the envelope, never re-serialized.
 
@@ -14,6 +15,8 @@ use super::no_content;
 use crate::error::ApiError;
 use crate::extract::Target;
 use crate::feed::{Follower, Limit, Read};
+use crate::held::Hold;
+use crate::metrics::Endpoint;
 use crate::state::AppState;
 use wire::Transport;
 
@@ -52,26 +55,36 @@ pub(super) async fn short_poll(State(state): State<AppState>, target: Target) ->
 pub(super) async fn long_poll(
     State(state): State<AppState>,
     target: Target,
+    hold: Option<Hold>,
 ) -> Result<Response, ApiError> {
-    let _open = state.metrics.open(Transport::LongPoll);
+    let open = state.metrics.open(Transport::LongPoll);
     let timeout = Duration::from_millis(target.timeout_ms.unwrap_or(DEFAULT_LONG_POLL_TIMEOUT_MS));
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
+    let deadline = tokio::time::Instant::now() + timeout;
     let room = target.open()?;
     let mut follower = Follower::start(room, target.since, target.client, BATCH_LIMIT).await;
     // What is already there is answered at once, before shutdown or the deadline are looked at.
-    let mut read = follower.read();
-    if !read.has_news() {
-        read = tokio::select! {
+    let read = follower.read();
+    if read.has_news() {
+        return Ok(answer(&state, Transport::LongPoll, read));
+    }
+    let wait = async move {
+        let _open = open;
+        let read = tokio::select! {
             biased;
-            _ = state.shutdown.cancelled() => return Err(ApiError::ShuttingDown),
-            _ = &mut deadline => {
-                return Ok(no_content(follower.cursor(), Some(follower.epoch())));
+            _ = state.shutdown.cancelled() => return ApiError::ShuttingDown.into_response(),
+            _ = tokio::time::sleep_until(deadline) => {
+                return no_content(follower.cursor(), Some(follower.epoch()));
             }
             read = follower.next() => read,
         };
-    }
-    Ok(answer(&state, Transport::LongPoll, read))
+        answer(&state, Transport::LongPoll, read)
+    };
+    Ok(match hold {
+        // The wait happens off hyper, on the bare socket: hyper's buffers and the handler's
+        // futures are not kept while nothing is said.
+        Some(hold) => hold.answer_later(Endpoint::Transport(Transport::LongPoll), wait),
+        None => wait.await,
+    })
 }
 
 /// `200` with the batch, or `204` when there is nothing to say.

@@ -1,7 +1,8 @@
 //! `GET .../sse`: one long-lived `text/event-stream` response per client. The body is a stream
 //! that reads the room from its cursor whenever the head moves, so a slow client only falls
-//! behind (hyper pulls the next chunk when the socket can take it) and gets an `event: gap` when
-//! history moved past it. Events are written by hand rather than with axum's `Sse` type so the
+//! behind (the next chunk is made when the socket has taken the last) and gets an `event: gap`
+//! when history moved past it. The stream is written off hyper, on the bare socket
+//! (`crate::held`), so an idle stream does not keep hyper's buffers. Events are written by hand rather than with axum's `Sse` type so the
 //! message JSON is the feed's shared bytes, copied once into the chunk, never re-encoded.
 //!
 //! Format (README.md's wire API section; `docs/ARCHITECTURE.md` shows where it fits):
@@ -19,12 +20,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::extract::{Target, cursor};
 use crate::feed::{Cursor, Entry, Epoch, Follower, Limit, Read};
+use crate::held::Hold;
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
 use wire::{StreamItem, Transport};
@@ -41,6 +44,7 @@ pub(super) async fn sse(
     State(state): State<AppState>,
     target: Target,
     headers: HeaderMap,
+    hold: Option<Hold>,
 ) -> Result<Response, ApiError> {
     // EventSource resends the original URL (with its `since`) on reconnect and adds the header,
     // so the header is the newer position.
@@ -55,21 +59,26 @@ pub(super) async fn sse(
         metrics: state.metrics.clone(),
         _open: state.metrics.open(Transport::Sse),
     };
-    let body = futures_util::stream::unfold(stream, |mut s| async move {
+    let events = futures_util::stream::unfold(stream, |mut s| async move {
         let chunk = s.next_chunk().await?;
-        Some((Ok::<_, Infallible>(chunk), s))
+        Some((chunk, s))
     });
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-            // Tell a reverse proxy (nginx) not to buffer the stream.
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
+    let head = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+        // Tell a reverse proxy (nginx) not to buffer the stream.
+        (header::HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    Ok(match hold {
+        // Off hyper, on the bare socket: hyper's buffers are not kept for the stream's life.
+        Some(hold) => hold.stream((StatusCode::OK, head).into_response(), events),
+        None => (
+            StatusCode::OK,
+            head,
+            Body::from_stream(events.map(Ok::<_, Infallible>)),
+        )
+            .into_response(),
+    })
 }
 
 /// The `Last-Event-ID` header, checked like `since`: an `EventSource` reconnecting sends the

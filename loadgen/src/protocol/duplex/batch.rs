@@ -75,7 +75,7 @@ fn take_answer(me: &mut ClientHandle, answer: Answer) -> Result<(), ClientError>
     let meter = std::sync::Arc::clone(&me.phase.meter);
     meter
         .request_rtt
-        .record_us(me.index, (answer.end - answer.start).as_micros() as u64);
+        .record_us((answer.end - answer.start).as_micros() as u64);
     let mut messages = 0u32;
     match answer.status {
         StatusCode::NO_CONTENT => {

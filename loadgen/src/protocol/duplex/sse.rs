@@ -2,6 +2,8 @@
 //! read for the whole phase, and [`SseParser`], which reassembles events however the bytes
 //! were split across reads (a line, or even a `\r\n`, may straddle two chunks). After a
 //! disconnect the client resubscribes with `Last-Event-ID: <last seq>`, as `EventSource` does.
+//! Every client of every phase parses every event, so the parser hands events out borrowed from
+//! buffers it reuses.
 //!
 //! Byte accounting: the response head counts as header bytes, each message's JSON (`data:`
 //! value) as payload; everything else in the stream (`id:`/`event:` lines, `data: ` prefixes,
@@ -24,7 +26,7 @@ use crate::clients::{ClientError, ClientHandle, TransportClient};
 /// How long the subscription's response head may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One dispatched event.
+/// One dispatched event, owned (what [`SseParser::feed`] returns).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SseEvent {
     /// The `id:` field, if any.
@@ -35,12 +37,43 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// One dispatched event, borrowed from the parser's buffers (what [`SseParser::feed_with`]
+/// hands out: nothing is allocated per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEventRef<'a> {
+    /// The `id:` field, if any.
+    pub id: Option<&'a str>,
+    /// The `event:` field, if any.
+    pub event: Option<&'a str>,
+    /// The `data:` lines joined with `\n`.
+    pub data: &'a str,
+}
+
+impl SseEventRef<'_> {
+    /// The event, owned.
+    pub fn to_owned(&self) -> SseEvent {
+        SseEvent {
+            id: self.id.map(str::to_owned),
+            event: self.event.map(str::to_owned),
+            data: self.data.to_owned(),
+        }
+    }
+}
+
 /// An incremental `text/event-stream` parser (the WHATWG rules the server's output needs:
-/// fields `id`, `event`, `data`, comments, `\n` or `\r\n` line ends).
+/// fields `id`, `event`, `data`, comments, `\n` or `\r\n` line ends). The pending event's
+/// fields live in buffers that are cleared, not freed, after each dispatch, and a line that a
+/// chunk holds whole is read in place: a stream of thousands of events allocates nothing per
+/// event.
 #[derive(Debug, Default)]
 pub struct SseParser {
+    /// The start of a line the last chunk ended in the middle of.
     line: Vec<u8>,
-    pending: SseEvent,
+    id: String,
+    has_id: bool,
+    event: String,
+    has_event: bool,
+    data: String,
     has_data: bool,
     /// Comment lines seen (`: ping`).
     pub comments: u64,
@@ -50,37 +83,64 @@ impl SseParser {
     /// Feeds the next chunk of the stream and returns the events it completed.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
-        let mut rest = chunk;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..end]);
-            rest = &rest[end + 1..];
-            if self.line.last() == Some(&b'\r') {
-                self.line.pop();
-            }
-            // Taken for the call and handed back cleared: the buffer keeps its capacity, so a
-            // stream of thousands of events does not regrow it from nothing on every line.
-            let mut line = std::mem::take(&mut self.line);
-            self.take_line(&line, &mut out);
-            line.clear();
-            self.line = line;
-        }
-        self.line.extend_from_slice(rest);
+        let _ = self.feed_with(chunk, |event| {
+            out.push(event.to_owned());
+            Ok::<(), std::convert::Infallible>(())
+        });
         out
     }
 
-    fn take_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
-        if line.is_empty() {
-            if self.has_data {
-                out.push(std::mem::take(&mut self.pending));
+    /// Feeds the next chunk of the stream, handing each event it completes to `on_event`; the
+    /// first error `on_event` returns stops the chunk and is returned.
+    pub fn feed_with<E>(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(SseEventRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = (&rest[..end], &rest[end + 1..]);
+            rest = tail;
+            if self.line.is_empty() {
+                self.take_line(strip_cr(head), &mut on_event)?;
             } else {
-                self.pending = SseEvent::default();
+                // Taken for the call and handed back cleared, so the buffer keeps its capacity.
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(head);
+                let result = self.take_line(strip_cr(&line), &mut on_event);
+                line.clear();
+                self.line = line;
+                result?;
             }
-            self.has_data = false;
-            return;
+        }
+        self.line.extend_from_slice(rest);
+        Ok(())
+    }
+
+    fn take_line<E>(
+        &mut self,
+        line: &[u8],
+        on_event: &mut impl FnMut(SseEventRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if line.is_empty() {
+            let result = if self.has_data {
+                on_event(SseEventRef {
+                    id: self.has_id.then_some(self.id.as_str()),
+                    event: self.has_event.then_some(self.event.as_str()),
+                    data: &self.data,
+                })
+            } else {
+                Ok(())
+            };
+            self.id.clear();
+            self.event.clear();
+            self.data.clear();
+            (self.has_id, self.has_event, self.has_data) = (false, false, false);
+            return result;
         }
         if line[0] == b':' {
             self.comments += 1;
-            return;
+            return Ok(());
         }
         let (field, value) = match line.iter().position(|&b| b == b':') {
             Some(i) => {
@@ -89,20 +149,38 @@ impl SseParser {
             }
             None => (line, &[][..]),
         };
-        let value = String::from_utf8_lossy(value);
+        // Valid UTF-8 (what servers write) is checked, not copied; anything else is replaced.
+        let value = match std::str::from_utf8(value) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             b"data" => {
                 if self.has_data {
-                    self.pending.data.push('\n');
+                    self.data.push('\n');
                 }
-                self.pending.data.push_str(&value);
+                self.data.push_str(&value);
                 self.has_data = true;
             }
-            b"id" => self.pending.id = Some(value.into_owned()),
-            b"event" => self.pending.event = Some(value.into_owned()),
+            b"id" => {
+                self.id.clear();
+                self.id.push_str(&value);
+                self.has_id = true;
+            }
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&value);
+                self.has_event = true;
+            }
             _ => {}
         }
+        Ok(())
     }
+}
+
+/// A line without the `\r` of a `\r\n` end.
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// An open `text/event-stream` body and its parser: the read loop every SSE client shares,
@@ -123,22 +201,29 @@ impl EventStream {
         }
     }
 
-    /// The events completed by the next chunk, with the time the chunk arrived (empty when a
-    /// chunk completed none); `None` once `stop` is cancelled. The stream's end is a failure:
-    /// a server does not end a subscription on its own while the phase runs.
-    pub async fn next(
+    /// Reads the stream until `stop` is cancelled (`Ok`), handing each event to `on_event` with
+    /// the time its chunk arrived. The stream's end is a failure (a server does not end a
+    /// subscription on its own while the phase runs), as is the first error `on_event` returns.
+    ///
+    /// The one wait for `stop` is pinned here for the whole stream: a `cancelled()` made anew
+    /// for each chunk would register with the token and unregister again on every delivery.
+    pub async fn follow(
         &mut self,
         stop: &CancellationToken,
-    ) -> Result<Option<(Vec<SseEvent>, Instant)>, ClientError> {
+        mut on_event: impl FnMut(SseEventRef<'_>, Instant) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         loop {
             let frame = tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(None),
+                _ = stopped.as_mut() => return Ok(()),
                 f = self.body.frame() => f,
             };
             let frame = frame.ok_or(ClientError::Closed)??;
             if let Some(data) = frame.data_ref() {
-                return Ok(Some((self.parser.feed(data), Instant::now())));
+                let at = Instant::now();
+                self.parser.feed_with(data, |event| on_event(event, at))?;
             }
         }
     }
@@ -154,8 +239,12 @@ pub struct SseClient {
 
 /// Hands one event's item to the client; an item only a WebSocket sender receives (`ack`,
 /// `error`) is not the wire API on SSE.
-fn take_event(me: &mut ClientHandle, event: &SseEvent, at: Instant) -> Result<(), ClientError> {
-    match take_stream_item(me, &event.data, at, "SSE data")? {
+fn take_event(
+    me: &mut ClientHandle,
+    event: SseEventRef<'_>,
+    at: Instant,
+) -> Result<(), ClientError> {
+    match take_stream_item(me, event.data, at, "SSE data")? {
         None => Ok(()),
         Some(other) => Err(ClientError::Protocol(format!(
             "unexpected SSE item {other:?}"
@@ -211,12 +300,9 @@ impl TransportClient for SseClient {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
-        while let Some((events, at)) = self.stream.next(stop).await? {
-            for event in events {
-                take_event(me, &event, at)?;
-            }
-        }
-        Ok(())
+        self.stream
+            .follow(stop, |event, at| take_event(me, event, at))
+            .await
     }
 }
 

@@ -39,7 +39,7 @@ pub fn take_stream_item(
     at: Instant,
     what: &str,
 ) -> Result<Option<SendReply>, ClientError> {
-    let item: StreamItemRef<'_> = serde_json::from_str(json)
+    let item = StreamItemRef::from_json(json)
         .map_err(|e| ClientError::Protocol(format!("bad {what}: {e}")))?;
     match item {
         StreamItemRef::Message(message) => {

@@ -79,8 +79,8 @@ impl WebSocketClient {
                     me.phase
                         .meter
                         .request_rtt
-                        .record_us(me.index, (at - sent).as_micros() as u64);
-                    me.phase.publish_acked(seq, me.index, n);
+                        .record_us((at - sent).as_micros() as u64);
+                    me.phase.publish_acked(seq, me.index, n, None);
                 }
             }
             Some(SendReply::Error { error, reference }) => {
@@ -124,6 +124,10 @@ impl TransportClient for WebSocketClient {
         // Taken for the loop (the select borrows it while `me` is borrowed mutably), and put
         // back for the next socket.
         let mut orders = me.orders.take();
+        // One wait for `stop`, pinned for the whole connection: a `cancelled()` made anew for
+        // each frame would register with the token and unregister again on every delivery.
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         let result = loop {
             let order = async {
                 match orders.as_mut() {
@@ -133,7 +137,7 @@ impl TransportClient for WebSocketClient {
             };
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => {
+                _ = stopped.as_mut() => {
                     // A polite close, bounded: the phase is over either way.
                     let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     break Ok(());

@@ -4,6 +4,11 @@
 //! allocate four strings each time; these borrow the body from the received JSON (or decode
 //! it into an owned string when it holds JSON escapes) and skip the fields the loadgen never
 //! reads. The `wire` crate stays the contract; the tests below decode its own serialization.
+//!
+//! [`StreamItemRef::from_json`] reads an item in one pass into a flat set of optional fields
+//! and then picks the variant by `type`: serde's derive for an internally tagged enum would
+//! first buffer every field of the item into an owned tree (allocating for each string) to find
+//! the tag, on every delivery of every client.
 
 use std::borrow::Cow;
 
@@ -22,12 +27,12 @@ pub struct MessageRef<'a> {
     pub body: Cow<'a, str>,
 }
 
-/// A [`StreamItem`] (an SSE `data:` value or a WebSocket text frame) with its message borrowed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A [`StreamItem`] (an SSE `data:` value or a WebSocket text frame) with its message borrowed,
+/// read by [`StreamItemRef::from_json`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamItemRef<'a> {
     /// A delivered message.
-    Message(#[serde(borrow)] MessageRef<'a>),
+    Message(MessageRef<'a>),
     /// `missed` messages were evicted before they could be delivered.
     Gap {
         /// How many were lost.
@@ -49,7 +54,6 @@ pub enum StreamItemRef<'a> {
     /// WebSocket only: the server accepted a `send` and gave it `seq`.
     Ack {
         /// The client's `ref` from the `send`.
-        #[serde(rename = "ref")]
         reference: u64,
         /// The sequence number the message got.
         seq: u64,
@@ -59,9 +63,84 @@ pub enum StreamItemRef<'a> {
         /// What was wrong, in words.
         error: String,
         /// The `ref` of the refused `send`, when it could be read.
-        #[serde(rename = "ref", default)]
         reference: Option<u64>,
     },
+}
+
+/// Every field any stream item has, each optional: what one pass over the JSON finds. Fields
+/// of no item the loadgen reads (a message's room, event, sender, server time) are skipped.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    seq: Option<u64>,
+    #[serde(borrow)]
+    body: Option<Text<'a>>,
+    missed: Option<u64>,
+    head: Option<u64>,
+    #[serde(borrow)]
+    epoch: Option<Text<'a>>,
+    #[serde(rename = "ref")]
+    reference: Option<u64>,
+    #[serde(borrow)]
+    error: Option<Text<'a>>,
+}
+
+/// A string field borrowed from the JSON unless it had to be unescaped (serde borrows a `Cow`
+/// only as a field of its own, not inside an `Option`).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'a> StreamItemRef<'a> {
+    /// Reads one item from its JSON; an error names an unknown `type` or a field its type needs.
+    pub fn from_json(json: &'a str) -> serde_json::Result<Self> {
+        use serde::de::Error as _;
+        let f: Fields<'a> = serde_json::from_str(json)?;
+        let need = |v: Option<u64>, field: &'static str| {
+            v.ok_or_else(|| serde_json::Error::missing_field(field))
+        };
+        Ok(match &*f.kind {
+            "message" => StreamItemRef::Message(MessageRef {
+                seq: need(f.seq, "seq")?,
+                body: f
+                    .body
+                    .ok_or_else(|| serde_json::Error::missing_field("body"))?
+                    .0,
+            }),
+            "gap" => StreamItemRef::Gap {
+                missed: need(f.missed, "missed")?,
+            },
+            "reset" => StreamItemRef::Reset {
+                head: need(f.head, "head")?,
+            },
+            "epoch" => StreamItemRef::Epoch {
+                epoch: f
+                    .epoch
+                    .ok_or_else(|| serde_json::Error::missing_field("epoch"))?
+                    .0
+                    .into_owned(),
+            },
+            "ack" => StreamItemRef::Ack {
+                reference: need(f.reference, "ref")?,
+                seq: need(f.seq, "seq")?,
+            },
+            "error" => StreamItemRef::Error {
+                error: f
+                    .error
+                    .ok_or_else(|| serde_json::Error::missing_field("error"))?
+                    .0
+                    .into_owned(),
+                reference: f.reference,
+            },
+            other => {
+                return Err(serde_json::Error::unknown_variant(
+                    other,
+                    &["message", "gap", "reset", "epoch", "ack", "error"],
+                ));
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +182,7 @@ mod tests {
         // A message is written as the `Message` itself (already tagged `"type":"message"`, as
         // the server's feed does), the other items as `StreamItem`s.
         let json = serde_json::to_string(&message(tricky)).unwrap();
-        let got: StreamItemRef<'_> = serde_json::from_str(&json).unwrap();
+        let got = StreamItemRef::from_json(&json).unwrap();
         let expected = StreamItemRef::Message(MessageRef {
             seq: 7,
             body: tricky.into(),
@@ -151,15 +230,25 @@ mod tests {
         ];
         for (item, expected) in cases {
             let json = serde_json::to_string(&item).unwrap();
-            let got: StreamItemRef<'_> = serde_json::from_str(&json).unwrap();
+            let got = StreamItemRef::from_json(&json).unwrap();
             assert_eq!(got, expected, "{json}");
         }
     }
 
     #[test]
+    fn an_unknown_type_or_a_missing_field_is_an_error_naming_it() {
+        let unknown = StreamItemRef::from_json(r#"{"type":"hello"}"#).unwrap_err();
+        assert!(unknown.to_string().contains("hello"), "{unknown}");
+        let no_seq = StreamItemRef::from_json(r#"{"type":"message","body":"x"}"#).unwrap_err();
+        assert!(no_seq.to_string().contains("seq"), "{no_seq}");
+        let no_ref = StreamItemRef::from_json(r#"{"type":"ack","seq":3}"#).unwrap_err();
+        assert!(no_ref.to_string().contains("ref"), "{no_ref}");
+    }
+
+    #[test]
     fn a_plain_stream_message_body_is_borrowed() {
         let json = serde_json::to_string(&message("dx1 1 2 3;...")).unwrap();
-        let got: StreamItemRef<'_> = serde_json::from_str(&json).unwrap();
+        let got = StreamItemRef::from_json(&json).unwrap();
         assert!(
             matches!(
                 got,

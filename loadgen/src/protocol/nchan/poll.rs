@@ -92,7 +92,7 @@ fn take_answer(me: &mut ClientHandle, answer: Answer) -> Result<Polled, ClientEr
     let meter = std::sync::Arc::clone(&me.phase.meter);
     meter
         .request_rtt
-        .record_us(me.index, (answer.end - answer.start).as_micros() as u64);
+        .record_us((answer.end - answer.start).as_micros() as u64);
     let polled = match answer.status {
         // 304: nothing newer (an interval poll at once, a long poll at nchan's timeout);
         // 408: a long poll's timeout on some nchan versions.

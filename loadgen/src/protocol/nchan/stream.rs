@@ -79,18 +79,18 @@ impl TransportClient for EventSourceClient {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
-        while let Some((events, at)) = self.stream.next(stop).await? {
-            for event in events {
-                me.on_stamped(&event.data, at)?;
+        self.stream
+            .follow(stop, |event, at| {
+                me.on_stamped(event.data, at)?;
                 if let Some(id) = event.id {
                     // Checked, so a resume never sends nchan something it did not write.
                     id.parse::<MessageId>()
                         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    me.resume = Some(id);
+                    me.resume = Some(id.to_owned());
                 }
-            }
-        }
-        Ok(())
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -126,10 +126,14 @@ impl TransportClient for WebSocketClient {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
+        // One wait for `stop`, pinned for the whole connection: a `cancelled()` made anew for
+        // each frame would register with the token and unregister again on every delivery.
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         loop {
             let frame = tokio::select! {
                 biased;
-                _ = stop.cancelled() => {
+                _ = stopped.as_mut() => {
                     let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     return Ok(());
                 }

@@ -167,8 +167,8 @@ pub fn take_message(
             me.phase
                 .meter
                 .request_rtt
-                .record_us(me.index, (at - sent).as_micros() as u64);
-            me.phase.publish_acked(seq, me.index, n);
+                .record_us((at - sent).as_micros() as u64);
+            me.phase.publish_acked(seq, me.index, n, None);
             Ok(())
         }
         sio::Packet::Disconnect => Err(ClientError::Closed),

@@ -137,7 +137,7 @@ impl PollingClient {
         let meter = Arc::clone(&me.phase.meter);
         meter
             .request_rtt
-            .record_us(me.index, (answer.end - answer.start).as_micros() as u64);
+            .record_us((answer.end - answer.start).as_micros() as u64);
         let text = ok_text(answer)?;
         let mut pings = 0;
         let mut messages = 0u32;

@@ -68,6 +68,10 @@ impl Session {
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
         let mut orders = me.orders.take();
+        // One wait for `stop`, pinned for the whole connection: a `cancelled()` made anew for
+        // each frame would register with the token and unregister again on every delivery.
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         let result = loop {
             let order = async {
                 match orders.as_mut() {
@@ -77,7 +81,7 @@ impl Session {
             };
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => {
+                _ = stopped.as_mut() => {
                     let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     break Ok(());
                 }
