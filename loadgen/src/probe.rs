@@ -46,6 +46,8 @@ pub struct Probe {
     server: SocketAddr,
     authority: String,
     rss_peak: AtomicU64,
+    /// The loadgen's own peak RSS since [`Probe::reset_peaks`].
+    self_rss_peak: AtomicU64,
     open_connections_peak: AtomicU64,
     tcp_connections_peak: AtomicU64,
     /// The last /metrics reading (CPU, RSS) for servers that are not our child.
@@ -82,6 +84,7 @@ impl Probe {
             server,
             authority: server.to_string(),
             rss_peak: AtomicU64::new(0),
+            self_rss_peak: AtomicU64::new(0),
             open_connections_peak: AtomicU64::new(0),
             tcp_connections_peak: AtomicU64::new(0),
             last_metrics: Mutex::new(None),
@@ -97,6 +100,9 @@ impl Probe {
         let me = Arc::clone(self);
         let s = stop.clone();
         tasks.spawn(async move { me.sample_proc(s).await });
+        let me = Arc::clone(self);
+        let s = stop.clone();
+        tasks.spawn(async move { me.sample_self(s).await });
         let me = Arc::clone(self);
         let s = stop.clone();
         tasks.spawn(async move { me.scrape_metrics(s).await });
@@ -171,6 +177,7 @@ impl Probe {
     pub fn reset_peaks(&self) {
         let rss = self.server_reading().map_or(0, |r| r.rss_bytes);
         self.rss_peak.store(rss, Relaxed);
+        self.self_rss_peak.store(self_rss_bytes(), Relaxed);
         self.open_connections_peak.store(0, Relaxed);
         self.tcp_connections_peak.store(0, Relaxed);
         self.lag.lock().unwrap_or_else(|e| e.into_inner()).0.reset();
@@ -180,6 +187,12 @@ impl Probe {
     pub fn rss_peak(&self) -> u64 {
         let now = self.server_reading().map_or(0, |r| r.rss_bytes);
         self.rss_peak.fetch_max(now, Relaxed).max(now)
+    }
+
+    /// The loadgen's own peak RSS since [`Probe::reset_peaks`].
+    pub fn self_rss_peak(&self) -> u64 {
+        let now = self_rss_bytes();
+        self.self_rss_peak.fetch_max(now, Relaxed).max(now)
     }
 
     /// Peak `duplex_open_connections` since [`Probe::reset_peaks`].
@@ -222,6 +235,20 @@ impl Probe {
                     return;
                 }
             }
+        }
+    }
+
+    /// Samples the loadgen's own RSS (what its simulated clients hold) for its peak.
+    async fn sample_self(&self, stop: CancellationToken) {
+        let mut ticks = interval(Duration::from_millis(250));
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            self.self_rss_peak.fetch_max(self_rss_bytes(), Relaxed);
         }
     }
 
@@ -353,6 +380,11 @@ pub fn tree_reading(root: i32) -> Option<ServerReading> {
 /// The loadgen's own CPU seconds so far.
 pub fn self_cpu_s() -> f64 {
     proc_reading(std::process::id() as i32).map_or(0.0, |r| r.cpu_s)
+}
+
+/// The loadgen's own resident set size now, bytes (0 when /proc cannot be read).
+pub fn self_rss_bytes() -> u64 {
+    proc_reading(std::process::id() as i32).map_or(0, |r| r.rss_bytes)
 }
 
 /// What the probe reads from Prometheus text.

@@ -325,6 +325,7 @@ fn phase(transport: &str, clients: u64, rng: &mut Rng) -> Phase {
             timer_lag_p99_ms: 0.8,
             timer_lag_max_ms: 2.5,
             saturated: false,
+            ..Default::default()
         },
         timeseries: c.seconds,
         traces: vec![ClientTrace {

@@ -262,6 +262,16 @@ pub struct Figures {
     /// Server memory growth over the phase (peak − start) per client, bytes; `None` without
     /// clients or without a memory sample.
     pub server_memory_per_client_bytes: Option<f64>,
+    /// The loadgen's own CPU in the window per simulated client, seconds; `None` without
+    /// clients.
+    pub loadgen_cpu_per_client_s: Option<f64>,
+    /// The loadgen's own CPU in the window per delivery received, µs; `None` when nothing was
+    /// delivered.
+    pub loadgen_cpu_per_delivery_us: Option<f64>,
+    /// The loadgen's memory growth over the phase (peak − start) per simulated client, bytes;
+    /// `None` without clients or without a memory sample (results from before the loadgen
+    /// recorded its memory).
+    pub loadgen_memory_per_client_bytes: Option<f64>,
 }
 
 impl Figures {
@@ -318,6 +328,14 @@ impl Figures {
             server_core_share: per_s(phase.server.cpu_s),
             server_memory_per_client_bytes: (clients > 0 && phase.server.rss_peak_bytes > 0)
                 .then(|| growth as f64 / clients as f64),
+            loadgen_cpu_per_client_s: (clients > 0).then(|| phase.loadgen.cpu_s / clients as f64),
+            loadgen_cpu_per_delivery_us: (delivered > 0)
+                .then(|| phase.loadgen.cpu_s * 1e6 / delivered as f64),
+            loadgen_memory_per_client_bytes: (clients > 0 && phase.loadgen.rss_peak_bytes > 0)
+                .then(|| {
+                    let l = &phase.loadgen;
+                    l.rss_peak_bytes.saturating_sub(l.rss_start_bytes) as f64 / clients as f64
+                }),
         }
     }
 }

@@ -378,11 +378,19 @@ pub struct ServerCost {
     pub tcp_connections_peak: u64,
 }
 
-/// The loadgen's own CPU and timer lag.
+/// The loadgen's own CPU, memory and timer lag.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadgenCost {
-    /// CPU seconds the loadgen process used during the phase.
+    /// CPU seconds the loadgen process used during the phase's measured window.
     pub cpu_s: f64,
+    /// The loadgen process's resident set size before the phase's clients connected, bytes (0 in
+    /// results written before this field existed).
+    #[serde(default)]
+    pub rss_start_bytes: u64,
+    /// Its peak resident set size during the measured window, all clients connected, bytes (0 in
+    /// results written before this field existed).
+    #[serde(default)]
+    pub rss_peak_bytes: u64,
     /// How late timers fired, 99th percentile, ms.
     pub timer_lag_p99_ms: f64,
     /// How late timers fired at worst, ms.

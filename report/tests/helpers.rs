@@ -73,3 +73,13 @@ pub fn charts(fragment: &str) -> Vec<&str> {
         })
         .collect()
 }
+
+/// The card cells of row `metric`, one per transport column, in order.
+pub fn card_row(html: &str, metric: &str) -> Vec<String> {
+    let card = section(html, "card");
+    let row = &card[card
+        .find(&format!("<th class=\"metric\">{metric}"))
+        .unwrap_or_else(|| panic!("no card row {metric}"))..];
+    let row = &row[..row.find("</tr>").expect("row ends")];
+    row.split("<td>").skip(1).map(String::from).collect()
+}

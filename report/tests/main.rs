@@ -7,6 +7,7 @@ mod compare;
 mod csv_files;
 mod findings;
 mod helpers;
+mod loadgen_cost;
 mod modes;
 mod page;
 mod page_text;

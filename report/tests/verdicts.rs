@@ -4,7 +4,7 @@
 
 use report::{Analysis, LatencyHistogram, Results};
 
-use crate::helpers::{charts, fixture, render, section};
+use crate::helpers::{card_row, charts, fixture, render, section};
 
 const PUSH_AND_LONG_POLL: [&str; 3] = ["long_poll", "sse", "websocket"];
 
@@ -13,16 +13,6 @@ fn with_floor(mut results: Results, floor_ms: f64) -> Results {
         phase.model_floor_ms = Some(floor_ms);
     }
     results
-}
-
-/// The card cells of row `metric`, one per transport column, in order.
-fn card_row(html: &str, metric: &str) -> Vec<String> {
-    let card = section(html, "card");
-    let row = &card[card
-        .find(&format!("<th class=\"metric\">{metric}"))
-        .unwrap_or_else(|| panic!("no card row {metric}"))..];
-    let row = &row[..row.find("</tr>").expect("row ends")];
-    row.split("<td>").skip(1).map(String::from).collect()
 }
 
 #[test]

@@ -45,7 +45,7 @@ use crate::clients::{ClientHandle, PhaseCtx, Window, pause};
 use crate::conn::Connector;
 use crate::ledger::integrity;
 use crate::meter::PhaseMeter;
-use crate::probe::{Probe, ServerReading, self_cpu_s};
+use crate::probe::{Probe, ServerReading, self_cpu_s, self_rss_bytes};
 use crate::protocol::TargetProtocol;
 use crate::publisher::{PublishVia, Schedule, run_sender};
 use crate::scenario::Scenario;
@@ -108,6 +108,8 @@ struct Measured {
     server_after: Option<ServerReading>,
     load: LoadgenLoad,
     rss_peak: u64,
+    /// The loadgen's own peak RSS in the window.
+    loadgen_rss_peak: u64,
     open_connections_peak: u64,
     tcp_connections_peak: u64,
     /// Each cluster process's cost (empty without a cluster).
@@ -135,6 +137,8 @@ pub async fn run_phase(
     // Before any client connects (the field's meaning; with a fresh server per phase, what an
     // empty server holds), and before the floor is measured on it.
     let server_at_start = setup.probe.server_reading_now().await;
+    // The loadgen's own memory before this phase's clients exist, for what each one costs it.
+    let loadgen_rss_start = self_rss_bytes();
     let floor = floor::measure_floor(s, transport, &room, setup).await;
     let start = Instant::now();
     let meter = Arc::new(PhaseMeter::default());
@@ -252,6 +256,8 @@ pub async fn run_phase(
         server,
         loadgen: LoadgenCost {
             cpu_s: m.load.cpu_s,
+            rss_start_bytes: loadgen_rss_start,
+            rss_peak_bytes: m.loadgen_rss_peak,
             timer_lag_p99_ms: m.load.lag_p99_ms,
             timer_lag_max_ms: m.load.lag_max_ms,
             saturated: m.load.saturated(),
@@ -428,6 +434,7 @@ async fn measure_window(
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         },
         rss_peak: probe.rss_peak(),
+        loadgen_rss_peak: probe.self_rss_peak(),
         open_connections_peak: probe.open_connections_peak(),
         tcp_connections_peak: probe.tcp_connections_peak(),
         processes: match (setup.cluster.as_ref(), processes) {

@@ -80,7 +80,7 @@ impl CardCell {
 /// Builds the card for one analysed run.
 pub fn card(results: &Results, run: &RunAnalysis) -> Card {
     let mut columns = Vec::new();
-    let mut cells: Vec<Vec<CardCell>> = (0..10).map(|_| Vec::new()).collect();
+    let mut cells: Vec<Vec<CardCell>> = (0..11).map(|_| Vec::new()).collect();
     for a in &run.phases {
         let phase = a.phase;
         let measured = &a.measured;
@@ -206,8 +206,9 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
             expected: Some("0 / 0 / 0".into()),
             flagged: !verdicts.integrity_ok,
         });
+        cells[10].push(loadgen_cell(phase, measured));
     }
-    let labels: [(&str, &str); 10] = [
+    let labels: [(&str, &str); 11] = [
         (
             "Latency p50",
             "scheduled publish to receipt; half the messages arrived faster",
@@ -239,6 +240,10 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
             "Missing / duplicated / out of order",
             "integrity: all should be 0 (each client is owed the messages for it)",
         ),
+        (
+            "Load generator CPU · memory",
+            "what simulating the clients cost the loadgen itself in the measured seconds; per simulated client and per delivery under it",
+        ),
     ];
     let rows = labels
         .into_iter()
@@ -250,6 +255,36 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         })
         .collect();
     Card { columns, rows }
+}
+
+/// The loadgen's own cost: CPU in the window and peak memory, and under them what one
+/// simulated client cost it (memory as growth over the phase ÷ clients) and CPU per delivery.
+fn loadgen_cell(phase: &crate::results::Phase, measured: &crate::analysis::Figures) -> CardCell {
+    let l = &phase.loadgen;
+    let memory = if l.rss_peak_bytes > 0 {
+        format!(" · {}", format::mib(l.rss_peak_bytes))
+    } else {
+        String::new()
+    };
+    let mut per_client = Vec::new();
+    if let Some(s) = measured.loadgen_cpu_per_client_s {
+        per_client.push(format!("{} CPU", format::ms(s * 1e3)));
+    }
+    if let Some(b) = measured.loadgen_memory_per_client_bytes {
+        per_client.push(format!("{:.1} KiB", b / 1024.0));
+    }
+    let mut detail = if per_client.is_empty() {
+        String::new()
+    } else {
+        format!("{} per client", per_client.join(" and "))
+    };
+    if let Some(us) = measured.loadgen_cpu_per_delivery_us {
+        if !detail.is_empty() {
+            detail.push_str(" · ");
+        }
+        detail.push_str(&format!("{us:.1} µs CPU per delivery"));
+    }
+    CardCell::plain(format!("{:.2} s{memory}", l.cpu_s), detail)
 }
 
 /// Under a latency: the server's time the verdict allows for, and how the report knows. In
