@@ -315,8 +315,11 @@ fn run_scenario(
         None => loadgen::target::ServerChoice::Child {
             exe: std::env::current_exe()
                 .context("finding the duplex binary to start the server")?,
-            // Below the 20,000 open files a process may have, so overload is a clean 503.
-            max_connections: Some(19_000),
+            // The server's own default: its open-file limit less a reserve (19,488 of the
+            // 20,000 here), so overload is a clean 503 and 19,000 clients (`clients.count`'s
+            // limit) still fit beside the senders' pools and the probe's scrape (a fixed 19,000
+            // refused the probe once the clients held them all).
+            max_connections: None,
         },
     };
     let interrupt = loadgen::CancellationToken::new();

@@ -200,7 +200,8 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Hold {
         let closes = headers
             .get_all(header::CONNECTION)
             .iter()
-            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
         let plain = parts.method == Method::GET && parts.version == Version::HTTP_11;
         Ok((plain && no_body && !closes)
             .then(|| parts.extensions.get::<Holder>().map(|h| Hold(h.0.clone())))

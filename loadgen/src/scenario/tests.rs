@@ -364,7 +364,7 @@ fn range_errors_are_worded_from_the_table() {
     let e = error_of(&format!("{MINIMAL}[clients]\ncount = 20000\n"));
     assert_eq!(
         e,
-        "scenarios/x.toml: clients.count: must be at most 18,000 (a process may have 20,000 open files; the rest is headroom for the senders' connections), got 20000"
+        "scenarios/x.toml: clients.count: must be at most 19,000 (a process may have 20,000 open files; the rest is headroom for the senders' connections), got 20000"
     );
     let e = error_of(&format!("{MINIMAL}[clients]\nconnect_rate = 0\n"));
     assert_eq!(
