@@ -249,7 +249,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let page = report::compare::write_page(&comparison, &out)?;
                 println!("wrote {}", page.display());
             }
-            let (base_verdict, new_verdict) = loadgen::thresholds::judge_both(&base, &new)?;
+            let (mut base_verdict, mut new_verdict) = loadgen::thresholds::judge_both(&base, &new)?;
+            // Checks pair as the phases do (a run of one server against a run of stacks).
+            let pairing = report::compare::Pairing::of(&base, &new);
+            for c in &mut base_verdict.checks {
+                c.subject = pairing.base_id(&c.subject);
+            }
+            for c in &mut new_verdict.checks {
+                c.subject = pairing.new_id(&c.subject);
+            }
             let regressed = loadgen::thresholds::regressions(&base_verdict, &new_verdict);
             loadgen::thresholds::write_regressions(
                 &regressed,

@@ -4,7 +4,7 @@
 //!
 //! - **Idle memory**: `--idle` (5,000) clients open on SSE, WebSocket and long poll, none of them
 //!   sent anything; RSS of the server's process tree after they are all open, less before, per
-//!   connection.
+//!   connection. `--idle 0` leaves this out.
 //! - **Fan-out**: `--subscribers` (1,000) on one room over WebSocket and SSE, one publisher at
 //!   `--rate` (10) msg/s; over a `--window` (10 s): server CPU seconds per delivery and the p99
 //!   of delivery latency (receive time minus the publish's scheduled time, one clock).
@@ -291,7 +291,13 @@ async fn run(args: Args) -> Result<(), String> {
     }
     println!("vs-nchan: load at start {}", servers::load());
     let mut rows: Vec<(String, [Option<Figure>; 3], f64, &str)> = Vec::new();
-    for held in [Held::Sse, Held::WebSocket, Held::LongPoll] {
+    // `--idle 0` skips the idle-memory figures (a fan-out-only run, e.g. for a before/after).
+    let idle_kinds: &[Held] = if args.idle == 0 {
+        &[]
+    } else {
+        &[Held::Sse, Held::WebSocket, Held::LongPoll]
+    };
+    for &held in idle_kinds {
         let mut pair = [None, None, None];
         for stack in stacks(&args) {
             let f = idle_memory(stack, held, &args).await?;

@@ -2,8 +2,10 @@
 //! the integrity rule (nothing missing, duplicated, out of order or misdelivered unless a threshold on that
 //! figure says how much is allowed) and, with `--strict`, a loadgen that was not saturated.
 //!
-//! A threshold reads `<transport>.<metric> <op> <number>`, e.g. `websocket.latency_p99_ms < 50`,
-//! `*.missing == 0`; `*` means every transport. Metrics are read from the results document
+//! A threshold reads `[<stack>.]<transport>.<metric> <op> <number>`, e.g.
+//! `websocket.latency_p99_ms < 50`, `*.missing == 0`, `nchan.sse.latency_p99_ms < 80`; `*` means
+//! every transport (or every stack), and a threshold that names no stack applies to every
+//! stack's phases (the scenario checks a named stack against its `[[stacks]]`). Metrics are read from the results document
 //! alone ([`report::results::Phase`]), so a check means the same as the figure in
 //! `results.json`; [`METRICS`] lists them with their meaning (the README's list is checked
 //! against it). [`evaluate`] checks every phase of every sweep point; [`write_table`] prints
@@ -17,10 +19,21 @@ use std::io;
 use report::results::{Phase, Results};
 use wire::Transport;
 
+mod metrics;
+use metrics::HISTOGRAMS;
+pub use metrics::{METRICS, Metric};
+
 /// A threshold that could not be parsed; the message names what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ThresholdError(String);
+
+impl ThresholdError {
+    /// A problem with a threshold, in one sentence.
+    pub fn new(problem: impl Into<String>) -> Self {
+        Self(problem.into())
+    }
+}
 
 /// Where a check came from, for the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,147 +110,6 @@ impl fmt::Display for Op {
     }
 }
 
-/// A figure of one phase that a threshold can check.
-#[derive(Debug, Clone, Copy)]
-pub struct Metric {
-    /// Its name as written (`missing`, `latency_p99_ms`).
-    pub name: &'static str,
-    /// What it is, for the README.
-    pub doc: &'static str,
-    /// Reads it from a phase; `None` when the phase has no such figure (nothing delivered).
-    pub value: fn(&Phase) -> Option<f64>,
-}
-
-impl PartialEq for Metric {
-    /// Names are unique in [`METRICS`]; function pointers are not comparable.
-    fn eq(&self, other: &Metric) -> bool {
-        self.name == other.name
-    }
-}
-
-/// The histogram metrics: `<prefix>p<digits>_ms` and `<prefix>max_ms` for each prefix.
-const HISTOGRAMS: [(&str, &str); 3] = [
-    ("latency_", "delivery latency"),
-    ("request_rtt_", "request round trip"),
-    ("connect_time_", "connect time"),
-];
-
-fn per_s(count: u64, p: &Phase) -> Option<f64> {
-    (p.duration_s > 0.0).then(|| count as f64 / p.duration_s)
-}
-
-/// Every counter-like metric, in the README's order.
-pub const METRICS: [Metric; 21] = [
-    Metric {
-        name: "missing",
-        doc: "deliveries expected but never received",
-        value: |p| Some(p.integrity.missing as f64),
-    },
-    Metric {
-        name: "duplicates",
-        doc: "extra copies received",
-        value: |p| Some(p.integrity.duplicates as f64),
-    },
-    Metric {
-        name: "out_of_order",
-        doc: "deliveries with a lower seq than one the client already had",
-        value: |p| Some(p.integrity.out_of_order as f64),
-    },
-    Metric {
-        name: "misdelivered",
-        doc: "deliveries to a client the message was not for (`chat.mode`)",
-        value: |p| Some(p.integrity.misdelivered as f64),
-    },
-    Metric {
-        name: "deliveries_expected",
-        doc: "deliveries that should have happened",
-        value: |p| Some(p.integrity.deliveries_expected as f64),
-    },
-    Metric {
-        name: "deliveries_received",
-        doc: "distinct expected deliveries that arrived",
-        value: |p| Some(p.integrity.deliveries_received as f64),
-    },
-    Metric {
-        name: "gaps_reported",
-        doc: "messages the server said were lost (gap items)",
-        value: |p| Some(p.integrity.gaps_reported as f64),
-    },
-    Metric {
-        name: "messages_published",
-        doc: "messages published in the measured window",
-        value: |p| Some(p.messages_published as f64),
-    },
-    Metric {
-        name: "clients_connected",
-        doc: "clients that connected and subscribed",
-        value: |p| Some(p.clients_connected as f64),
-    },
-    Metric {
-        name: "requests",
-        doc: "HTTP requests (or WebSocket frames) sent in the window",
-        value: |p| Some(p.traffic.requests as f64),
-    },
-    Metric {
-        name: "requests_per_s",
-        doc: "`requests` per measured second",
-        value: |p| per_s(p.traffic.requests, p),
-    },
-    Metric {
-        name: "empty_responses",
-        doc: "poll answers with nothing in them (204)",
-        value: |p| Some(p.traffic.empty_responses as f64),
-    },
-    Metric {
-        name: "errors",
-        doc: "failed connects, requests and protocol errors",
-        value: |p| Some(p.traffic.errors as f64),
-    },
-    Metric {
-        name: "connections_opened",
-        doc: "TCP connections opened",
-        value: |p| Some(p.traffic.connections_opened as f64),
-    },
-    Metric {
-        name: "bytes_up_per_s",
-        doc: "bytes the clients wrote per measured second",
-        value: |p| per_s(p.traffic.bytes_up, p),
-    },
-    Metric {
-        name: "bytes_down_per_s",
-        doc: "bytes the clients read per measured second",
-        value: |p| per_s(p.traffic.bytes_down, p),
-    },
-    Metric {
-        name: "bytes_down_per_delivery",
-        doc: "bytes read per delivered message",
-        value: |p| {
-            (p.integrity.deliveries_received > 0)
-                .then(|| p.traffic.bytes_down as f64 / p.integrity.deliveries_received as f64)
-        },
-    },
-    Metric {
-        name: "server_cpu_s",
-        doc: "server CPU seconds in the window",
-        value: |p| Some(p.server.cpu_s),
-    },
-    Metric {
-        name: "server_rss_peak_mib",
-        doc: "server's peak resident memory, MiB",
-        value: |p| Some(p.server.rss_peak_bytes as f64 / (1024.0 * 1024.0)),
-    },
-    Metric {
-        name: "loadgen_cpu_s",
-        doc: "the loadgen's own CPU seconds in the window",
-        value: |p| Some(p.loadgen.cpu_s),
-    },
-    Metric {
-        name: "loadgen_saturated",
-        doc: "1 when the loadgen was too busy for its figures to be trusted, else 0",
-        value: |p| Some(if p.loadgen.saturated { 1.0 } else { 0.0 }),
-    },
-];
-
 /// What a threshold reads: a named metric or a histogram quantile.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Figure {
@@ -262,6 +134,8 @@ impl Figure {
 /// One parsed check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
+    /// The stack it is about (a `stacks.name`); `None` when it names none, or `*`: every stack.
+    pub stack: Option<String>,
     /// The transport it is about; `None` for `*` (every transport).
     pub transport: Option<Transport>,
     /// The metric's name as written.
@@ -278,6 +152,9 @@ pub struct Threshold {
 impl fmt::Display for Threshold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let who = self.transport.map_or("*".to_owned(), |t| t.to_string());
+        if let Some(stack) = &self.stack {
+            write!(f, "{stack}.")?;
+        }
         write!(f, "{who}.{} {} {}", self.metric, self.op, self.bound)
     }
 }
@@ -332,9 +209,9 @@ fn figure(name: &str) -> Result<Figure, ThresholdError> {
     )))
 }
 
-/// Parses `<transport>.<metric> <op> <number>`.
+/// Parses `[<stack>.]<transport>.<metric> <op> <number>`.
 pub fn parse(text: &str, origin: Origin) -> Result<Threshold, ThresholdError> {
-    const SHAPE: &str = "write `<transport>.<metric> <op> <number>`, e.g. `websocket.latency_p99_ms < 50` or `*.missing == 0`";
+    const SHAPE: &str = "write `[<stack>.]<transport>.<metric> <op> <number>`, e.g. `websocket.latency_p99_ms < 50`, `*.missing == 0` or `nchan.sse.latency_p99_ms < 80`";
     let at = text
         .find(['<', '>', '=', '!'])
         .ok_or_else(|| problem(format!("no comparison in {text:?}; {SHAPE}")))?;
@@ -354,11 +231,31 @@ pub fn parse(text: &str, origin: Origin) -> Result<Threshold, ThresholdError> {
         .ok()
         .filter(|b: &f64| b.is_finite())
         .ok_or_else(|| problem(format!("`{number}` is not a number in {text:?}")))?;
-    let (who, metric) = subject.trim().split_once('.').ok_or_else(|| {
-        problem(format!(
-            "no transport before the metric in {text:?}; {SHAPE}"
-        ))
-    })?;
+    let parts: Vec<&str> = subject.trim().split('.').map(str::trim).collect();
+    let (stack, who, metric) = match parts[..] {
+        [who, metric] => (None, who, metric),
+        [stack, who, metric] => (Some(stack), who, metric),
+        [_] => {
+            return Err(problem(format!(
+                "no transport before the metric in {text:?}; {SHAPE}"
+            )));
+        }
+        _ => {
+            return Err(problem(format!(
+                "too many parts in `{}`; {SHAPE}",
+                subject.trim()
+            )));
+        }
+    };
+    let stack = match stack {
+        None | Some("*") => None,
+        Some(name) if is_stack_name(name) => Some(name.to_owned()),
+        Some(name) => {
+            return Err(problem(format!(
+                "`{name}` is not a stack name (letters, digits, '_' or '-') in {text:?}"
+            )));
+        }
+    };
     let transport = match who.trim() {
         "*" => None,
         t => Some(t.parse::<Transport>().map_err(|_| {
@@ -368,8 +265,8 @@ pub fn parse(text: &str, origin: Origin) -> Result<Threshold, ThresholdError> {
             ))
         })?),
     };
-    let metric = metric.trim();
     Ok(Threshold {
+        stack,
         transport,
         metric: metric.to_owned(),
         op,
@@ -379,6 +276,23 @@ pub fn parse(text: &str, origin: Origin) -> Result<Threshold, ThresholdError> {
     })
 }
 
+/// Whether `name` could be a `stacks.name` (the scenario checks that it is one).
+fn is_stack_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Threshold {
+    /// Whether it checks the phase of `stack` (its `stacks.name`, `None` for a run of one
+    /// stack) on `transport`.
+    fn applies_to(&self, stack: Option<&str>, transport: Option<Transport>) -> bool {
+        (self.stack.is_none() || self.stack.as_deref() == stack)
+            && (self.transport.is_none() || self.transport == transport)
+    }
+}
+
 /// The outcome of one check on one phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -386,7 +300,7 @@ pub enum Outcome {
     Pass,
     /// It does not, or the phase has no such figure.
     Fail,
-    /// The threshold names a transport that did not run.
+    /// The threshold names a transport (or a stack) that did not run.
     Skipped,
 }
 
@@ -459,7 +373,7 @@ pub fn evaluate(results: &Results, thresholds: &[Threshold], strict: bool) -> Ve
     for run in &results.runs {
         for phase in &run.phases {
             let transport: Option<Transport> = phase.transport.parse().ok();
-            let applies = |t: &Threshold| t.transport.is_none() || t.transport == transport;
+            let applies = |t: &Threshold| t.applies_to(phase.stack.as_deref(), transport);
             let id = report::transport::phase_id(phase.stack.as_deref(), &phase.transport);
             let subject = match (sweep_key, run.sweep_value) {
                 (Some(key), Some(v)) => format!("{id} ({key}={v})"),
@@ -488,17 +402,19 @@ pub fn evaluate(results: &Results, thresholds: &[Threshold], strict: bool) -> Ve
             }
         }
     }
-    // A threshold on a transport that did not run is shown, so it is not silently ignored.
+    // A threshold on a transport (or stack) that did not run is shown, so it is not silently
+    // ignored.
     for t in thresholds {
-        if let Some(want) = t.transport
+        if (t.transport.is_some() || t.stack.is_some())
             && !results
                 .runs
                 .iter()
                 .flat_map(|r| &r.phases)
-                .any(|p| p.transport == want.as_str())
+                .any(|p| t.applies_to(p.stack.as_deref(), p.transport.parse().ok()))
         {
+            let who = t.transport.map_or("*".to_owned(), |w| w.to_string());
             checks.push(Check {
-                subject: want.to_string(),
+                subject: report::transport::phase_id(t.stack.as_deref(), &who),
                 rule: format!("{} {} {}", t.metric, t.op, t.bound),
                 value: None,
                 outcome: Outcome::Skipped,

@@ -125,6 +125,30 @@ async fn socketio_delivers_every_message_once_by_polling_websocket_and_upgrade()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_polling_answers_gzipped_past_1_kb_are_read_like_any_other() {
+    // Engine.IO gzips a polling answer of 1 KB or more for a client that accepts gzip (the
+    // browser profile does): with 1.5 KB messages every answer that carries one is compressed.
+    // Before the loadgen decoded them, each broke its session ("not UTF-8") and lost messages.
+    let mut s = scenario("peer = \"socketio\"", "transports = [\"long_poll\"]");
+    s.payload_bytes = 1500;
+    let measured = phases(&s, &[Transport::LongPoll]).await;
+    assert_eq!(
+        measured[0].1.traffic.errors, 0,
+        "{:?}",
+        measured[0].1.warnings
+    );
+    assert_exact("socketio gzip", &measured);
+    // What crossed the socket is the compressed answer: fewer bytes than the bodies it carried.
+    let p = &measured[0].1;
+    assert!(
+        p.traffic.bytes_down < p.integrity.deliveries_received * 1500,
+        "{} bytes down for {} deliveries of 1.5 KB",
+        p.traffic.bytes_down,
+        p.integrity.deliveries_received
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nchan_loses_a_backlog_longer_than_its_buffer_without_a_word() {
     // Interval polls every second while 2 senders publish 8/s each: each poll finds ~16 new
     // messages, of which nchan kept only the last 3.

@@ -3,7 +3,9 @@
 //! counts and histograms show (the same noise [`crate::noise`] judges models with). Both runs
 //! are analysed with [`Analysis`]; for a sweep, the run each page's card shows is compared.
 //! The result prints as a terminal table ([`write_table`]) and as one offline HTML page
-//! ([`render_page`]).
+//! ([`render_page`]). Phases pair by their identifier (`sse`, or `nchan/sse` in a run of
+//! several stacks); a run of one server against a run of stacks pairs the one server's phases
+//! with the stack of the same server ([`Pairing`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -121,25 +123,136 @@ impl Comparison {
     }
 }
 
+/// How two runs' phases pair when only one of them compared stacks: the other run's phases
+/// (`sse`) stand for its one server's stack (`duplex/sse`), the stack of the stacks run that
+/// measured the same server: the one named after it (`duplex` for duplex's own server, a
+/// child or a cluster; `nchan` or `socketio` for a peer). Runs that both or neither compared
+/// stacks pair by identifier as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pairing {
+    /// The stack the base run's phases stand for, when the base run named none.
+    pub base_stack: Option<String>,
+    /// The stack the new run's phases stand for, when the new run named none.
+    pub new_stack: Option<String>,
+    /// One sentence saying how the phases paired, or why nothing pairs.
+    pub note: Option<String>,
+}
+
+impl Pairing {
+    /// The pairing of `base` with `new`.
+    pub fn of(base: &Results, new: &Results) -> Self {
+        let stacks = |r: &Results| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            for p in r.runs.iter().flat_map(|run| &run.phases) {
+                if let Some(s) = &p.stack
+                    && !out.contains(s)
+                {
+                    out.push(s.clone());
+                }
+            }
+            out
+        };
+        let (in_base, in_new) = (stacks(base), stacks(new));
+        let (single, stacked, single_is_base) = match (in_base.is_empty(), in_new.is_empty()) {
+            (true, false) => (base, &in_new, true),
+            (false, true) => (new, &in_base, false),
+            _ => return Self::default(),
+        };
+        let side = if single_is_base { "base" } else { "new" };
+        let other = if single_is_base { "new" } else { "base" };
+        let server = server_of(&single.environment.target);
+        let Some(stack) = server.filter(|s| stacked.iter().any(|x| x == s)) else {
+            return Self {
+                note: Some(format!(
+                    "nothing pairs: {side} measured one server ({}) and {other} compared the \
+                     stacks {}, none of them {}",
+                    single.environment.target,
+                    stacked.join(", "),
+                    server.map_or("a server this report can name".to_owned(), |s| format!(
+                        "named {s}"
+                    )),
+                )),
+                ..Self::default()
+            };
+        };
+        let note = Some(format!(
+            "{side} measured one server ({stack}) and {other} compared stacks: {side}'s phases \
+             are paired with {other}'s {stack} stack"
+        ));
+        let stack = Some(stack.to_owned());
+        if single_is_base {
+            Self {
+                base_stack: stack,
+                note,
+                ..Self::default()
+            }
+        } else {
+            Self {
+                new_stack: stack,
+                note,
+                ..Self::default()
+            }
+        }
+    }
+
+    /// A base run's phase (or check subject) as the new run would name it.
+    pub fn base_id(&self, id: &str) -> String {
+        named(self.base_stack.as_deref(), id)
+    }
+
+    /// A new run's phase (or check subject) as the base run would name it.
+    pub fn new_id(&self, id: &str) -> String {
+        named(self.new_stack.as_deref(), id)
+    }
+}
+
+fn named(stack: Option<&str>, id: &str) -> String {
+    match stack {
+        Some(stack) => format!("{stack}/{id}"),
+        None => id.to_owned(),
+    }
+}
+
+/// Which stack a run of one server measured, from how its results name the server
+/// (`Environment::target`): a peer's name, `duplex` for duplex's own child or cluster, `None`
+/// for a server at a URL (it could be anything).
+fn server_of(target: &str) -> Option<&'static str> {
+    if let Some((name, _)) = target.split_once(" peer, child pid") {
+        return ["nchan", "socketio"].into_iter().find(|&p| p == name);
+    }
+    (target.contains("embedded child") || target.starts_with("a cluster of")).then_some("duplex")
+}
+
 /// Compares `new` with `base`.
 pub fn compare(base: &Results, new: &Results) -> Comparison {
     let (a, b) = (Analysis::of(base), Analysis::of(new));
-    let base_phases: &[PhaseAnalysis] = a.headline().map_or(&[], |r| &r.phases);
-    let new_phases: &[PhaseAnalysis] = b.headline().map_or(&[], |r| &r.phases);
-    let mut ids: Vec<&str> = base_phases.iter().map(|p| p.id()).collect();
-    for p in new_phases {
-        if !ids.contains(&p.id()) {
-            ids.push(p.id());
+    let pairing = Pairing::of(base, new);
+    let base_phases: Vec<(String, &PhaseAnalysis)> = a
+        .headline()
+        .map_or(&[][..], |r| &r.phases)
+        .iter()
+        .map(|p| (pairing.base_id(p.id()), p))
+        .collect();
+    let new_phases: Vec<(String, &PhaseAnalysis)> = b
+        .headline()
+        .map_or(&[][..], |r| &r.phases)
+        .iter()
+        .map(|p| (pairing.new_id(p.id()), p))
+        .collect();
+    let mut ids: Vec<&str> = base_phases.iter().map(|(id, _)| id.as_str()).collect();
+    for (id, _) in &new_phases {
+        if !ids.contains(&id.as_str()) {
+            ids.push(id);
         }
     }
     let mut differences = Vec::new();
     for id in ids {
-        let x = base_phases.iter().find(|p| p.id() == id);
-        let y = new_phases.iter().find(|p| p.id() == id);
+        let x = base_phases.iter().find(|(i, _)| i == id).map(|(_, p)| *p);
+        let y = new_phases.iter().find(|(i, _)| i == id).map(|(_, p)| *p);
         differences.extend(figures(id, x, y));
     }
     let label = |r: &Results| format!("{} ({})", r.scenario.name, r.started_at);
-    let mut setup = Vec::new();
+    let mut setup: Vec<String> = pairing.note.into_iter().collect();
     if let (Some(x), Some(y)) = (a.headline(), b.headline()) {
         let (x, y) = (x.run, y.run);
         let mut differs = |what: &str, p: f64, q: f64| {

@@ -169,3 +169,99 @@ fn a_single_stack_run_colours_by_transport_as_before() {
         "{sse:?}"
     );
 }
+
+/// The fixture's phases as one stack's of a stacks run: `stack`'s (then `other`'s, a copy).
+fn stacks_run(stack: &str, other: &str) -> Results {
+    let mut results = two_stacks();
+    for p in &mut results.runs.last_mut().unwrap().phases {
+        p.stack = Some(
+            if p.stack.as_deref() == Some("duplex") {
+                stack
+            } else {
+                other
+            }
+            .to_owned(),
+        );
+    }
+    results
+}
+
+#[test]
+fn compare_pairs_a_run_of_one_server_with_the_stack_of_that_server() {
+    // The fixture is a run of duplex's own child.
+    let single = fixture("results.json");
+    assert!(
+        single.environment.target.contains("embedded child"),
+        "{}",
+        single.environment.target
+    );
+    let stacks = stacks_run("duplex", "nchan");
+    let c = report::compare::compare(&single, &stacks);
+    let sse: Vec<_> = c
+        .differences
+        .iter()
+        .filter(|d| d.transport == "duplex/sse")
+        .collect();
+    assert!(!sse.is_empty());
+    assert!(
+        sse.iter()
+            .filter(|d| d.base.is_some() && d.new.is_some())
+            .count()
+            >= sse.len() / 2,
+        "base's sse pairs with new's duplex/sse"
+    );
+    assert!(
+        !c.differences.iter().any(|d| d.transport == "sse"),
+        "no unpaired `sse` row"
+    );
+    assert!(
+        c.differences
+            .iter()
+            .filter(|d| d.transport == "nchan/sse")
+            .all(|d| d.base.is_none())
+    );
+    assert!(
+        c.setup[0].contains("paired with new's duplex stack"),
+        "{:?}",
+        c.setup
+    );
+    // Either way round; and a peer's run pairs with the stack named after the peer.
+    let back = report::compare::compare(&stacks, &single);
+    let paired = |c: &report::compare::Comparison, id: &str| {
+        c.differences
+            .iter()
+            .filter(|d| d.transport == id && d.base.is_some() && d.new.is_some())
+            .count()
+    };
+    assert_eq!(paired(&back, "duplex/sse"), paired(&c, "duplex/sse"));
+    let mut nchan = single.clone();
+    nchan.environment.target = "nchan peer, child pid 7 at http://127.0.0.1:9".into();
+    let by_peer = report::compare::compare(&nchan, &stacks);
+    assert!(paired(&by_peer, "nchan/sse") > 0);
+    assert_eq!(paired(&by_peer, "nchan/sse"), paired(&c, "duplex/sse"));
+    let c = by_peer;
+    assert!(
+        c.differences
+            .iter()
+            .filter(|d| d.transport == "duplex/sse")
+            .all(|d| d.base.is_none())
+    );
+}
+
+#[test]
+fn compare_says_in_one_sentence_why_nothing_pairs() {
+    let mut single = fixture("results.json");
+    single.environment.target = "http://127.0.0.1:8080".into();
+    let c = report::compare::compare(&single, &stacks_run("duplex", "nchan"));
+    assert!(
+        c.setup[0].starts_with("nothing pairs: base measured one server (http://127.0.0.1:8080)"),
+        "{:?}",
+        c.setup
+    );
+    let c = report::compare::compare(&fixture("results.json"), &stacks_run("mine", "nchan"));
+    assert!(
+        c.setup[0].contains("none of them named duplex"),
+        "{:?}",
+        c.setup
+    );
+}

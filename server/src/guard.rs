@@ -130,6 +130,13 @@ impl<S> Guarded<S> {
         }
     }
 
+    /// Drops the request-head timer (the socket is held by a response off hyper, which reads no
+    /// heads); it is armed again by the next read that waits for a head.
+    pub(crate) fn disarm_head(&mut self) {
+        self.head = None;
+        self.head_started = false;
+    }
+
     /// The guarded socket, to look at it without reading (the guard's timers do not see that).
     pub(crate) fn get_ref(&self) -> &S {
         &self.inner

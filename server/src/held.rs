@@ -200,7 +200,8 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Hold {
         let closes = headers
             .get_all(header::CONNECTION)
             .iter()
-            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
         let plain = parts.method == Method::GET && parts.version == Version::HTTP_11;
         Ok((plain && no_body && !closes)
             .then(|| parts.extensions.get::<Holder>().map(|h| Hold(h.0.clone())))
@@ -267,11 +268,14 @@ pub(crate) fn release(
     let Some(job) = slot.job.take() else {
         return response;
     };
-    let Some(socket) = slot.socket.take() else {
+    let Some(mut socket) = slot.socket.take() else {
         return response;
     };
     drop(slot);
     let (parts, done) = response.into_parts();
+    // The lean task reads no request heads: the guard's head timer is not needed until hyper
+    // has the socket again.
+    socket.disarm_head();
     match job {
         Job::Stream(events) => {
             let head = encode_head(&parts, Framing::Chunked, how.shutdown.is_cancelled());
@@ -279,7 +283,7 @@ pub(crate) fn release(
         }
         Job::Answer { endpoint, answer } => {
             // Only the headers the middleware added are kept while the answer waits.
-            let added: Vec<(HeaderName, HeaderValue)> = parts
+            let added: Box<[(HeaderName, HeaderValue)]> = parts
                 .headers
                 .into_iter()
                 .scan(None, |name, (next, value)| {
@@ -383,7 +387,11 @@ async fn client_gone(socket: &mut Socket, discard: bool) {
         return;
     }
     let mut probe = [0u8; 1];
-    match socket.get_ref().get_ref().peek(&mut probe).await {
+    let tcp = socket.get_ref().get_ref();
+    // `poll_peek`, not `peek`: it takes the socket's read waker slot, which still holds hyper's
+    // task's waker (and so that finished task's memory) until someone replaces it.
+    let peeked = std::future::poll_fn(|cx| tcp.poll_peek(cx, &mut ReadBuf::new(&mut probe))).await;
+    match peeked {
         Ok(0) | Err(_) => {}
         // A request pipelined behind this one: it waits for the next hyper connection.
         Ok(_) => std::future::pending().await,
@@ -425,7 +433,7 @@ async fn stream(
 struct Answer {
     endpoint: Endpoint,
     /// The headers the middleware put on the response (written after the answer's own).
-    added: Vec<(HeaderName, HeaderValue)>,
+    added: Box<[(HeaderName, HeaderValue)]>,
     /// The response body the request-counting middleware wrapped: dropped once the answer is
     /// written, which tells the connection a new request head may come.
     done: Body,
@@ -458,7 +466,7 @@ impl Answer {
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
         let mut last: Option<HeaderName> = None;
-        for (name, value) in self.added {
+        for (name, value) in self.added.into_vec() {
             // As the middleware did it: `insert` replaces, a repeated name appends.
             if last.as_ref() == Some(&name) {
                 parts.headers.append(name, value);

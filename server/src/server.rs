@@ -142,10 +142,12 @@ pub async fn serve(
                 }
                 continue;
             }
+            // A finished connection's task is freed as it ends, not at the next accept: a held
+            // response's hyper connection ends right after its head, and a quiet listener would
+            // keep every such task's memory until someone connects.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
-        // Reap finished connection tasks so the set stays the size of what is open.
-        while connections.try_join_next().is_some() {}
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {

@@ -174,3 +174,26 @@ async fn a_client_leaving_a_held_stream_or_poll_frees_it() {
         }
     }
 }
+
+/// A request that asks to close its connection (or is not HTTP/1.1) is served inside hyper, as
+/// before: hyper answers it with `connection: close` and closes.
+#[tokio::test]
+async fn a_long_poll_that_asks_to_close_is_answered_and_closed() {
+    let t = start_default().await;
+    for request in [
+        "GET /api/rooms/c/longpoll?timeout_ms=100 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Connection: keep-alive, close\r\n\r\n",
+        "GET /api/rooms/c/longpoll?timeout_ms=100 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+    ] {
+        let mut tcp = TcpStream::connect(t.server.addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        timeout(PROMPT, tcp.read_to_end(&mut answer))
+            .await
+            .expect("closed after the answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.contains(" 204 No Content\r\n"), "{answer:?}");
+        assert!(answer.contains("duplex-next: 0\r\n"), "{answer:?}");
+    }
+}

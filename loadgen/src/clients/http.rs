@@ -6,6 +6,9 @@
 //! exact since one request at a time is in flight on a connection) and the size of the response
 //! head, reconstructed from the parsed status line and headers (hyper does not expose the raw
 //! head; the reconstruction is byte-exact for the `name: value\r\n` form servers write).
+//! A body the server compressed (`Content-Encoding: gzip` or `deflate`; the browser profile
+//! accepts them, as a browser does) is decoded before anyone reads it, while the bytes counted
+//! are the compressed ones that crossed the socket.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -168,7 +171,7 @@ impl HttpConn {
             let head_len = head_len(&response);
             let status = response.status();
             let (parts, body) = response.into_parts();
-            let body = body.collect().await?.to_bytes();
+            let body = decoded(&parts.headers, body.collect().await?.to_bytes())?;
             Ok::<_, ClientError>((status, head_len, parts.headers, body))
         };
         let (status, head_len, headers, body) = tokio::time::timeout(limit, work)
@@ -218,8 +221,90 @@ pub fn head_len<B>(response: &Response<B>) -> u64 {
     (n + 2) as u64
 }
 
+/// Most bytes a compressed answer may decode to: far above any chat batch, and a bound on
+/// what a hostile server's small answer can make the loadgen hold.
+const DECODED_LIMIT: u64 = 16 << 20;
+
+/// `body` as the server meant it: decoded when `headers` say it was compressed.
+fn decoded(headers: &hyper::HeaderMap, body: Bytes) -> Result<Bytes, ClientError> {
+    use std::io::Read;
+    let Some(encoding) = headers.get(hyper::header::CONTENT_ENCODING) else {
+        return Ok(body);
+    };
+    let encoding = encoding.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let mut out = Vec::new();
+    let read = match encoding.as_str() {
+        "identity" | "" => return Ok(body),
+        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(&body[..])
+            .take(DECODED_LIMIT + 1)
+            .read_to_end(&mut out),
+        // HTTP's `deflate` is the zlib format (RFC 9110), as Node's zlib writes it.
+        "deflate" => flate2::read::ZlibDecoder::new(&body[..])
+            .take(DECODED_LIMIT + 1)
+            .read_to_end(&mut out),
+        other => {
+            return Err(ClientError::Protocol(format!(
+                "the server compressed an answer with {other:?}; the loadgen decodes gzip and deflate"
+            )));
+        }
+    };
+    read.map_err(|e| {
+        ClientError::Protocol(format!("a {encoding} answer that does not decode: {e}"))
+    })?;
+    if out.len() as u64 > DECODED_LIMIT {
+        return Err(ClientError::Protocol(format!(
+            "a {encoding} answer decodes to more than {DECODED_LIMIT} bytes"
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
 /// The start of a body, for error messages.
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     text.into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn encoded(name: &str) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        h.insert(hyper::header::CONTENT_ENCODING, name.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn gzip_and_deflate_answers_are_decoded_and_others_named() {
+        let text = "4{\"body\":\"dx1 0 1 2;....\"}".repeat(50);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        let gz = Bytes::from(gz.finish().unwrap());
+        assert!(gz.len() < text.len());
+        assert_eq!(
+            decoded(&encoded("gzip"), gz.clone()).unwrap(),
+            text.as_bytes()
+        );
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(text.as_bytes()).unwrap();
+        let z = Bytes::from(z.finish().unwrap());
+        assert_eq!(decoded(&encoded("deflate"), z).unwrap(), text.as_bytes());
+        let plain = Bytes::from_static(b"ok");
+        assert_eq!(
+            decoded(&hyper::HeaderMap::new(), plain.clone()).unwrap(),
+            plain
+        );
+        let e = decoded(&encoded("br"), plain).unwrap_err().to_string();
+        assert!(
+            e.contains("\"br\"") && e.contains("gzip and deflate"),
+            "{e}"
+        );
+        let e = decoded(&encoded("gzip"), Bytes::from_static(b"not gzip"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gzip answer that does not decode"), "{e}");
+    }
 }

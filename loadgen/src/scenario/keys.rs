@@ -308,7 +308,7 @@ pub const THRESHOLDS: Key = Key {
     range_note: "",
     unit: "table",
     sweep: false,
-    doc: "checks on the measured figures, e.g. `\"websocket.latency_p99_ms\" = \"< 50\"`; a failed check makes `duplex run` exit with status 2",
+    doc: "checks on the measured figures, e.g. `\"websocket.latency_p99_ms\" = \"< 50\"` (with `[[stacks]]`, `\"nchan.sse.latency_p99_ms\"` checks one stack's); a failed check makes `duplex run` exit with status 2",
 };
 
 /// `clients.count`

@@ -12,6 +12,7 @@ use super::keys::{Default, Key, Range, Type};
 use super::raw::{RawStack, RawTarget};
 use super::target::TargetSpec;
 use super::validate::Validator;
+use crate::thresholds::{Threshold, ThresholdError};
 
 /// One server a run measures, and the transports it is measured on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +155,29 @@ fn at_entry(i: usize, e: ScenarioError) -> ScenarioError {
     }
 }
 
+/// `t`, when the stack it names (if any) is one of `stacks`: a threshold on a stack the
+/// scenario does not measure would be skipped silently run after run.
+pub(super) fn known_stack(t: Threshold, stacks: &[Stack]) -> Result<Threshold, ThresholdError> {
+    let Some(name) = t.stack.as_deref() else {
+        return Ok(t);
+    };
+    let names: Vec<&str> = stacks.iter().filter_map(|s| s.name.as_deref()).collect();
+    if names.contains(&name) {
+        return Ok(t);
+    }
+    Err(ThresholdError::new(if names.is_empty() {
+        format!(
+            "`{t}` names the stack `{name}`, but this scenario measures one server and names \
+             no stacks (a threshold names a stack only with `[[stacks]]`)"
+        )
+    } else {
+        format!(
+            "`{t}` names the stack `{name}`, which this scenario does not measure (its stacks: {})",
+            names.join(", ")
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -268,5 +292,43 @@ transports = ["websocket"]
                 && e.ends_with("(set by --socketio-websocket)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_threshold_may_name_a_stack_the_scenario_measures_and_no_other() {
+        let with = |t: &str| format!("{THREE}[thresholds]\n{t}\n");
+        let s = parse(
+            &with("\"nchan.sse.latency_p99_ms\" = \"< 80\""),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.thresholds[0].stack.as_deref(), Some("nchan"));
+        assert_eq!(s.thresholds[0].to_string(), "nchan.sse.latency_p99_ms < 80");
+        let e = parse(
+            &with("\"nchn.sse.missing\" = \"<= 3\""),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "scenarios/x.toml: thresholds.nchn.sse.missing: `nchn.sse.missing <= 3` names the stack \
+             `nchn`, which this scenario does not measure (its stacks: duplex, nchan, socketio, \
+             socketio-upgrade)"
+        );
+        let flag = Overrides {
+            thresholds: vec!["redis.websocket.missing == 0".into()],
+            ..Overrides::default()
+        };
+        let e = parse(THREE, &flag).unwrap_err();
+        assert!(
+            e.contains("names the stack `redis`") && e.ends_with("(set by --threshold)"),
+            "{e}"
+        );
+        let e = parse(
+            "[thresholds]\n\"nchan.sse.missing\" = \"== 0\"\n",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("names no stacks"), "{e}");
     }
 }

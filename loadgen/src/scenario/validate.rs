@@ -11,6 +11,7 @@ use wire::Transport;
 
 use super::keys::{self, Default, Key, Range, duration_text, grouped};
 use super::raw::RawScenario;
+use super::stacks::known_stack;
 use super::{Network, Overrides, Scenario, ScenarioError, Sweep, SweepKey};
 use crate::clients::profile::ClientProfile;
 use crate::recipients::ChatMode;
@@ -117,13 +118,16 @@ impl Validator<'_> {
                 ));
             };
             let t = thresholds::parse(&format!("{key} {condition}"), Origin::Scenario)
+                .and_then(|t| known_stack(t, &stacks))
                 .map_err(|e| self.err(&dotted, e.to_string()))?;
             thresholds.push(t);
         }
         for text in &overrides.thresholds {
-            let t = thresholds::parse(text, Origin::Flag).map_err(|e| {
-                self.err(keys::THRESHOLDS.name, format!("{e} (set by --threshold)"))
-            })?;
+            let t = thresholds::parse(text, Origin::Flag)
+                .and_then(|t| known_stack(t, &stacks))
+                .map_err(|e| {
+                    self.err(keys::THRESHOLDS.name, format!("{e} (set by --threshold)"))
+                })?;
             thresholds.push(t);
         }
 

@@ -286,3 +286,88 @@ fn a_misdelivered_message_fails_a_run_whose_mode_leaves_clients_out() {
         ("socketio/websocket", "misdelivered == 0", Some(2.0))
     );
 }
+
+/// `phase(transport)` as `stack`'s.
+fn stack_phase(stack: &str, transport: &str) -> Phase {
+    Phase {
+        stack: Some(stack.to_owned()),
+        ..phase(transport)
+    }
+}
+
+#[test]
+fn a_threshold_naming_a_stack_checks_that_stacks_phase_and_one_naming_none_checks_every_stacks() {
+    let t = flag("nchan.sse.latency_p99_ms < 50");
+    assert_eq!(
+        (t.stack.as_deref(), t.transport),
+        (Some("nchan"), Some(Transport::Sse))
+    );
+    assert_eq!(flag("*.sse.missing == 0").stack, None, "`*` is every stack");
+    let mut lossy = stack_phase("nchan", "sse");
+    lossy.integrity.missing = 4;
+    let r = results(vec![
+        stack_phase("duplex", "sse"),
+        lossy,
+        stack_phase("nchan", "websocket"),
+    ]);
+    // p99 of 1..=100 ms is about 99 ms: below 150 everywhere, not below 50.
+    let v = evaluate(
+        &r,
+        &[
+            flag("nchan.sse.latency_p99_ms < 50"),
+            flag("sse.latency_p99_ms < 150"),
+        ],
+        false,
+    );
+    let of = |subject: &str, rule: &str| {
+        v.checks
+            .iter()
+            .find(|c| c.subject == subject && c.rule.starts_with(rule))
+            .map(|c| c.outcome)
+    };
+    assert_eq!(of("nchan/sse", "latency_p99_ms < 50"), Some(Outcome::Fail));
+    assert_eq!(
+        of("duplex/sse", "latency_p99_ms < 50"),
+        None,
+        "duplex's SSE is not nchan's"
+    );
+    assert_eq!(
+        of("duplex/sse", "latency_p99_ms < 150"),
+        Some(Outcome::Pass)
+    );
+    assert_eq!(of("nchan/sse", "latency_p99_ms < 150"), Some(Outcome::Pass));
+    assert_eq!(of("nchan/websocket", "latency_p99_ms"), None);
+    // A stack's allowance on an integrity figure replaces the rule for that stack only.
+    let v = evaluate(&r, &[flag("nchan.*.missing <= 5")], false);
+    assert!(v.passed(), "{}", table(&v));
+    let mut duplex_lossy = stack_phase("duplex", "sse");
+    duplex_lossy.integrity.missing = 1;
+    let r2 = results(vec![duplex_lossy, stack_phase("nchan", "sse")]);
+    let v = evaluate(&r2, &[flag("nchan.*.missing <= 5")], false);
+    assert_eq!(
+        v.failures(),
+        1,
+        "duplex's loss still fails the integrity rule"
+    );
+    // A stack that did not run is shown as skipped.
+    let v = evaluate(&r, &[flag("socketio.websocket.missing == 0")], false);
+    let skipped: Vec<&Check> = v
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].subject, "socketio/websocket");
+}
+
+#[test]
+fn a_stack_part_that_is_not_a_name_or_too_many_parts_is_refused() {
+    let e = parse("a b.sse.missing == 0", Origin::Flag)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`a b` is not a stack name"), "{e}");
+    let e = parse("x.nchan.sse.missing == 0", Origin::Flag)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("too many parts in `x.nchan.sse.missing`"), "{e}");
+}

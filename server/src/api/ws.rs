@@ -16,8 +16,11 @@
 //! nothing (not even the pong) for twice that is closed, so a vanished laptop does not hold its
 //! socket until TCP gives up.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -26,6 +29,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -126,15 +130,90 @@ async fn run(socket: WebSocket, session: Session, follower: Follower) {
     let writer = write_loop(sink, replies_rx, follower, &session);
     let reader = read_loop(stream, replies_tx, &session);
     tokio::pin!(writer, reader);
-    tokio::select! {
+    match first_done(writer.as_mut(), reader.as_mut()).await {
         // The writer ends on shutdown, a send error, or a close the reader asked for.
-        _ = &mut writer => {}
+        Half::Writer => {}
         // The reader ends when the client closes or breaks the protocol; dropping its end of the
         // reply channel lets the writer send what is queued (a close reason) and stop.
-        _ = &mut reader => {
+        Half::Reader => {
             let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
         }
     }
+}
+
+/// Which half of a connection finished first.
+enum Half {
+    Writer,
+    Reader,
+}
+
+/// Which halves were woken since they were last polled, and the task to wake for them.
+struct Woken {
+    halves: [AtomicBool; 2],
+    task: AtomicWaker,
+}
+
+/// The waker one half is polled with: marks that half woken, then wakes the task.
+struct HalfWaker {
+    woken: Arc<Woken>,
+    half: usize,
+}
+
+impl Wake for HalfWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.halves[self.half].store(true, Ordering::Release);
+        self.woken.task.wake();
+    }
+}
+
+/// Runs both halves in the connection's one task until one ends, polling each only when its own
+/// waker fired. `select!` polls every branch on every wake-up, so each publish (a wake of the
+/// writer) also ran the reader through the split lock, tungstenite (which zero-fills its read
+/// buffer first) and the socket's readiness check, only to find nothing to read: 8% of the
+/// server's CPU in the 1,000-subscriber fan-out (`perf record`, docs/ARCHITECTURE.md). Three
+/// small allocations (about 120 bytes per connection) instead of a second task.
+async fn first_done(
+    mut writer: Pin<&mut impl Future<Output = ()>>,
+    mut reader: Pin<&mut impl Future<Output = ()>>,
+) -> Half {
+    // Both start woken: each is polled once to register what it waits on.
+    let woken = Arc::new(Woken {
+        halves: [AtomicBool::new(true), AtomicBool::new(true)],
+        task: AtomicWaker::new(),
+    });
+    let waker = |half| {
+        Waker::from(Arc::new(HalfWaker {
+            woken: woken.clone(),
+            half,
+        }))
+    };
+    let (for_writer, for_reader) = (waker(0), waker(1));
+    std::future::poll_fn(|cx| {
+        // Register before taking a flag, so a wake-up between the two is not lost.
+        woken.task.register(cx.waker());
+        if woken.halves[0].swap(false, Ordering::AcqRel)
+            && writer
+                .as_mut()
+                .poll(&mut Context::from_waker(&for_writer))
+                .is_ready()
+        {
+            return Poll::Ready(Half::Writer);
+        }
+        if woken.halves[1].swap(false, Ordering::AcqRel)
+            && reader
+                .as_mut()
+                .poll(&mut Context::from_waker(&for_reader))
+                .is_ready()
+        {
+            return Poll::Ready(Half::Reader);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn write_loop(
@@ -143,7 +222,12 @@ async fn write_loop(
     mut follower: Follower,
     s: &Session,
 ) {
-    let shutdown = &s.state.shutdown;
+    // Made once and kept registered, and polled after the branch that is ready in the usual
+    // case: a `cancelled()` made in each `select!` was registered with the token and dropped
+    // again on every delivery, two locks on a waiter list every connection shares. The check at
+    // the top of the loop (an atomic load) keeps shutdown ahead of any further send.
+    let shutdown = s.state.shutdown.cancelled();
+    tokio::pin!(shutdown);
     let every = s.state.config.ws_ping;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -156,30 +240,36 @@ async fn write_loop(
         return;
     }
     loop {
+        if s.state.shutdown.is_cancelled() {
+            break;
+        }
         // Read, then wait with `changed()` rather than `next()`: news goes out before queued
         // replies, but while waiting a reply (an ack) is taken before a publish.
         let read = follower.read();
         if read.has_news() {
-            let mut frames = Vec::with_capacity(read.entries.len() + 3);
-            if follower.epoch() != told {
+            let epoch = (follower.epoch() != told).then(|| {
                 told = follower.epoch();
-                frames.push(item_frame(&StreamItem::Epoch {
+                item_frame(&StreamItem::Epoch {
                     epoch: told.to_string(),
-                }));
-            }
-            if read.reset {
-                frames.push(item_frame(&StreamItem::Reset { head: read.next }));
-            }
-            if read.missed > 0 {
-                frames.push(item_frame(&StreamItem::Gap {
+                })
+            });
+            let reset = read
+                .reset
+                .then(|| item_frame(&StreamItem::Reset { head: read.next }));
+            let gap = (read.missed > 0).then(|| {
+                item_frame(&StreamItem::Gap {
                     missed: read.missed,
-                }));
-            }
-            frames.extend(read.entries.iter().map(|e| Message::Text(e.text.clone())));
+                })
+            });
+            // No list of frames is built: the usual delivery is one shared message.
+            let frames = [epoch, reset, gap]
+                .into_iter()
+                .flatten()
+                .chain(read.entries.iter().map(|e| Message::Text(e.text.clone())));
             let sent = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
                 sent = send_all(&mut sink, frames) => sent,
+                _ = &mut shutdown => break,
             };
             if sent.is_err() {
                 return;
@@ -192,13 +282,12 @@ async fn write_loop(
         }
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
             reply = replies.recv() => match reply.map(|r| *r) {
                 Some(Reply::Item(item)) => {
                     let sent = tokio::select! {
                         biased;
-                        _ = shutdown.cancelled() => break,
                         sent = sink.send(item_frame(&item)) => sent,
+                        _ = &mut shutdown => break,
                     };
                     if sent.is_err() {
                         return;
@@ -215,6 +304,7 @@ async fn write_loop(
                 }
             },
             () = follower.changed() => {}
+            _ = &mut shutdown => break,
             _ = ping.tick() => {
                 let heard = Duration::from_millis(s.heard.load(Ordering::Relaxed));
                 let quiet = s.started.elapsed().saturating_sub(heard);
@@ -226,7 +316,7 @@ async fn write_loop(
                 if quiet >= every {
                     let sent = tokio::select! {
                         biased;
-                        _ = shutdown.cancelled() => break,
+                        _ = &mut shutdown => break,
                         sent = sink.send(Message::Ping(Bytes::new())) => sent,
                     };
                     if sent.is_err() {
@@ -247,7 +337,7 @@ async fn write_loop(
 
 async fn send_all(
     sink: &mut SplitSink<WebSocket, Message>,
-    frames: Vec<Message>,
+    frames: impl Iterator<Item = Message>,
 ) -> Result<(), axum::Error> {
     for frame in frames {
         sink.feed(frame).await?;
