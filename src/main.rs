@@ -417,6 +417,14 @@ fn serve(listen: &str, mut config: server::Config) -> anyhow::Result<ExitCode> {
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
+    // tokio's multi-thread runtime, one worker per core, as `Runtime::new` makes it. Measured
+    // against it for the 1,000-subscriber fan-out (docs/ARCHITECTURE.md, "What a delivery
+    // costs"): a current_thread runtime runs 5% fewer user-space instructions per WebSocket
+    // delivery (callgrind: 4,907 against 5,190), but used more CPU time per delivery in the one
+    // `vs-nchan` run that compared them (WebSocket 32.5 against 30.6 us, SSE 27.1 against 24.8,
+    // load 6-9), and it leaves the second core to the loadgen alone; larger `event_interval` and
+    // `global_queue_interval` (250) changed the profile's shares within noise. `disable_lifo_slot`
+    // needs `--cfg tokio_unstable` and was not tried.
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
         let listener = server::bind(addr).with_context(|| format!("binding {addr}"))?;

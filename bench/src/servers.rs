@@ -147,8 +147,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // nginx's worker would outlive its master when only the master is killed.
-        for pid in tree(self.child.id()).into_iter().rev() {
+        // nginx's worker would outlive its master when only the master is killed, and a master
+        // that sees its worker die starts a new one: so the tree is listed first, then the master
+        // is killed before its workers (killing workers first left respawned ones running,
+        // holding the bench's stdout open).
+        for pid in tree(self.child.id()) {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::extract::Target;
-use crate::feed::{Follower, Limit, Room};
+use crate::feed::{Entry, Follower, Limit, Room};
 use crate::state::AppState;
 use wire::{ClientFrame, PublishRequest, StreamItem, Transport};
 
@@ -247,28 +247,26 @@ async fn write_loop(
         // replies, but while waiting a reply (an ack) is taken before a publish.
         let read = follower.read();
         if read.has_news() {
-            let epoch = (follower.epoch() != told).then(|| {
+            // Only a reset, a gap or a new epoch needs a list (a `Vec` allocates on its first
+            // push): the usual delivery is the shared message frames alone.
+            let mut notes = Vec::new();
+            if follower.epoch() != told {
                 told = follower.epoch();
-                item_frame(&StreamItem::Epoch {
+                notes.push(item_frame(&StreamItem::Epoch {
                     epoch: told.to_string(),
-                })
-            });
-            let reset = read
-                .reset
-                .then(|| item_frame(&StreamItem::Reset { head: read.next }));
-            let gap = (read.missed > 0).then(|| {
-                item_frame(&StreamItem::Gap {
+                }));
+            }
+            if read.reset {
+                notes.push(item_frame(&StreamItem::Reset { head: read.next }));
+            }
+            if read.missed > 0 {
+                notes.push(item_frame(&StreamItem::Gap {
                     missed: read.missed,
-                })
-            });
-            // No list of frames is built: the usual delivery is one shared message.
-            let frames = [epoch, reset, gap]
-                .into_iter()
-                .flatten()
-                .chain(read.entries.iter().map(|e| Message::Text(e.text.clone())));
+                }));
+            }
             let sent = tokio::select! {
                 biased;
-                sent = send_all(&mut sink, frames) => sent,
+                sent = send_all(&mut sink, notes, &read.entries) => sent,
                 _ = &mut shutdown => break,
             };
             if sent.is_err() {
@@ -335,12 +333,18 @@ async fn write_loop(
     .await;
 }
 
+/// Sends `notes` (epoch, reset, gap), then each entry as a text frame sharing its JSON, in one
+/// flush.
 async fn send_all(
     sink: &mut SplitSink<WebSocket, Message>,
-    frames: impl Iterator<Item = Message>,
+    notes: Vec<Message>,
+    entries: &[Arc<Entry>],
 ) -> Result<(), axum::Error> {
-    for frame in frames {
+    for frame in notes {
         sink.feed(frame).await?;
+    }
+    for entry in entries {
+        sink.feed(Message::Text(entry.text.clone())).await?;
     }
     sink.flush().await
 }
