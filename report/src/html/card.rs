@@ -242,7 +242,7 @@ pub fn card(results: &Results, run: &RunAnalysis) -> Card {
         ),
         (
             "Load generator CPU · memory",
-            "what simulating the clients cost the loadgen itself in the measured seconds; per simulated client and per delivery under it",
+            "what simulating the clients cost the loadgen itself: CPU in the measured seconds, peak memory; under it per simulated client (memory as growth over the phase ÷ clients: a lower bound after the first phase, which reuses memory an earlier one freed) and per delivery",
         ),
     ];
     let rows = labels
