@@ -14,7 +14,7 @@
 //! own), and of two HTTP publishes whose requests were in flight at the same time (a sender's
 //! pool has several connections) the server may have stored either first. So each client notes
 //! the pairs it saw inverted ([`Ledger::inversions`]) and [`integrity`] judges them together
-//! ([`judge_order`], the one place the rule lives): an inversion of publishes that did not
+//! (`judge_order`, the one place the rule lives): an inversion of publishes that did not
 //! overlap is the server's disorder; one of overlapping publishes is the order the server
 //! chose, which every client must then see alike (the order most clients saw is taken as the
 //! server's, and a client that saw the other counts as out of order).

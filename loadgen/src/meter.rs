@@ -30,7 +30,7 @@ fn thread_shard() -> usize {
 }
 
 /// A latency histogram split into shards; each thread records into its own
-/// ([`thread_shard`]).
+/// (`thread_shard`).
 #[derive(Debug)]
 pub struct ShardedHistogram {
     shards: Vec<Mutex<LatencyHistogram>>,

@@ -92,7 +92,7 @@ const SHADES: [[&str; 4]; 4] = [
 
 /// The colours of one run's phases ([`phase_id`]s). A run of one stack (or of none named)
 /// colours by transport, as always; a run of several colours by stack x transport: each stack,
-/// in the order the run measured them, takes the next shade of [`SHADES`] (a fifth stack
+/// in the order the run measured them, takes the next shade of `SHADES` (a fifth stack
 /// reuses the first's; the labels still name it).
 #[derive(Debug, Clone, Default)]
 pub struct Palette {
