@@ -49,6 +49,13 @@ export async function newLaptop(browser, viewport = { width: 1280, height: 860 }
 export function watchConsole(page, ctx, name) {
   page.on('pageerror', (e) => ctx.errors.push(`${name}: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') ctx.errors.push(`${name} console: ${m.text()}`); });
+  // The console names no URL for a failed request; this says which request and what the server
+  // answered (every error of ours carries a JSON reason).
+  page.on('response', async (r) => {
+    if (r.status() < 400) return;
+    const body = await r.text().catch(() => '');
+    ctx.errors.push(`${name} ${r.status()} ${r.request().method()} ${r.url()}: ${body.slice(0, 200)}`);
+  });
 }
 
 /** What on `page` is cut off: the page scrolls, or an element's box (zero-sized ones aside)
