@@ -259,6 +259,16 @@ pub(super) async fn publish(
         sent_us,
     })
     .map_err(|e| ApiError::BadJson(e.to_string()))?;
+    // Recorded before it is published: a page on a WebSocket can see the flash and report its
+    // delay while the publishes into the other rooms are still under way, and a report for a
+    // flash not yet recorded would be refused as unknown (seen under load in the browser test).
+    let names: Vec<String> = rooms.iter().map(|r| r.as_str().to_owned()).collect();
+    live.flashes.record(FlashRecord {
+        flash,
+        text: text.to_owned(),
+        sent_us,
+        rooms: names.clone(),
+    });
     for room in &rooms {
         // The server's own message: `flash` is refused to everyone else (Room::publish).
         let draft = Draft {
@@ -271,18 +281,11 @@ pub(super) async fn publish(
         };
         feed.publish_draft(room, draft).await?;
     }
-    let rooms: Vec<String> = rooms.iter().map(|r| r.as_str().to_owned()).collect();
-    live.flashes.record(FlashRecord {
-        flash,
-        text: text.to_owned(),
-        sent_us,
-        rooms: rooms.clone(),
-    });
     tracing::info!(flash, rooms = rooms.len(), "flash sent");
     Ok(FlashSent {
         flash,
         sent_us,
-        rooms,
+        rooms: names,
     })
 }
 
