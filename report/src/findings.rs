@@ -35,14 +35,20 @@ impl Finding {
     }
 }
 
-/// A transport's name inside a sentence ("short polling", "SSE").
+/// A phase's name inside a sentence ("short polling", "SSE"; "SSE on nchan" in a run that
+/// compared stacks, where a sentence naming only the transport could set one stack's figure
+/// against another's without saying so).
 pub fn in_sentence(a: &PhaseAnalysis) -> String {
-    match a.transport {
-        Some(Transport::ShortPoll) => "short polling".into(),
-        Some(Transport::LongPoll) => "long polling".into(),
-        Some(Transport::Sse) => "SSE".into(),
-        Some(Transport::WebSocket) => "WebSocket".into(),
-        None => a.id().to_string(),
+    let transport = match a.transport {
+        Some(Transport::ShortPoll) => "short polling",
+        Some(Transport::LongPoll) => "long polling",
+        Some(Transport::Sse) => "SSE",
+        Some(Transport::WebSocket) => "WebSocket",
+        None => return a.id().to_string(),
+    };
+    match &a.phase.stack {
+        Some(stack) => format!("{transport} on {stack}"),
+        None => transport.to_owned(),
     }
 }
 

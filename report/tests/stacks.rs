@@ -265,3 +265,22 @@ fn compare_says_in_one_sentence_why_nothing_pairs() {
         c.setup
     );
 }
+
+#[test]
+fn findings_of_a_stacks_run_name_the_stack_of_each_figure_they_compare() {
+    let results = two_stacks();
+    let found = report::findings::findings(&report::Analysis::of(&results));
+    let requests = found
+        .iter()
+        .map(|f| f.text.as_str())
+        .find(|t| t.contains("the requests of"))
+        .expect("a finding on requests per second");
+    // Which of two equal stacks is named may go either way; that one is named may not.
+    let named = |text: &str, at: &str| {
+        ["duplex", "nchan"]
+            .iter()
+            .any(|s| text.contains(&format!("{at} on {s}")))
+    };
+    assert!(named(requests, "Short polling"), "{requests}");
+    assert!(named(requests, "the requests of SSE"), "{requests}");
+}
