@@ -102,9 +102,6 @@ impl Probe {
         tasks.spawn(async move { me.sample_proc(s).await });
         let me = Arc::clone(self);
         let s = stop.clone();
-        tasks.spawn(async move { me.sample_self(s).await });
-        let me = Arc::clone(self);
-        let s = stop.clone();
         tasks.spawn(async move { me.scrape_metrics(s).await });
         let me = Arc::clone(self);
         tasks.spawn(async move { me.measure_lag(stop).await });
@@ -215,31 +212,11 @@ impl Probe {
         )
     }
 
+    /// Every 250 ms: the loadgen's own RSS (what its simulated clients hold) for its peak, and
+    /// the child server's process tree when there is one; the child gone is the run's failure,
+    /// after which only the loadgen's own memory is sampled.
     async fn sample_proc(&self, stop: CancellationToken) {
-        let Some(pid) = self.child_pid else { return };
-        let mut ticks = interval(Duration::from_millis(250));
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            match tree_reading(pid) {
-                Some(r) => {
-                    *self.last_reading.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                    self.rss_peak.fetch_max(r.rss_bytes, Relaxed);
-                }
-                None => {
-                    self.fail(format!("the server (child pid {pid}) exited"));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Samples the loadgen's own RSS (what its simulated clients hold) for its peak.
-    async fn sample_self(&self, stop: CancellationToken) {
+        let mut child = self.child_pid;
         let mut ticks = interval(Duration::from_millis(250));
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
@@ -249,6 +226,17 @@ impl Probe {
                 _ = ticks.tick() => {}
             }
             self.self_rss_peak.fetch_max(self_rss_bytes(), Relaxed);
+            let Some(pid) = child else { continue };
+            match tree_reading(pid) {
+                Some(r) => {
+                    *self.last_reading.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                    self.rss_peak.fetch_max(r.rss_bytes, Relaxed);
+                }
+                None => {
+                    self.fail(format!("the server (child pid {pid}) exited"));
+                    child = None;
+                }
+            }
         }
     }
 
