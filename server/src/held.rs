@@ -367,14 +367,13 @@ fn has_body(status: StatusCode) -> bool {
 
 /// A chunk's size line, `<hex length>\r\n`, as hyper writes it (upper-case hex).
 fn chunk_size(len: usize, out: &mut [u8; 18]) -> &[u8] {
-    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
-    for (i, slot) in out[..digits].iter_mut().enumerate() {
-        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
-        *slot = b"0123456789ABCDEF"[nibble];
-    }
-    out[digits] = b'\r';
-    out[digits + 1] = b'\n';
-    &out[..digits + 2]
+    let written = {
+        let mut cursor = io::Cursor::new(&mut out[..]);
+        io::Write::write_fmt(&mut cursor, format_args!("{len:X}\r\n"))
+            .expect("16 hex digits and CRLF fit in 18 bytes");
+        cursor.position() as usize
+    };
+    &out[..written]
 }
 
 /// Ready once the client has closed its side of `socket` (or the socket failed). What it sends
