@@ -14,7 +14,7 @@ use bytes::{BufMut, BytesMut};
 use super::no_content;
 use crate::error::ApiError;
 use crate::extract::Target;
-use crate::feed::{Follower, Limit, Read};
+use crate::feed::{Follower, Limit, Read, Reader};
 use crate::held::Hold;
 use crate::metrics::Endpoint;
 use crate::state::AppState;
@@ -48,7 +48,7 @@ pub(super) async fn short_poll(State(state): State<AppState>, target: Target) ->
         Some(cursor) => room.locate(cursor).await,
         None => room.head(),
     };
-    let read = room.read(since, target.client.as_deref(), BATCH_LIMIT);
+    let read = room.read(since, Reader::of(target.client.as_deref()), BATCH_LIMIT);
     answer(&state, Transport::ShortPoll, read)
 }
 
@@ -157,7 +157,10 @@ mod tests {
             .unwrap()
             .unwrap();
         }
-        let read = feed.find(&room).unwrap().read(0, None, BATCH_LIMIT);
+        let read = feed
+            .find(&room)
+            .unwrap()
+            .read(0, Reader::Anyone, BATCH_LIMIT);
         let batch: Batch = serde_json::from_slice(&encode_batch(&read)).unwrap();
         assert_eq!(batch.messages.len(), 2);
         assert_eq!(batch.messages[0].body, "b\"quoted\"");

@@ -278,6 +278,15 @@ impl Entry {
         Bytes::from(self.text.clone())
     }
 
+    /// Whether `reader` sees this message in a read of the log.
+    pub fn visible_to(&self, reader: Reader<'_>) -> bool {
+        match reader {
+            Reader::Anyone => self.is_for(None),
+            Reader::Client(client) => self.is_for(Some(client)),
+            Reader::Fanout => true,
+        }
+    }
+
     /// Whether the subscriber `client` should receive this message.
     pub fn is_for(&self, client: Option<&str>) -> bool {
         match (&self.to, client) {
@@ -286,6 +295,26 @@ impl Entry {
             (None, Some(client)) => self.echo || *self.from != *client,
             (None, None) => true,
         }
+    }
+}
+
+/// Whose view of a room a read takes: which messages it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader<'a> {
+    /// A reader that gave no client id: the messages for everyone.
+    Anyone,
+    /// This client: the messages for everyone (but its own sent with `echo: false`) and those
+    /// addressed to it.
+    Client(&'a str),
+    /// The room's fan-out (`feed::fanout`), which routes each message to its subscribers
+    /// itself: every message, whoever it is for.
+    Fanout,
+}
+
+impl<'a> Reader<'a> {
+    /// The reader for a client that may have given its id.
+    pub fn of(client: Option<&'a str>) -> Self {
+        client.map_or(Reader::Anyone, Reader::Client)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::Room;
-use super::entry::{Cursor, Limit, Read};
+use super::entry::{Cursor, Limit, Read, Reader};
 
 /// One client following a room from a cursor: reads what follows it and, when nothing does,
 /// waits for the next publish. Long poll, SSE and WebSocket all follow the room this way.
@@ -33,6 +33,8 @@ pub struct Follower {
     /// client follows it (the store lost its data); the cursor then means nothing there.
     epoch: super::Epoch,
     client: Option<String>,
+    /// Reads every message, whoever it is for: the room's fan-out, which routes each itself.
+    everything: bool,
     limit: Limit,
     /// The last read found nothing for this client, so the next one waits for a publish first.
     idle: bool,
@@ -58,8 +60,18 @@ impl Follower {
             cursor,
             epoch,
             client,
+            everything: false,
             limit,
             idle: false,
+        }
+    }
+
+    /// Follows `room` from `since` reading every message, whoever it is for: how a shard of the
+    /// room's fan-out (`feed::fanout`) follows it.
+    pub(super) fn for_fanout(room: Arc<Room>, since: Cursor, limit: Limit) -> Self {
+        Follower {
+            everything: true,
+            ..Follower::new(room, Some(since), None, limit)
         }
     }
 
@@ -87,12 +99,23 @@ impl Follower {
         self.cursor
     }
 
+    /// Moves the cursor to `seq` (of the same epoch): where the room's fan-out let go of a
+    /// connection that it was writing to (see `feed::fanout`); the next read starts there.
+    pub fn seek(&mut self, seq: u64) {
+        self.cursor = seq;
+        self.idle = false;
+    }
+
     /// Reads what follows the cursor now, without waiting, and moves the cursor past it
     /// (messages addressed to others move it too). Marks the head seen first: see the type's
     /// docs.
     pub fn read(&mut self) -> Read {
         self.head.borrow_and_update();
-        let client = self.client.as_deref();
+        let client = if self.everything {
+            Reader::Fanout
+        } else {
+            Reader::of(self.client.as_deref())
+        };
         let mut read = self.room.read(self.cursor, client, self.limit);
         if let Some(epoch) = read.epoch
             && epoch != self.epoch

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::entry::{Draft, Entry, Epoch, Limit, PublishError, Read, RoomName};
+use super::entry::{Draft, Entry, Epoch, Limit, PublishError, Read, Reader, RoomName};
 
 /// What [`RoomLog::append`] returns: the entry with its seq, once the log has it.
 pub type Appended<'a> = Pin<Box<dyn Future<Output = Result<Arc<Entry>, PublishError>> + Send + 'a>>;
@@ -44,7 +44,7 @@ pub trait RoomLog: Debug + Send + Sync {
     /// of seqs evicted before it could see them, or a reset when `since` is ahead of the log.
     /// A read never holds more than `limit` (messages and bytes); `next` then stops before the
     /// rest.
-    fn read(&self, since: u64, client: Option<&str>, limit: Limit) -> Read;
+    fn read(&self, since: u64, reader: Reader<'_>, limit: Limit) -> Read;
 
     /// The seq of the newest message (0 when none yet).
     fn head(&self) -> u64;

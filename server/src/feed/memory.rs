@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::watch;
 
-use super::entry::{Draft, Entry, Epoch, Limit, Read, RoomName};
+use super::entry::{Draft, Entry, Epoch, Limit, Read, Reader, RoomName};
 use super::log::{Appended, LogStore, RoomLog};
 
 /// What an entry costs besides its JSON: the `Arc`, the struct, the routing strings' headers and
@@ -263,7 +263,7 @@ impl RoomLog for MemoryLog {
         Box::pin(std::future::ready(Ok(entry)))
     }
 
-    fn read(&self, since: u64, client: Option<&str>, limit: Limit) -> Read {
+    fn read(&self, since: u64, reader: Reader<'_>, limit: Limit) -> Read {
         let ring = self.lock();
         let epoch = Some(self.epoch);
         if since > ring.head {
@@ -295,7 +295,7 @@ impl RoomLog for MemoryLog {
                 read.next = entry.seq - 1;
                 break;
             }
-            if entry.is_for(client) {
+            if entry.visible_to(reader) {
                 bytes += entry.text.len();
                 read.entries.push(entry.clone());
             }
@@ -354,11 +354,11 @@ mod tests {
         for i in 0..3 {
             assert_eq!(push(&r, req("a", &i.to_string())).seq, i + 1);
         }
-        let read = r.read(1, None, ALL);
+        let read = r.read(1, Reader::Anyone, ALL);
         let seqs: Vec<u64> = read.entries.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [2, 3]);
         assert_eq!((read.next, read.missed, read.reset), (3, 0, false));
-        assert!(!r.read(3, None, ALL).has_news());
+        assert!(!r.read(3, Reader::Anyone, ALL).has_news());
     }
 
     #[test]
@@ -367,18 +367,18 @@ mod tests {
         for _ in 0..10 {
             push(&r, req("a", "x"));
         }
-        let read = r.read(2, None, ALL);
+        let read = r.read(2, Reader::Anyone, ALL);
         // Kept: 8, 9, 10; lost after 2: 3..=7.
         assert_eq!(read.missed, 5);
         assert_eq!(read.entries.first().unwrap().seq, 8);
-        assert_eq!(r.read(0, None, ALL).missed, 7);
+        assert_eq!(r.read(0, Reader::Anyone, ALL).missed, 7);
     }
 
     #[test]
     fn since_ahead_of_log_is_a_reset_to_head() {
         let r = log(3);
         push(&r, req("a", "x"));
-        let read = r.read(50, None, ALL);
+        let read = r.read(50, Reader::Anyone, ALL);
         assert!(read.reset && read.entries.is_empty());
         assert_eq!(read.next, 1);
     }
@@ -391,7 +391,7 @@ mod tests {
         }
         let read = r.read(
             0,
-            None,
+            Reader::Anyone,
             Limit {
                 messages: 2,
                 bytes: usize::MAX,
@@ -420,14 +420,18 @@ mod tests {
             },
         );
         let seqs = |c: Option<&str>| -> Vec<u64> {
-            r.read(0, c, ALL).entries.iter().map(|e| e.seq).collect()
+            r.read(0, Reader::of(c), ALL)
+                .entries
+                .iter()
+                .map(|e| e.seq)
+                .collect()
         };
         assert_eq!(seqs(Some("alice")), [1]);
         assert_eq!(seqs(Some("bob")), [1, 2, 3]);
         assert_eq!(seqs(Some("carol")), [1, 2]);
         assert_eq!(seqs(None), [1, 2]);
         // Skipped messages still move the cursor.
-        assert_eq!(r.read(0, Some("alice"), ALL).next, 3);
+        assert_eq!(r.read(0, Reader::Client("alice"), ALL).next, 3);
     }
 }
 
@@ -470,9 +474,9 @@ mod budget_tests {
             store.budget().used()
         );
         // The old room's entries were the oldest: all gone, and a reader is told how many.
-        let read = old.read(0, None, ALL);
+        let read = old.read(0, Reader::Anyone, ALL);
         assert_eq!((read.missed, read.entries.len()), (20, 0));
-        let read = new.read(0, None, ALL);
+        let read = new.read(0, Reader::Anyone, ALL);
         assert!(read.missed > 0 && !read.entries.is_empty());
         assert_eq!(read.missed + read.entries.len() as u64, 200);
         drop(new);
@@ -493,7 +497,7 @@ mod budget_tests {
         }
         let read = log.read(
             0,
-            None,
+            Reader::Anyone,
             Limit {
                 messages: 100,
                 bytes: 3500,
@@ -502,7 +506,7 @@ mod budget_tests {
         assert_eq!((read.entries.len(), read.next), (3, 3));
         let one = log.read(
             0,
-            None,
+            Reader::Anyone,
             Limit {
                 messages: 100,
                 bytes: 10,

@@ -11,6 +11,7 @@
 //! rule). How a publish reaches each transport is told in `docs/ARCHITECTURE.md`.
 
 mod entry;
+mod fanout;
 mod follower;
 mod log;
 mod memory;
@@ -28,9 +29,10 @@ use wire::PublishRequest;
 
 pub use self::redis::{BackplaneError, RedisLog, RedisStore};
 pub use entry::{
-    BadRoomName, Cursor, Draft, Entry, Epoch, Limit, MAX_NAME_LEN, PublishError, Read, RoomName,
-    TooManyRooms, is_hidden, now_us, valid_client_id,
+    BadRoomName, Cursor, Draft, Entry, Epoch, Limit, MAX_NAME_LEN, PublishError, Read, Reader,
+    RoomName, TooManyRooms, is_hidden, now_us, valid_client_id,
 };
+pub use fanout::{Attachment, BATCH, Offer, Subscriber};
 pub use follower::Follower;
 
 /// Event names only the server publishes: the teacher's `flash`, and `experiment`, which
@@ -84,6 +86,8 @@ pub struct Room {
     creator: Option<IpAddr>,
     /// Last publish (or creation), for expiry. A std Mutex: set once per publish.
     active: Mutex<Instant>,
+    /// The connections the publishing side writes to itself (see `fanout`).
+    fanout: fanout::Fanout,
 }
 
 impl Room {
@@ -94,6 +98,7 @@ impl Room {
             log,
             creator: None,
             active: Mutex::new(Instant::now()),
+            fanout: fanout::Fanout::default(),
         }
     }
 
@@ -160,9 +165,9 @@ impl Room {
         self.log.append(draft).await
     }
 
-    /// What follows `since` for `client`: see [`RoomLog::read`].
-    pub fn read(&self, since: u64, client: Option<&str>, limit: Limit) -> Read {
-        self.log.read(since, client, limit)
+    /// What follows `since` as `reader` sees it: see [`RoomLog::read`].
+    pub fn read(&self, since: u64, reader: Reader<'_>, limit: Limit) -> Read {
+        self.log.read(since, reader, limit)
     }
 
     fn idle_for(&self) -> Duration {

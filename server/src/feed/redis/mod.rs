@@ -45,7 +45,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::entry::{Draft, Entry, Epoch, Limit, PublishError, Read, RoomName};
+use super::entry::{Draft, Entry, Epoch, Limit, PublishError, Read, Reader, RoomName};
 use super::log::{Appended, Confirmed, LogStore, RoomLog};
 use scripts::{BadReply, Stamped};
 use window::{Pushed, Window};
@@ -451,8 +451,8 @@ impl RoomLog for RedisLog {
         Box::pin(self.append_draft(draft))
     }
 
-    fn read(&self, since: u64, client: Option<&str>, limit: Limit) -> Read {
-        lock(&self.shared.window).read(since, client, limit)
+    fn read(&self, since: u64, reader: Reader<'_>, limit: Limit) -> Read {
+        lock(&self.shared.window).read(since, reader, limit)
     }
 
     fn head(&self) -> u64 {

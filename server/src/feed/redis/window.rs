@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::super::entry::{Entry, Epoch, Limit, Read};
+use super::super::entry::{Entry, Epoch, Limit, Read, Reader};
 use super::scripts::Loaded;
 
 /// What a [`Window::push`] did.
@@ -138,7 +138,7 @@ impl Window {
     /// reset, which would tell a client its position is lost when it is only not loaded yet). A
     /// cursor ahead of the head but not past what Redis assigned is "nothing yet" too (see the
     /// module docs); past it, a reset at the head.
-    pub(super) fn read(&self, since: u64, client: Option<&str>, limit: Limit) -> Read {
+    pub(super) fn read(&self, since: u64, reader: Reader<'_>, limit: Limit) -> Read {
         if self.epoch.is_none() {
             return Read {
                 next: since,
@@ -177,7 +177,7 @@ impl Window {
                 read.next = entry.seq - 1;
                 break;
             }
-            if entry.is_for(client) {
+            if entry.visible_to(reader) {
                 bytes += entry.text.len();
                 read.entries.push(entry.clone());
             }
@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn an_unloaded_window_answers_nothing_yet_rather_than_a_reset() {
         let w = Window::new(10);
-        let read = w.read(5, None, ALL);
+        let read = w.read(5, Reader::Anyone, ALL);
         assert!(!read.has_news());
         assert_eq!((read.next, read.epoch), (5, None));
     }
@@ -234,13 +234,13 @@ mod tests {
         // The stream kept 4..=6 of 6.
         let e = Epoch(7);
         assert!(w.load(loaded(e, 6, 4..=6)));
-        let read = w.read(1, None, ALL);
+        let read = w.read(1, Reader::Anyone, ALL);
         assert_eq!((seqs(&read), read.missed, read.next), (vec![4, 5, 6], 2, 6));
         assert_eq!(w.push(e, entry(6)), Pushed::Stale);
         assert_eq!(w.push(e, entry(7)), Pushed::Head);
         // 8 and 9 were trimmed before this node read them: 10 starts the window again.
         assert_eq!(w.push(e, entry(10)), Pushed::Head);
-        let read = w.read(7, None, ALL);
+        let read = w.read(7, Reader::Anyone, ALL);
         assert_eq!((seqs(&read), read.missed), (vec![10], 2));
         assert_eq!(w.push(Epoch(8), entry(11)), Pushed::OtherEpoch);
     }
@@ -253,20 +253,20 @@ mod tests {
         // Another node's client read seq 4 there; this node's tail has brought 2 so far.
         w.learn(Epoch(6), 9);
         assert!(
-            w.read(4, None, ALL).reset,
+            w.read(4, Reader::Anyone, ALL).reset,
             "another epoch's seq says nothing"
         );
         w.learn(e, 4);
-        let read = w.read(4, None, ALL);
+        let read = w.read(4, Reader::Anyone, ALL);
         assert!(!read.has_news());
         assert_eq!((read.next, read.epoch), (4, Some(e)));
-        let read = w.read(5, None, ALL);
+        let read = w.read(5, Reader::Anyone, ALL);
         assert_eq!((read.reset, read.next), (true, 2));
         // The tail catches up: what follows the cursor is served, nothing before it.
         for seq in 3..=5 {
             w.push(e, entry(seq));
         }
-        let read = w.read(4, None, ALL);
+        let read = w.read(4, Reader::Anyone, ALL);
         assert_eq!((seqs(&read), read.missed, read.reset), (vec![5], 0, false));
     }
 
@@ -275,10 +275,10 @@ mod tests {
         let mut w = Window::new(10);
         w.load(loaded(Epoch(1), 3, 1..=3));
         assert!(w.load(loaded(Epoch(2), 1, 1..=1)));
-        let read = w.read(0, None, ALL);
+        let read = w.read(0, Reader::Anyone, ALL);
         assert_eq!((seqs(&read), read.epoch), (vec![1], Some(Epoch(2))));
         // The old epoch's cursor 3 is ahead of the new head: a reset.
-        assert!(w.read(3, None, ALL).reset);
+        assert!(w.read(3, Reader::Anyone, ALL).reset);
         // Nothing new: nothing changed.
         assert!(!w.load(loaded(Epoch(2), 1, 1..1)));
     }
