@@ -169,6 +169,17 @@ impl AsyncWrite for HandoffIo {
     }
 }
 
+impl Handoff {
+    /// Takes the socket of a connection hyper has upgraded (its `101` is written and hyper has
+    /// let go of the connection): a WebSocket is served on the bare socket, shared with the room's
+    /// fan-out (`link.rs`), not through hyper's `Upgraded`. Bytes hyper read past the handshake
+    /// request would stay behind in `Upgraded`, but there are none: a client must wait for the
+    /// server's handshake before it sends anything (RFC 6455, 4.1).
+    pub(crate) fn take_upgraded(&self) -> Option<Socket> {
+        self.lock().socket.take()
+    }
+}
+
 /// In every request's extensions (put there by the accept loop's service): the connection's
 /// handoff, for [`Hold`].
 #[derive(Clone)]

@@ -25,6 +25,7 @@ pub mod extract;
 pub mod feed;
 mod guard;
 mod held;
+mod link;
 pub mod live;
 pub mod log;
 pub mod metrics;

@@ -41,6 +41,12 @@ impl<S, T: Tally> Metered<S, T> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// Where its traffic is reported: for a writer that shares the stream and writes to it
+    /// directly (the server's fan-out), which must count what it wrote itself.
+    pub fn tally(&self) -> &T {
+        &self.tally
+    }
 }
 
 impl<S: AsyncRead + Unpin, T: Tally + Unpin> AsyncRead for Metered<S, T> {
