@@ -48,8 +48,7 @@ use axum::http::response::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::Response;
 use bytes::{Buf, Bytes};
-use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -64,11 +63,14 @@ pub(crate) type Socket = Guarded<Metered<TcpStream, SocketTally>>;
 /// Serves a socket that a long poll's answer hands back (a fresh hyper connection on it).
 pub(crate) type Resume = Box<dyn FnOnce(Socket) + Send>;
 
+/// Serves a held stream on the bare socket once its head is written: writes each event as a
+/// chunk and, when the stream ends, the last chunk (see [`chunk_size`]).
+pub(crate) type Serve = Box<dyn FnOnce(Socket) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
 /// What a held response still has to do once the socket has left hyper.
 enum Job {
-    /// SSE: each item is written as one chunk after the head; the end of the stream ends the
-    /// response and the connection.
-    Stream(Pin<Box<dyn Stream<Item = Bytes> + Send>>),
+    /// SSE: after the head (chunked), the stream is the handler's to write.
+    Stream(Serve),
     /// Long poll: the answer, once it is known (its status is counted under `endpoint` then).
     Answer {
         endpoint: Endpoint,
@@ -222,13 +224,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Hold {
 
 impl Hold {
     /// Holds an event stream: `head` (status and headers, no body) goes out as the response
-    /// head, then each of `events` as one chunk, until the stream ends.
-    pub(crate) fn stream(
-        self,
-        head: Response,
-        events: impl Stream<Item = Bytes> + Send + 'static,
-    ) -> Response {
-        self.0.lock().job = Some(Job::Stream(Box::pin(events)));
+    /// head, chunked, then `serve` writes the stream on the bare socket.
+    pub(crate) fn stream(self, head: Response, serve: Serve) -> Response {
+        self.0.lock().job = Some(Job::Stream(serve));
         let (parts, _) = head.into_parts();
         Response::from_parts(parts, unsized_empty())
     }
@@ -288,9 +286,15 @@ pub(crate) fn release(
     // has the socket again.
     socket.disarm_head();
     match job {
-        Job::Stream(events) => {
+        Job::Stream(serve) => {
             let head = encode_head(&parts, Framing::Chunked, how.shutdown.is_cancelled());
-            tokio::spawn(stream(socket, head, done, events));
+            tokio::spawn(async move {
+                if socket.write_all(&head).await.is_ok() {
+                    drop(head);
+                    serve(socket).await;
+                }
+                drop(done);
+            });
         }
         Job::Answer { endpoint, answer } => {
             // Only the headers the middleware added are kept while the answer waits.
@@ -377,7 +381,7 @@ fn has_body(status: StatusCode) -> bool {
 }
 
 /// A chunk's size line, `<hex length>\r\n`, as hyper writes it (upper-case hex).
-fn chunk_size(len: usize, out: &mut [u8; 18]) -> &[u8] {
+pub(crate) fn chunk_size(len: usize, out: &mut [u8; 18]) -> &[u8] {
     let written = {
         let mut cursor = io::Cursor::new(&mut out[..]);
         io::Write::write_fmt(&mut cursor, format_args!("{len:X}\r\n"))
@@ -388,14 +392,9 @@ fn chunk_size(len: usize, out: &mut [u8; 18]) -> &[u8] {
 }
 
 /// Ready once the client has closed its side of `socket` (or the socket failed). What it sends
-/// meanwhile is read and dropped when `discard` (an SSE stream has no next request); otherwise
-/// it is left in the socket, for the connection's next request, and the watch ends there.
-async fn client_gone(socket: &mut Socket, discard: bool) {
-    if discard {
-        let mut sink = [0u8; 64];
-        while let Ok(1..) = socket.read(&mut sink).await {}
-        return;
-    }
+/// meanwhile is left in the socket, for the connection's next request, and the watch ends
+/// there.
+async fn client_gone(socket: &mut Socket) {
     let mut probe = [0u8; 1];
     let tcp = socket.get_ref().get_ref();
     // `poll_peek`, not `peek`: it takes the socket's read waker slot, which still holds hyper's
@@ -406,37 +405,6 @@ async fn client_gone(socket: &mut Socket, discard: bool) {
         // A request pipelined behind this one: it waits for the next hyper connection.
         Ok(_) => std::future::pending().await,
     }
-}
-
-/// An SSE stream's lean task: the head, then each event as a chunk until the stream ends (the
-/// server shuts down: the last chunk, and the connection closes) or the client goes.
-async fn stream(
-    mut socket: Socket,
-    head: Vec<u8>,
-    done: Body,
-    mut events: Pin<Box<dyn Stream<Item = Bytes> + Send>>,
-) {
-    let served = async {
-        socket.write_all(&head).await?;
-        drop(head);
-        loop {
-            let event = tokio::select! {
-                event = events.next() => event,
-                () = client_gone(&mut socket, true) => return Ok(()),
-            };
-            let Some(event) = event else { break };
-            let mut size = [0u8; 18];
-            let mut chunk =
-                Buf::chain(chunk_size(event.len(), &mut size), &event[..]).chain(&b"\r\n"[..]);
-            socket.write_all_buf(&mut chunk).await?;
-        }
-        socket.write_all(b"0\r\n\r\n").await?;
-        socket.shutdown().await
-    };
-    if let Err(e) = served.await {
-        tracing::debug!(error = %e, "event stream ended with an error");
-    }
-    drop(done);
 }
 
 /// A long poll's lean task, once the socket has left hyper.
@@ -462,7 +430,7 @@ impl Answer {
     ) {
         let response = tokio::select! {
             response = answer => response,
-            () = client_gone(&mut socket, false) => return,
+            () = client_gone(&mut socket) => return,
         };
         let (mut parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX)

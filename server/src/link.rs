@@ -152,6 +152,31 @@ impl Link {
         }
     }
 
+    /// The connection's own write of a frame given in `parts`, whole, waiting as long as the
+    /// socket needs (within the write-stall limit).
+    pub(crate) async fn write_all(&self, parts: &[&[u8]]) -> io::Result<()> {
+        for part in parts {
+            std::future::poll_fn(|cx| self.poll_write(cx, part)).await?;
+        }
+        std::future::poll_fn(|cx| self.poll_drain(cx)).await
+    }
+
+    /// Ready once the client has closed its side (or the socket failed); what it sends meanwhile
+    /// is read and dropped (a stream's client has nothing to say).
+    pub(crate) async fn client_gone(&self) {
+        std::future::poll_fn(|cx| {
+            let mut sink = [0u8; 64];
+            loop {
+                let mut buf = ReadBuf::new(&mut sink);
+                match ready!(self.poll_read(cx, &mut buf)) {
+                    Ok(()) if !buf.filled().is_empty() => continue,
+                    _ => return Poll::Ready(()),
+                }
+            }
+        })
+        .await
+    }
+
     /// The connection's read.
     pub(crate) fn poll_read(
         &self,

@@ -1,9 +1,14 @@
-//! `GET .../sse`: one long-lived `text/event-stream` response per client. The body is a stream
-//! that reads the room from its cursor whenever the head moves, so a slow client only falls
-//! behind (the next chunk is made when the socket has taken the last) and gets an `event: gap`
-//! when history moved past it. The stream is written off hyper, on the bare socket
-//! (`crate::held`), so an idle stream does not keep hyper's buffers. Events are written by hand rather than with axum's `Sse` type so the
-//! message JSON is the feed's shared bytes, copied once into the chunk, never re-encoded.
+//! `GET .../sse`: one long-lived `text/event-stream` response per client. The stream is written
+//! off hyper, on the bare socket (`crate::held`), so an idle stream does not keep hyper's
+//! buffers. Once it has caught up with the room it attaches to the room's fan-out
+//! (`feed::fanout`), which writes each new message's chunk (its size line, the entry's shared
+//! event bytes, CRLF) to the socket itself, through the [`Link`] the stream's task shares with
+//! it; whenever the fan-out lets go, the task reads the room from the cursor handed back, so a
+//! slow client only falls behind (the next chunk is made when the socket has taken the last) and
+//! gets an `event: gap` when history moved past it. A request hyper keeps (`HEAD`, HTTP/1.0) is
+//! served as a body stream that reads the room whenever the head moves. Events are written by
+//! hand rather than with axum's `Sse` type so the message JSON is the feed's shared bytes, never
+//! re-encoded.
 //!
 //! Format (README.md's wire API section; `docs/ARCHITECTURE.md` shows where it fits):
 //! `id: <epoch>-<seq>` / `event: <event>` / `data: <message json>`; a gap or a reset is `event: gap|reset` with the
@@ -26,8 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::extract::{Target, cursor};
-use crate::feed::{Cursor, Entry, Epoch, Follower, Limit, Read};
-use crate::held::Hold;
+use crate::feed::{
+    Attachment, BATCH, Cursor, Entry, Epoch, Follower, Limit, Offer, Read, Subscriber,
+};
+use crate::held::{Hold, Socket, chunk_size};
+use crate::link::Link;
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
 use wire::{StreamItem, Transport};
@@ -59,10 +67,6 @@ pub(super) async fn sse(
         metrics: state.metrics.clone(),
         _open: state.metrics.open(Transport::Sse),
     };
-    let events = futures_util::stream::unfold(stream, |mut s| async move {
-        let chunk = s.next_chunk().await?;
-        Some((chunk, s))
-    });
     let head = [
         (header::CONTENT_TYPE, "text/event-stream"),
         (header::CACHE_CONTROL, "no-cache"),
@@ -71,13 +75,22 @@ pub(super) async fn sse(
     ];
     Ok(match hold {
         // Off hyper, on the bare socket: hyper's buffers are not kept for the stream's life.
-        Some(hold) => hold.stream((StatusCode::OK, head).into_response(), events),
-        None => (
-            StatusCode::OK,
-            head,
-            Body::from_stream(events.map(Ok::<_, Infallible>)),
-        )
-            .into_response(),
+        Some(hold) => hold.stream(
+            (StatusCode::OK, head).into_response(),
+            Box::new(|socket| Box::pin(stream.serve(socket))),
+        ),
+        None => {
+            let events = futures_util::stream::unfold(stream, |mut s| async move {
+                let chunk = s.next_chunk().await?;
+                Some((chunk, s))
+            });
+            (
+                StatusCode::OK,
+                head,
+                Body::from_stream(events.map(Ok::<_, Infallible>)),
+            )
+                .into_response()
+        }
     })
 }
 
@@ -123,6 +136,123 @@ impl SseStream {
             }
             _ = self.ping.tick() => Some(Bytes::from_static(b": ping\n\n")),
         }
+    }
+}
+
+impl SseStream {
+    /// Serves the stream on the bare socket (its head is written): the task writes what the
+    /// room's fan-out does not (a catch-up, a gap, pings), attaching to the fan-out whenever it
+    /// has caught up, until the server shuts down (the last chunk) or the client goes.
+    async fn serve(mut self, socket: Socket) {
+        let outlet = Arc::new(Outlet {
+            link: Link::new(socket),
+            client: self.follower.client().map(Box::from),
+            epoch: std::sync::atomic::AtomicU64::new(self.follower.epoch().0),
+            metrics: self.metrics.clone(),
+        });
+        let link = &outlet.link;
+        let shutdown = self.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let mut attached: Option<Attachment> = None;
+        let served: std::io::Result<()> = async {
+            loop {
+                if attached.is_none() {
+                    link.write_all(&[]).await?;
+                    let read = self.follower.read();
+                    if read.has_news() {
+                        self.metrics
+                            .record_deliveries(Transport::Sse, read.entries.len() as u64);
+                        write_chunk(link, &encode_events(&read)).await?;
+                        continue;
+                    }
+                    // Caught up: from here the room's fan-out writes this stream's messages.
+                    outlet.epoch.store(
+                        self.follower.epoch().0,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    let room = self.follower.room().clone();
+                    attached = Some(room.attach(outlet.clone(), self.follower.cursor()));
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => break,
+                    cursor = std::future::poll_fn(|cx| link.poll_detached(cx)) => {
+                        attached = None;
+                        self.follower.seek(cursor);
+                    }
+                    () = link.client_gone() => return Ok(()),
+                    _ = self.ping.tick() => write_chunk(link, b": ping\n\n").await?,
+                }
+            }
+            // Shutting down: the fan-out stops writing, then the last chunk ends the response.
+            drop(attached.take());
+            link.write_all(&[b"0\r\n\r\n"]).await?;
+            std::future::poll_fn(|cx| link.poll_shutdown(cx)).await
+        }
+        .await;
+        if let Err(e) = served {
+            tracing::debug!(error = %e, "event stream ended with an error");
+        }
+    }
+}
+
+/// Writes `event` as one chunk (the connection's own write, when the fan-out is not writing).
+async fn write_chunk(link: &Link, event: &[u8]) -> std::io::Result<()> {
+    let mut size = [0u8; 18];
+    link.write_all(&[chunk_size(event.len(), &mut size), event, b"\r\n"])
+        .await
+}
+
+/// The stream as the room's fan-out sees it: the shared socket, whom it is for, and the epoch
+/// its event ids carry.
+struct Outlet {
+    link: Link,
+    client: Option<Box<str>>,
+    /// The follower's epoch when the stream last attached (an [`Epoch`]'s number): the fan-out
+    /// lets go of every stream when the log begins a new one.
+    epoch: std::sync::atomic::AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Subscriber for Outlet {
+    fn client(&self) -> Option<&str> {
+        self.client.as_deref()
+    }
+
+    /// Each entry as a chunk: its size line, the entry's event bytes that every stream shares
+    /// ([`Entry::framed`]) and CRLF, in one vectored write per 21 events.
+    fn offer(&self, entries: &[Arc<Entry>]) -> Offer {
+        const N: usize = BATCH.messages;
+        let epoch = Some(Epoch(self.epoch.load(std::sync::atomic::Ordering::Relaxed)));
+        let mut taken = 0;
+        for group in entries.chunks(N) {
+            let events: [Bytes; N] = std::array::from_fn(|i| {
+                group
+                    .get(i)
+                    .map_or_else(Bytes::new, |e| e.framed(epoch, |e| message_event(e, epoch)))
+            });
+            let mut sizes = [[0u8; 18]; N];
+            let mut lens = [0usize; N];
+            for (i, event) in events.iter().take(group.len()).enumerate() {
+                lens[i] = chunk_size(event.len(), &mut sizes[i]).len();
+            }
+            let mut frames = [[&[][..]; 3]; N];
+            for i in 0..group.len() {
+                frames[i] = [&sizes[i][..lens[i]], &events[i][..], b"\r\n"];
+            }
+            let (n, whole) = self.link.try_write_frames(&frames[..group.len()]);
+            self.metrics.record_deliveries(Transport::Sse, n as u64);
+            taken += n;
+            if n < group.len() || !whole {
+                return Offer::Stopped { taken };
+            }
+        }
+        Offer::Sent
+    }
+
+    fn detached(&self, cursor: u64) {
+        self.link.detach(cursor);
     }
 }
 

@@ -94,6 +94,16 @@ impl Follower {
         self.epoch
     }
 
+    /// The room it follows.
+    pub fn room(&self) -> &Arc<Room> {
+        &self.room
+    }
+
+    /// The client it follows the room for (`None`: the messages for everyone).
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
+    }
+
     /// The last seq handled: what to resume from (a long poll's `Duplex-Next`).
     pub fn cursor(&self) -> u64 {
         self.cursor
