@@ -115,25 +115,22 @@ pub(super) async fn websocket(
             let Some(socket) = handoff.take_upgraded() else {
                 return;
             };
-            drop(hyper_side);
+            drop((hyper_side, handoff));
             let outlet = Arc::new(Outlet {
                 link: Link::new(socket),
                 client: client.clone().into_boxed_str(),
                 metrics: state.metrics.clone(),
             });
-            let ws = WebSocketStream::from_raw_socket(
-                LinkIo(outlet.clone()),
-                Role::Server,
-                Some(config),
-            )
-            .await;
             let session = Session {
                 room,
                 client,
                 peer,
                 state,
             };
-            run(ws, outlet, session, follower).await;
+            // A task of its own, rather than in axum's upgrade task: that task's future keeps
+            // room for hyper's upgrade, axum's socket and the handoff for as long as it runs,
+            // 1.2 KB per idle connection (`conn-cost`).
+            tokio::spawn(run(outlet, config, session, follower));
         }))
 }
 
@@ -216,8 +213,10 @@ enum End {
     Broken,
 }
 
-async fn run(mut ws: Ws, outlet: Arc<Outlet>, s: Session, mut follower: Follower) {
+async fn run(outlet: Arc<Outlet>, config: WebSocketConfig, s: Session, mut follower: Follower) {
     let _open = s.state.metrics.open(Transport::WebSocket);
+    let io = LinkIo(outlet.clone());
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     // Made once and kept registered (a `cancelled()` made per `select!` would be registered
     // with the token and dropped again on every wake-up); the check at the top of the loop (an
     // atomic load) keeps shutdown ahead of any further send.
