@@ -63,9 +63,30 @@ pub(crate) type Socket = Guarded<Metered<TcpStream, SocketTally>>;
 /// Serves a socket that a long poll's answer hands back (a fresh hyper connection on it).
 pub(crate) type Resume = Box<dyn FnOnce(Socket) + Send>;
 
-/// Serves a held stream on the bare socket once its head is written: writes each event as a
-/// chunk and, when the stream ends, the last chunk (see [`chunk_size`]).
-pub(crate) type Serve = Box<dyn FnOnce(Socket) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+/// Serves a held stream on the bare socket, spawned as its task: writes the [`Opening`]'s head,
+/// then each event as a chunk and, when the stream ends, the last chunk (see [`chunk_size`]).
+pub(crate) type Serve =
+    Box<dyn FnOnce(Socket, Opening) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What a held stream's task is given besides the socket: the response head to write first, and
+/// the response body the request-counting middleware wrapped, to keep until the stream ends (the
+/// connection counts as serving a request until it is dropped).
+pub(crate) struct Opening {
+    head: Vec<u8>,
+    _done: Body,
+}
+
+impl Opening {
+    /// The response head, as hyper would have written it.
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The head is written: its bytes are not kept for the stream's life.
+    pub(crate) fn sent(&mut self) {
+        self.head = Vec::new();
+    }
+}
 
 /// What a held response still has to do once the socket has left hyper.
 enum Job {
@@ -288,13 +309,9 @@ pub(crate) fn release(
     match job {
         Job::Stream(serve) => {
             let head = encode_head(&parts, Framing::Chunked, how.shutdown.is_cancelled());
-            tokio::spawn(async move {
-                if socket.write_all(&head).await.is_ok() {
-                    drop(head);
-                    serve(socket).await;
-                }
-                drop(done);
-            });
+            // The stream's own future is the task: no task around it to write the head (that
+            // one kept the socket's and the head's room for the stream's life, 0.5 KB).
+            tokio::spawn(serve(socket, Opening { head, _done: done }));
         }
         Job::Answer { endpoint, answer } => {
             // Only the headers the middleware added are kept while the answer waits.

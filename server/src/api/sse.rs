@@ -34,7 +34,7 @@ use crate::extract::{Target, cursor};
 use crate::feed::{
     Attachment, BATCH, Cursor, Entry, Epoch, Follower, Limit, Offer, Read, Subscriber,
 };
-use crate::held::{Hold, Socket, chunk_size};
+use crate::held::{Hold, Opening, Socket, chunk_size};
 use crate::link::Link;
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
@@ -77,7 +77,7 @@ pub(super) async fn sse(
         // Off hyper, on the bare socket: hyper's buffers are not kept for the stream's life.
         Some(hold) => hold.stream(
             (StatusCode::OK, head).into_response(),
-            Box::new(|socket| Box::pin(stream.serve(socket))),
+            Box::new(|socket, opening| Box::pin(stream.serve(socket, opening))),
         ),
         None => {
             let events = futures_util::stream::unfold(stream, |mut s| async move {
@@ -140,10 +140,10 @@ impl SseStream {
 }
 
 impl SseStream {
-    /// Serves the stream on the bare socket (its head is written): the task writes what the
-    /// room's fan-out does not (a catch-up, a gap, pings), attaching to the fan-out whenever it
-    /// has caught up, until the server shuts down (the last chunk) or the client goes.
-    async fn serve(mut self, socket: Socket) {
+    /// Serves the stream on the bare socket, after its head: the task writes what the room's
+    /// fan-out does not (a catch-up, a gap, pings), attaching to the fan-out whenever it has
+    /// caught up, until the server shuts down (the last chunk) or the client goes.
+    async fn serve(mut self, socket: Socket, mut opening: Opening) {
         let outlet = Arc::new(Outlet {
             link: Link::new(socket),
             client: self.follower.client().map(Box::from),
@@ -156,6 +156,8 @@ impl SseStream {
         tokio::pin!(cancelled);
         let mut attached: Option<Attachment> = None;
         let served: std::io::Result<()> = async {
+            link.write_all(&[opening.head()]).await?;
+            opening.sent();
             loop {
                 if attached.is_none() {
                     link.write_all(&[]).await?;
