@@ -46,13 +46,15 @@ use crate::metrics::Metrics;
 use crate::state::AppState;
 use wire::{ClientFrame, PublishRequest, StreamItem, Transport};
 
-/// Initial read buffer per socket. tungstenite's default is 128 KiB read + 128 KiB write
-/// buffer; measured with `examples/idle_clients.rs` (5,000 idle clients, release build) that is
-/// 140 KiB of server RSS per idle WebSocket, against 12 KiB with a 4 KiB buffer. tungstenite
-/// zero-fills the whole buffer on each read, so all of it is resident for the socket's life:
-/// 1 KiB holds a chat `send` frame (the buffer grows for a larger frame, up to `--max-body`)
-/// and saves 3 KiB per idle connection against 4 KiB (`conn-cost`, docs/ARCHITECTURE.md).
-pub const WS_READ_BUFFER: usize = 1024;
+/// Read buffer per socket. tungstenite's default is 128 KiB read + 128 KiB write buffer;
+/// measured with `examples/idle_clients.rs` (5,000 idle clients, release build) that is 140 KiB
+/// of server RSS per idle WebSocket, against 12 KiB with a 4 KiB buffer. tungstenite zero-fills
+/// the whole buffer on each read, so all of it is resident for the socket's life. A chat `send`
+/// frame (a body of a few hundred bytes, masked) fits in 512 bytes; a larger one (up to
+/// `--max-body`) takes one more read per 512 bytes, on the publishing path only, which is rare
+/// beside deliveries. 512 rather than 1 KiB brings an idle WebSocket under 4 KiB (`conn-cost`,
+/// docs/ARCHITECTURE.md).
+pub const WS_READ_BUFFER: usize = 512;
 /// Read from the room per batch of frames when the connection's task sends them itself (bounds
 /// what it queues for a client that is far behind).
 const CHUNK_LIMIT: Limit = Limit {
