@@ -97,7 +97,9 @@ impl SseParser {
         mut on_event: impl FnMut(SseEventRef<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut rest = chunk;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        // memchr's vectorised search: a byte-at-a-time scan for the line ends was a seventh of
+        // an SSE delivery's user-space instructions (~1,800 of 13,500 for a ~260-byte event).
+        while let Some(end) = memchr::memchr(b'\n', rest) {
             let (head, tail) = (&rest[..end], &rest[end + 1..]);
             rest = tail;
             if self.line.is_empty() {
