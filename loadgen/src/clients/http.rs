@@ -1,6 +1,9 @@
 //! One HTTP/1.1 keep-alive connection for a simulated client, built on hyper's client
 //! connection API over a counted socket (see `conn.rs`), so every byte of every answer is known.
-//! Short-poll and long-poll clients, SSE subscriptions and HTTP publishers all use it.
+//! Short-poll and long-poll clients and HTTP publishers use [`HttpConn`], whose connection
+//! future runs in a task of its own; an SSE subscription uses [`StreamConn`], whose connection
+//! is driven by the client's task as it reads the stream (see `inline.rs`: one task wake-up per
+//! delivery instead of three).
 //!
 //! Per answer it reports the status, the body, the bytes read for it (counter before vs after,
 //! exact since one request at a time is in flight on a connection) and the size of the response
@@ -10,22 +13,26 @@
 //! accepts them, as a browser does) is decoded before anyone reads it, while the bytes counted
 //! are the compressed ones that crossed the socket.
 
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::inline::InlineWaker;
 use super::profile::RequestKind;
 use super::{ClientError, PhaseCtx};
-use crate::conn::ConnBytes;
+use crate::conn::{ClientIo, ConnBytes};
 use crate::meter::PhaseMeter;
 
 /// A keep-alive connection and the task driving it (aborted when this is dropped).
@@ -203,6 +210,142 @@ impl HttpConn {
             .map_err(|_| ClientError::Timeout(limit))??;
         let len = head_len(&response);
         Ok((response, len))
+    }
+}
+
+/// hyper's connection future for one client connection.
+type Conn = Connection<TokioIo<ClientIo>, Full<Bytes>>;
+
+/// A connection for one streamed answer (an SSE subscription), driven by whoever reads it: no
+/// task of its own, so a chunk reaches its reader without a task wake-up between them.
+#[derive(Debug)]
+pub struct StreamConn {
+    send: SendRequest<Full<Bytes>>,
+    conn: Conn,
+    bytes: Arc<ConnBytes>,
+}
+
+impl StreamConn {
+    /// Connects (TCP + HTTP/1 handshake, which sends nothing) to the next node in turn.
+    pub async fn open(phase: &PhaseCtx) -> Result<StreamConn, ClientError> {
+        let connect = phase.connector.connect(&phase.meter);
+        let (io, bytes) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))??;
+        let (send, conn) = http1::handshake(TokioIo::new(io)).await?;
+        Ok(StreamConn { send, conn, bytes })
+    }
+
+    /// The node it is connected to.
+    pub fn node(&self) -> usize {
+        self.bytes.node
+    }
+
+    /// Sends `request`, driving the connection, and returns once the response head arrived,
+    /// with the head's size and the body to read (which drives the connection from then on);
+    /// the request is in flight only until the head.
+    pub async fn open_stream(
+        mut self,
+        phase: &PhaseCtx,
+        request: Request<Full<Bytes>>,
+        limit: Duration,
+    ) -> Result<(Response<HttpStream>, u64), ClientError> {
+        let _in_flight = InFlight::new(&phase.meter);
+        let inline = InlineWaker::default();
+        let mut answer = pin!(self.send.send_request(request));
+        let conn = &mut self.conn;
+        let head = std::future::poll_fn(|cx| {
+            inline.poll_inline(cx, |cx| {
+                if let Poll::Ready(answer) = answer.as_mut().poll(cx) {
+                    return Poll::Ready(answer.map_err(ClientError::from));
+                }
+                // The connection ending before the head is the request's failure.
+                match ready!(Pin::new(&mut *conn).poll(cx)) {
+                    Err(e) => Poll::Ready(Err(e.into())),
+                    Ok(()) => Poll::Ready(Err(ClientError::Closed)),
+                }
+            })
+        });
+        let response = tokio::time::timeout(limit, head)
+            .await
+            .map_err(|_| ClientError::Timeout(limit))??;
+        let len = head_len(&response);
+        let (parts, body) = response.into_parts();
+        let stream = HttpStream {
+            body,
+            conn: Some(self.conn),
+            ended: None,
+            _send: self.send,
+            inline,
+        };
+        Ok((Response::from_parts(parts, stream), len))
+    }
+}
+
+/// A streamed answer's body and the connection it arrives on, driven as it is read (see
+/// [`StreamConn`]).
+#[derive(Debug)]
+pub struct HttpStream {
+    body: Incoming,
+    /// `None` once it ended; the chunks it had handed to `body` are still read.
+    conn: Option<Conn>,
+    /// Why the connection ended (hyper's error), reported after the body's last chunk.
+    ended: Option<hyper::Error>,
+    /// Kept: dropping it would tell the connection no more requests come.
+    _send: SendRequest<Full<Bytes>>,
+    inline: InlineWaker,
+}
+
+impl HttpStream {
+    /// The body's next chunk (trailers and other frames skipped), or `None` at its end; the
+    /// connection is polled whenever the body has nothing, so it reads the socket.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ClientError>>> {
+        let HttpStream {
+            body,
+            conn,
+            ended,
+            inline,
+            ..
+        } = self;
+        inline.poll_inline(cx, |cx| {
+            loop {
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => return Poll::Ready(Some(Ok(data))),
+                        Err(_) => continue,
+                    },
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(None) => {
+                        return Poll::Ready(ended.take().map(|e| Err(e.into())));
+                    }
+                    Poll::Pending => {}
+                }
+                let Some(c) = conn.as_mut() else {
+                    return Poll::Pending;
+                };
+                match ready!(Pin::new(c).poll(cx)) {
+                    Ok(()) => {}
+                    Err(e) => *ended = Some(e),
+                }
+                // Dropped, it drops the body's sender: the body hands out what it still holds,
+                // then ends.
+                *conn = None;
+            }
+        })
+    }
+
+    /// [`HttpStream::poll_chunk`] as a future.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, ClientError>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// The whole rest of the body (for an error answer's text).
+    pub async fn collect(mut self) -> Result<Bytes, ClientError> {
+        let mut all = BytesMut::new();
+        while let Some(chunk) = self.chunk().await {
+            all.extend_from_slice(&chunk?);
+        }
+        Ok(all.freeze())
     }
 }
 

@@ -11,6 +11,7 @@
 //! failure, reconnects from the last seq it saw, as a real client would.
 
 pub mod http;
+pub mod inline;
 pub mod life;
 pub mod profile;
 pub mod ws;

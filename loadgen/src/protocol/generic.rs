@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, StatusCode};
 use tokio::time::Instant;
@@ -27,7 +27,8 @@ use wire::Transport;
 
 use super::TargetProtocol;
 use super::duplex::sse::EventStream;
-use crate::clients::http::{Answer, HttpConn, snippet};
+use crate::clients::http::{Answer, HttpConn, StreamConn, snippet};
+use crate::clients::inline::Stopped;
 use crate::clients::life::{ClientReport, client_task_with};
 use crate::clients::{ClientError, ClientHandle, PhaseCtx, TransportClient, ws};
 use crate::conn::ClientIo;
@@ -137,8 +138,7 @@ impl TargetProtocol for Generic {
 /// An SSE subscription to the generic endpoint.
 #[derive(Debug)]
 pub struct GenericSse {
-    /// Kept for the stream's lifetime: dropping it ends the connection.
-    _conn: HttpConn,
+    /// Holds and drives its connection.
     stream: EventStream,
 }
 
@@ -148,7 +148,7 @@ impl TransportClient for GenericSse {
     async fn connect(me: &mut ClientHandle, path: &SubscribePath) -> Result<Self, ClientError> {
         let start = Instant::now();
         let path = &path.0;
-        let mut conn = HttpConn::open(&me.phase).await?;
+        let conn = StreamConn::open(&me.phase).await?;
         let request = HttpConn::event_source_request(&me.phase, path);
         let (response, head_len) = conn
             .open_stream(&me.phase, request, SUBSCRIBE_TIMEOUT)
@@ -160,7 +160,7 @@ impl TransportClient for GenericSse {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if response.status() != StatusCode::OK || !is_stream {
             let status = response.status().as_u16();
-            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            let body = response.into_body().collect().await;
             return Err(ClientError::Protocol(format!(
                 "GET {path} should open a text/event-stream, but it answered {status} {:?}",
                 body.map(|b| snippet(&b)).unwrap_or_default()
@@ -173,7 +173,6 @@ impl TransportClient for GenericSse {
             .fetch_add(head_len, Relaxed);
         me.connected(start);
         Ok(Self {
-            _conn: conn,
             stream: EventStream::new(response.into_body()),
         })
     }
@@ -212,14 +211,12 @@ impl TransportClient for GenericWebSocket {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
-        // One wait for `stop`, pinned for the whole connection: a `cancelled()` made anew for
-        // each frame would register with the token and unregister again on every delivery.
-        let stopped = stop.cancelled();
-        tokio::pin!(stopped);
+        // One wait for `stop` for the whole connection, polled only once the token woke it.
+        let mut stopped = Stopped::new(stop);
         loop {
             let frame = tokio::select! {
                 biased;
-                _ = stopped.as_mut() => {
+                _ = &mut stopped => {
                     let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     return Ok(());
                 }

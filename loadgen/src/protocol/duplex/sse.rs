@@ -12,15 +12,14 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::room_path;
 use super::stream::take_stream_item;
-use crate::clients::http::{HttpConn, snippet};
+use crate::clients::http::{HttpConn, HttpStream, StreamConn, snippet};
+use crate::clients::inline::Stopped;
 use crate::clients::{ClientError, ClientHandle, TransportClient};
 
 /// How long the subscription's response head may take.
@@ -98,7 +97,9 @@ impl SseParser {
         mut on_event: impl FnMut(SseEventRef<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut rest = chunk;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        // memchr's vectorised search: a byte-at-a-time scan for the line ends was a seventh of
+        // an SSE delivery's user-space instructions (~1,800 of 13,500 for a ~260-byte event).
+        while let Some(end) = memchr::memchr(b'\n', rest) {
             let (head, tail) = (&rest[..end], &rest[end + 1..]);
             rest = tail;
             if self.line.is_empty() {
@@ -188,13 +189,13 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 /// what an event means.
 #[derive(Debug)]
 pub struct EventStream {
-    body: Incoming,
+    body: HttpStream,
     parser: SseParser,
 }
 
 impl EventStream {
     /// Reads `body` as an event stream.
-    pub fn new(body: Incoming) -> Self {
+    pub fn new(body: HttpStream) -> Self {
         EventStream {
             body,
             parser: SseParser::default(),
@@ -205,35 +206,30 @@ impl EventStream {
     /// the time its chunk arrived. The stream's end is a failure (a server does not end a
     /// subscription on its own while the phase runs), as is the first error `on_event` returns.
     ///
-    /// The one wait for `stop` is pinned here for the whole stream: a `cancelled()` made anew
-    /// for each chunk would register with the token and unregister again on every delivery.
+    /// The one wait for `stop` is made here for the whole stream and polled only once the token
+    /// woke it ([`Stopped`]), not beside every chunk.
     pub async fn follow(
         &mut self,
         stop: &CancellationToken,
         mut on_event: impl FnMut(SseEventRef<'_>, Instant) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
-        let stopped = stop.cancelled();
-        tokio::pin!(stopped);
+        let mut stopped = Stopped::new(stop);
         loop {
-            let frame = tokio::select! {
+            let chunk = tokio::select! {
                 biased;
-                _ = stopped.as_mut() => return Ok(()),
-                f = self.body.frame() => f,
+                _ = &mut stopped => return Ok(()),
+                c = self.body.chunk() => c,
             };
-            let frame = frame.ok_or(ClientError::Closed)??;
-            if let Some(data) = frame.data_ref() {
-                let at = Instant::now();
-                self.parser.feed_with(data, |event| on_event(event, at))?;
-            }
+            let data = chunk.ok_or(ClientError::Closed)??;
+            let at = Instant::now();
+            self.parser.feed_with(&data, |event| on_event(event, at))?;
         }
     }
 }
 
-/// An SSE client: one subscription's connection and its event stream.
+/// An SSE client: one subscription's event stream (which holds and drives its connection).
 #[derive(Debug)]
 pub struct SseClient {
-    /// Kept for the stream's lifetime: dropping it ends the connection.
-    _conn: HttpConn,
     stream: EventStream,
 }
 
@@ -259,7 +255,8 @@ impl TransportClient for SseClient {
     /// as `EventSource` does).
     async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
-        let mut conn = HttpConn::open(&me.phase).await?;
+        let conn = StreamConn::open(&me.phase).await?;
+        let node = conn.node();
         let path = room_path(
             &me.phase,
             &format!("sse?since={}&client={}", me.since, me.id),
@@ -274,7 +271,7 @@ impl TransportClient for SseClient {
             .await?;
         if response.status() != StatusCode::OK {
             let status = response.status().as_u16();
-            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            let body = response.into_body().collect().await;
             return Err(ClientError::Status {
                 status,
                 body: body.map(|b| snippet(&b)).unwrap_or_default(),
@@ -285,10 +282,9 @@ impl TransportClient for SseClient {
             .traffic
             .header_down
             .fetch_add(head_len, Relaxed);
-        me.on_node(conn.node());
+        me.on_node(node);
         me.connected(start);
         Ok(Self {
-            _conn: conn,
             stream: EventStream::new(response.into_body()),
         })
     }

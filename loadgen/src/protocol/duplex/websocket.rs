@@ -20,6 +20,7 @@ use wire::ClientFrame;
 
 use super::room_path;
 use super::stream::{SendReply, take_stream_item};
+use crate::clients::inline::Stopped;
 use crate::clients::{ClientError, ClientHandle, PublishOrder, TransportClient, ws};
 use crate::clock;
 use crate::conn::ClientIo;
@@ -124,10 +125,8 @@ impl TransportClient for WebSocketClient {
         // Taken for the loop (the select borrows it while `me` is borrowed mutably), and put
         // back for the next socket.
         let mut orders = me.orders.take();
-        // One wait for `stop`, pinned for the whole connection: a `cancelled()` made anew for
-        // each frame would register with the token and unregister again on every delivery.
-        let stopped = stop.cancelled();
-        tokio::pin!(stopped);
+        // One wait for `stop` for the whole connection, polled only once the token woke it.
+        let mut stopped = Stopped::new(stop);
         let result = loop {
             let order = async {
                 match orders.as_mut() {
@@ -137,7 +136,7 @@ impl TransportClient for WebSocketClient {
             };
             tokio::select! {
                 biased;
-                _ = stopped.as_mut() => {
+                _ = &mut stopped => {
                     // A polite close, bounded: the phase is over either way.
                     let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     break Ok(());

@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::header::HeaderValue;
 use tokio::time::Instant;
@@ -19,7 +18,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::sub_path;
-use crate::clients::http::{HttpConn, snippet};
+use crate::clients::http::{HttpConn, StreamConn, snippet};
+use crate::clients::inline::Stopped;
 use crate::clients::{ClientError, ClientHandle, TransportClient, ws};
 use crate::codec::nchan::{MessageId, WS_SUBPROTOCOL, WsFrame};
 use crate::conn::ClientIo;
@@ -31,8 +31,7 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An nchan EventSource subscription.
 #[derive(Debug)]
 pub struct EventSourceClient {
-    /// Kept for the stream's lifetime: dropping it ends the connection.
-    _conn: HttpConn,
+    /// Holds and drives its connection.
     stream: EventStream,
 }
 
@@ -41,7 +40,7 @@ impl TransportClient for EventSourceClient {
 
     async fn connect(me: &mut ClientHandle, _: &()) -> Result<Self, ClientError> {
         let start = Instant::now();
-        let mut conn = HttpConn::open(&me.phase).await?;
+        let conn = StreamConn::open(&me.phase).await?;
         let mut request = HttpConn::event_source_request(&me.phase, &sub_path(&me.phase, "sse"));
         let headers = request.headers_mut();
         if let Some(id) = me
@@ -56,7 +55,7 @@ impl TransportClient for EventSourceClient {
             .await?;
         if response.status() != StatusCode::OK {
             let status = response.status().as_u16();
-            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            let body = response.into_body().collect().await;
             return Err(ClientError::Status {
                 status,
                 body: body.map(|b| snippet(&b)).unwrap_or_default(),
@@ -69,7 +68,6 @@ impl TransportClient for EventSourceClient {
             .fetch_add(head_len, Relaxed);
         me.connected(start);
         Ok(Self {
-            _conn: conn,
             stream: EventStream::new(response.into_body()),
         })
     }
@@ -126,14 +124,12 @@ impl TransportClient for WebSocketClient {
         me: &mut ClientHandle,
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
-        // One wait for `stop`, pinned for the whole connection: a `cancelled()` made anew for
-        // each frame would register with the token and unregister again on every delivery.
-        let stopped = stop.cancelled();
-        tokio::pin!(stopped);
+        // One wait for `stop` for the whole connection, polled only once the token woke it.
+        let mut stopped = Stopped::new(stop);
         loop {
             let frame = tokio::select! {
                 biased;
-                _ = stopped.as_mut() => {
+                _ = &mut stopped => {
                     let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     return Ok(());
                 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BASE, Pending, polling, query, take_message};
 use crate::clients::http::{CONNECT_TIMEOUT, HttpConn};
+use crate::clients::inline::Stopped;
 use crate::clients::{ClientError, ClientHandle, TransportClient, ws};
 use crate::codec::CodecError;
 use crate::codec::engineio::{self, Packet};
@@ -68,10 +69,8 @@ impl Session {
         stop: &CancellationToken,
     ) -> Result<(), ClientError> {
         let mut orders = me.orders.take();
-        // One wait for `stop`, pinned for the whole connection: a `cancelled()` made anew for
-        // each frame would register with the token and unregister again on every delivery.
-        let stopped = stop.cancelled();
-        tokio::pin!(stopped);
+        // One wait for `stop` for the whole connection, polled only once the token woke it.
+        let mut stopped = Stopped::new(stop);
         let result = loop {
             let order = async {
                 match orders.as_mut() {
@@ -81,7 +80,7 @@ impl Session {
             };
             tokio::select! {
                 biased;
-                _ = stopped.as_mut() => {
+                _ = &mut stopped => {
                     let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.close(None)).await;
                     break Ok(());
                 }
