@@ -273,6 +273,13 @@ async fn run_shard(room: Arc<Room>, index: usize, from: u64) {
             let capacity = state.members.capacity();
             if start >= capacity {
                 state.position = end;
+                // Every member may have been let go while writing (their attachments then
+                // remove nothing and wake no one): with none left the shard ends now, not at the
+                // next publish, which a room nobody follows may never get (it could not expire).
+                if state.members.is_empty() {
+                    state.running = false;
+                    return;
+                }
                 break;
             }
             let stop = (start + SLICE).min(capacity);
@@ -481,6 +488,21 @@ mod tests {
         let _a = r.attach(ahead.clone(), 3);
         publish(&r, req("a", "4"));
         until(|| got(&ahead) == vec![4]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shard_whose_last_member_it_let_go_ends_and_lets_go_of_the_room() {
+        let r = Arc::new(room(100));
+        let s = recorder(None);
+        let a = r.attach(s.clone(), 0);
+        // The only member cannot take the next message: the shard lets go of it while writing.
+        *s.stall.lock().unwrap() = Some(0);
+        publish(&r, req("a", "1"));
+        until(|| s.closed.load(Ordering::Relaxed)).await;
+        // Its connection goes (its attachment is already gone from the table). No more is
+        // published: the shard's task must still end, or the room could never expire.
+        drop(a);
+        until(|| Arc::strong_count(&r) == 1).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
