@@ -90,9 +90,10 @@ struct ShardState {
     members: Slab<Member>,
     /// Keys of the fresh members.
     joining: Vec<usize>,
-    /// The last seq this shard has handed out: every message up to here has been offered to
-    /// every member that was not fresh. A fresh member whose cursor is behind it missed some,
-    /// and is let go to read them itself.
+    /// The last seq this shard has taken on to hand out (set as a batch starts): every message
+    /// up to here has been or is being offered to every member that was not fresh. A member
+    /// joining with a cursor behind it missed some, and is let go at once to read them itself
+    /// (waiting for the next batch would hold them back until the room's next publish).
     position: u64,
     /// Whether the shard's task runs.
     running: bool,
@@ -180,6 +181,17 @@ impl Room {
         let index = fanout.next.fetch_add(1, Ordering::Relaxed) % fanout.shards.len();
         let id = fanout.ids.fetch_add(1, Ordering::Relaxed);
         let mut state = fanout.shards[index].lock();
+        if state.running && cursor < state.position {
+            // The shard has handed out (or is handing out) messages after `cursor` without
+            // this member: it reads them itself. The attachment holds no member (ids start at 1).
+            subscriber.detached(cursor);
+            return Attachment {
+                room: self.clone(),
+                shard: index,
+                key: usize::MAX,
+                id: 0,
+            };
+        }
         let key = state.members.insert(Member {
             subscriber,
             cursor,
@@ -264,6 +276,7 @@ async fn run_shard(room: Arc<Room>, index: usize, from: u64) {
                 state.running = false;
                 return;
             }
+            state.position = read.next;
         }
         let end = read.next;
         // Write the batch, a slice of members per turn of the lock.
@@ -272,7 +285,6 @@ async fn run_shard(room: Arc<Room>, index: usize, from: u64) {
             let mut state = shard.lock();
             let capacity = state.members.capacity();
             if start >= capacity {
-                state.position = end;
                 // Every member may have been let go while writing (their attachments then
                 // remove nothing and wake no one): with none left the shard ends now, not at the
                 // next publish, which a room nobody follows may never get (it could not expire).
@@ -475,7 +487,7 @@ mod tests {
         publish(&r, req("a", "2"));
         until(|| got(&first).len() == 2).await;
         // Joins at cursor 1 although the fan-out has handed out 2 already (it would have missed
-        // seq 2): it is let go at 1, at the next batch, and its task reads seq 2 itself.
+        // seq 2): it is let go at 1 as it joins, and its task reads seq 2 itself.
         let late = recorder(None);
         let _l = r.attach(late.clone(), 1);
         publish(&r, req("a", "3"));
@@ -503,6 +515,28 @@ mod tests {
         // published: the shard's task must still end, or the room could never expire.
         drop(a);
         until(|| Arc::strong_count(&r) == 1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscriber_that_joins_behind_what_the_shard_handed_out_is_let_go_at_once() {
+        // One shard, so the late joiner meets the shard that has handed out more.
+        let mut r = room(100);
+        r.fanout = Fanout::with_shards(1);
+        let r = Arc::new(r);
+        let first = recorder(None);
+        let _f = r.attach(first.clone(), 0);
+        publish(&r, req("a", "1"));
+        until(|| got(&first) == vec![1]).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A connection that read the room (nothing new, cursor 0) just before seq 1 was
+        // published attaches after the shard has handed seq 1 out. Nothing more is published
+        // to this quiet room: it must be let go now to read seq 1 itself, not at the next
+        // publish, which may never come.
+        let late = recorder(None);
+        let _l = r.attach(late.clone(), 0);
+        until(|| late.closed.load(Ordering::Relaxed)).await;
+        assert_eq!(*late.detached.lock().unwrap(), Some(0));
+        assert_eq!(r.attached(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
