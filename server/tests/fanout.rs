@@ -1,0 +1,230 @@
+//! Attacks on the room's fan-out (`feed::fanout`, `link.rs`) against a real server: clients that
+//! come and go and read slowly while a publisher floods (every message once, in order, across
+//! the switches between the fan-out and the connection's own task), a WebSocket that sends
+//! without ever reading, and clients that vanish in the middle of a frame.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use server::Config;
+use tokio::net::TcpSocket;
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{WebSocketStream, client_async};
+use wire::{StreamItem, Transport};
+
+use crate::helpers::*;
+
+/// A WebSocket over a socket whose receive window is small, so the server's send buffer fills
+/// after a few messages and the fan-out lets go of it whenever the client reads slowly.
+async fn narrow_ws(t: &TestServer, path: &str) -> WebSocketStream<tokio::net::TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(t.server.addr).await.unwrap();
+    let (ws, resp) = client_async(t.ws_url(path), tcp)
+        .await
+        .expect("websocket handshake");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+fn room_name(name: &str) -> server::feed::RoomName {
+    server::feed::RoomName::parse(name).unwrap()
+}
+
+/// The next message's seq on a WebSocket (the epoch frame skipped); `None` when it closed.
+async fn ws_seq(ws: &mut WebSocketStream<tokio::net::TcpStream>) -> Option<u64> {
+    loop {
+        match timeout(PROMPT, ws.next()).await.expect("a frame in time")? {
+            Ok(WsMessage::Text(t)) => match serde_json::from_str(t.as_str()).unwrap() {
+                StreamItem::Message(m) => return Some(m.seq),
+                StreamItem::Epoch { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            Ok(WsMessage::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_come_and_go_and_read_slowly_during_a_flood_get_every_message_once_in_order() {
+    const TOTAL: u64 = 600;
+    let t = std::sync::Arc::new(
+        start(Config {
+            history: 10_000,
+            ..Config::default()
+        })
+        .await,
+    );
+    let room = "churn";
+    t.say(room, "p", "first").await;
+    let publisher = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            // 1.5 KB bodies: a narrow client's window holds two or three.
+            let body = "f".repeat(1500);
+            for _ in 1..TOTAL {
+                t.say(room, "p", &body).await;
+            }
+        })
+    };
+    let mut clients = Vec::new();
+    for c in 0..16u64 {
+        let t = t.clone();
+        clients.push(tokio::spawn(async move {
+            let mut cursor = 0;
+            let mut round = 0;
+            while cursor < TOTAL {
+                round += 1;
+                // Each connection reads a different stretch, then goes; every other one reads
+                // slowly, so its fan-out lets go of it and takes it back again and again.
+                let stretch = 20 + (c * 7 + round * 13) % 90;
+                let slow = c % 2 == 1;
+                let until = (cursor + stretch).min(TOTAL);
+                if c % 4 == 3 {
+                    let mut sse = t.subscribe(Transport::Sse, room, None, Some(cursor)).await;
+                    while cursor < until {
+                        let got = sse.take(1, PROMPT).await;
+                        let seq = got.first().and_then(Got::seq).unwrap_or_else(|| {
+                            panic!("sse client {c}: after {cursor}, got {got:?}")
+                        });
+                        assert_eq!(seq, cursor + 1, "sse client {c}: lost or repeated");
+                        cursor = seq;
+                        if slow && seq % 8 == 0 {
+                            tokio::time::sleep(Duration::from_millis(3)).await;
+                        }
+                    }
+                } else {
+                    let mut ws =
+                        narrow_ws(&t, &format!("/api/rooms/{room}/ws?since={cursor}")).await;
+                    while cursor < until {
+                        let seq = ws_seq(&mut ws)
+                            .await
+                            .unwrap_or_else(|| panic!("ws client {c}: closed after {cursor}"));
+                        assert_eq!(seq, cursor + 1, "ws client {c}: lost or repeated");
+                        cursor = seq;
+                        if slow && seq % 8 == 0 {
+                            tokio::time::sleep(Duration::from_millis(3)).await;
+                        }
+                    }
+                    // Some go politely, some just drop the socket.
+                    if round % 2 == 0 {
+                        let _ = ws.close(None).await;
+                    }
+                }
+            }
+            round
+        }));
+    }
+    publisher.await.unwrap();
+    let mut rounds = 0;
+    for c in clients {
+        rounds += c.await.unwrap();
+    }
+    assert!(
+        rounds > 16 * 3,
+        "the clients came and went: {rounds} connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_that_sends_without_ever_reading_is_dropped_and_others_are_unaffected() {
+    let t = start(Config {
+        write_timeout: Duration::from_millis(500),
+        ..Config::default()
+    })
+    .await;
+    let room = "noreader";
+    let mut other = t.subscribe(Transport::WebSocket, room, None, None).await;
+    let mut flooder = narrow_ws(&t, &format!("/api/rooms/{room}/ws")).await;
+    // Sends as fast as TCP lets it and never reads: each send is published and acked, and the
+    // acks and the room's messages pile up on the server's side until it gives up.
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let ended = timeout(Duration::from_secs(15), async {
+        loop {
+            let frame = format!(r#"{{"type":"send","body":"x{sent}","ref":{sent}}}"#);
+            if flooder.send(WsMessage::Text(frame.into())).await.is_err() {
+                return;
+            }
+            sent += 1;
+            if sent == 200_000 {
+                panic!("200,000 frames sent without reading and the server still reads them");
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the non-reading sender was never throttled and dropped ({sent} frames sent)"
+    );
+    // Dropped by the write-stall limit once its acks and messages filled the server's send
+    // buffer (on loopback that buffer grows to megabytes: some 10^5 frames are read first).
+    assert!(t.server.state.metrics.write_timeouts() >= 1);
+    eprintln!(
+        "non-reader: {sent} frames sent, dropped after {:?}",
+        started.elapsed()
+    );
+    // The other client got every one of its messages that was published, in order.
+    let published = t.say(room, "a", "after").await;
+    let got = other.take(published as usize, PROMPT).await;
+    assert_eq!(
+        seqs(&got),
+        (1..=published).collect::<Vec<_>>(),
+        "after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_vanish_mid_frame_leave_nothing_behind_and_the_room_expires() {
+    let t = start(Config {
+        room_idle: Duration::from_millis(600),
+        max_body: 512 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let room = "vanish";
+    // Attached, caught up, never reading: a large message fills their sockets mid-frame.
+    let mut narrow = Vec::new();
+    for _ in 0..6 {
+        narrow.push(narrow_ws(&t, &format!("/api/rooms/{room}/ws")).await);
+    }
+    let deadline = Instant::now() + PROMPT;
+    while t
+        .server
+        .state
+        .feed
+        .find(&room_name(room))
+        .map(|r| r.attached())
+        != Some(6)
+    {
+        assert!(Instant::now() < deadline, "the clients never attached");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Until their sockets are full: the fan-out lets go of each in mid-frame, so the last of them
+    // leaves the fan-out by being let go at the last publish, not by dropping its attachment.
+    let big = "v".repeat(400 * 1024);
+    let found = t.server.state.feed.find(&room_name(room)).unwrap();
+    for published in 1.. {
+        assert!(published <= 40, "40 messages of 400 KiB and still attached");
+        t.say(room, "a", &big).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if found.attached() == 0 {
+            break;
+        }
+    }
+    drop(found);
+    // They go without reading the rest of it.
+    drop(narrow);
+    // Nothing more is published: the room expires once nobody follows it.
+    let deadline = Instant::now() + Duration::from_millis(600) * 2 + PROMPT;
+    while t.server.state.feed.room_count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the room nobody follows did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
