@@ -228,3 +228,43 @@ async fn clients_that_vanish_mid_frame_leave_nothing_behind_and_the_room_expires
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// This process's resident memory (the server under test runs in it).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_that_pings_without_ever_reading_costs_bounded_memory() {
+    // The default write-stall limit (30 s): the memory must stay bounded while it runs.
+    let t = start(Config::default()).await;
+    let mut flooder = narrow_ws(&t, "/api/rooms/pings/ws").await;
+    let before = rss_bytes();
+    let started = Instant::now();
+    let mut pings = 0u64;
+    // Each ping asks for a pong the server cannot write: tungstenite must keep one, not all.
+    while started.elapsed() < Duration::from_secs(3) && pings < 3_000_000 {
+        let ping = WsMessage::Ping(vec![b'p'; 125].into());
+        if timeout(PROMPT, flooder.send(ping)).await.is_err() {
+            break;
+        }
+        pings += 1;
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    eprintln!(
+        "{pings} pings in {:?}: RSS grew {} KiB",
+        started.elapsed(),
+        grown / 1024
+    );
+    assert!(
+        grown < 48 << 20,
+        "{pings} unanswered pings grew the server by {} MiB",
+        grown >> 20
+    );
+}

@@ -104,6 +104,12 @@ pub(super) async fn websocket(
         // Each of the task's frames goes out as it is sent (they are few: acks, pings, a
         // catch-up), so tungstenite keeps no buffer of its own to gather them in.
         .write_buffer_size(0)
+        // Bounded: tungstenite buffers a pong for every ping it reads while the socket is full,
+        // all of them (a client pinging without reading grew the server ~1 GB in the 30 s before
+        // the write-stall limit). Over the bound it keeps just the latest pong pending. The
+        // task's own frames wait for the last to be flushed, so one frame (a message is at most
+        // `--max-body` and its envelope) and a pong always fit.
+        .max_write_buffer_size(max.saturating_mul(2).saturating_add(64 * 1024))
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     Ok(upgrade
