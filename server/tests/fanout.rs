@@ -268,3 +268,66 @@ async fn a_websocket_that_pings_without_ever_reading_costs_bounded_memory() {
         grown >> 20
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_of_large_messages_get_each_whole_and_in_order() {
+    const N: u64 = 40;
+    let t = std::sync::Arc::new(start(Config::default()).await);
+    let room = "large";
+    let mut sse = t.subscribe(Transport::Sse, room, None, None).await;
+    let mut ws = narrow_ws(&t, &format!("/api/rooms/{room}/ws")).await;
+    let deadline = Instant::now() + PROMPT;
+    while t
+        .server
+        .state
+        .feed
+        .find(&room_name(room))
+        .map(|r| r.attached())
+        != Some(2)
+    {
+        assert!(Instant::now() < deadline, "the clients never attached");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 60 KB bodies, each distinct, published faster than either client reads.
+    let body = |seq: u64| format!("{seq}:{}", char::from(b'a' + (seq % 26) as u8)).repeat(6_000);
+    let publisher = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            for seq in 1..=N {
+                assert_eq!(t.say(room, "p", &body(seq)).await, seq);
+            }
+        })
+    };
+    let reader = tokio::spawn(async move {
+        match timeout(PROMPT, ws.next()).await.expect("the epoch frame") {
+            Some(Ok(WsMessage::Text(t))) => assert!(t.as_str().contains(r#""type":"epoch""#)),
+            other => panic!("ws: unexpected {other:?}"),
+        }
+        for seq in 1..=N {
+            match timeout(PROMPT, ws.next()).await.expect("a frame in time") {
+                Some(Ok(WsMessage::Text(t))) => match serde_json::from_str(t.as_str()).unwrap() {
+                    StreamItem::Message(m) => {
+                        assert_eq!((m.seq, m.body.len()), (seq, body(seq).len()));
+                        assert!(m.body == body(seq), "ws: seq {seq} garbled");
+                    }
+                    other => panic!("ws: unexpected {other:?}"),
+                },
+                other => panic!("ws: unexpected {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    });
+    for seq in 1..=N {
+        let got = sse.expect(1).await;
+        match &got[0].item {
+            StreamItem::Message(m) => {
+                assert_eq!((m.seq, m.body.len()), (seq, body(seq).len()));
+                assert!(m.body == body(seq), "sse: seq {seq} garbled");
+            }
+            other => panic!("sse: unexpected {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    publisher.await.unwrap();
+    reader.await.unwrap();
+}
