@@ -331,3 +331,109 @@ async fn slow_readers_of_large_messages_get_each_whole_and_in_order() {
     publisher.await.unwrap();
     reader.await.unwrap();
 }
+
+/// A WebSocket opened by hand, to see the server's frames exactly as they come.
+async fn raw_ws(t: &TestServer, room: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(t.server.addr).await.unwrap();
+    let head = format!(
+        "GET /api/rooms/{room}/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // The 101's head, byte by byte so no frame is read with it.
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8];
+        tcp.read_exact(&mut b).await.unwrap();
+        got.push(b[0]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    tcp
+}
+
+/// The opcodes of the server's frames in `bytes` (unmasked, as a server's are), and whether the
+/// last one is complete.
+fn opcodes(bytes: &[u8]) -> Vec<u8> {
+    let mut ops = Vec::new();
+    let mut at = 0;
+    while at + 2 <= bytes.len() {
+        let (op, len) = (bytes[at] & 0x0f, (bytes[at + 1] & 0x7f) as usize);
+        assert_eq!(bytes[at + 1] & 0x80, 0, "a server frame is not masked");
+        let (len, head) = match len {
+            126 => (
+                u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize,
+                4,
+            ),
+            127 => (
+                u64::from_be_bytes(bytes[at + 2..at + 10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n, 2),
+        };
+        ops.push(op);
+        at += head + len;
+    }
+    assert_eq!(at, bytes.len(), "the stream ends on a frame's end");
+    ops
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_frame_follows_the_close_frame_while_a_publisher_floods() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = std::sync::Arc::new(start(Config::default()).await);
+    let room = "closing";
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (t, stop) = (t.clone(), stop.clone());
+        tokio::spawn(async move {
+            for _ in 0..5_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                t.say(room, "p", "flood").await;
+            }
+        })
+    };
+    let mut clients = Vec::new();
+    for i in 0..12u64 {
+        let t = t.clone();
+        clients.push(tokio::spawn(async move {
+            let mut tcp = raw_ws(&t, room).await;
+            // Attached and receiving the flood for a moment, then a close frame (code 1000).
+            tokio::time::sleep(Duration::from_millis(20 + i * 10)).await;
+            let mask = [1u8, 2, 3, 4];
+            let code = 1000u16.to_be_bytes();
+            tcp.write_all(&[0x88, 0x82, 1, 2, 3, 4, code[0] ^ mask[0], code[1] ^ mask[1]])
+                .await
+                .unwrap();
+            let mut bytes = Vec::new();
+            timeout(PROMPT, tcp.read_to_end(&mut bytes))
+                .await
+                .expect("the server closes")
+                .unwrap();
+            let ops = opcodes(&bytes);
+            let close = ops
+                .iter()
+                .position(|&op| op == 8)
+                .unwrap_or_else(|| panic!("client {i}: no close frame in {} frames", ops.len()));
+            assert_eq!(
+                close,
+                ops.len() - 1,
+                "client {i}: {} frames after the close frame",
+                ops.len() - 1 - close
+            );
+            ops.len()
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.await.unwrap();
+}

@@ -352,12 +352,18 @@ async fn run(outlet: Arc<Outlet>, config: WebSocketConfig, s: Session, mut follo
                 close(&mut ws, CloseCode::Away, "server shutting down".to_owned()).await
             }
             End::Close(code, reason) => close(&mut ws, code, reason).await,
-            // Answers the client's close frame (tungstenite queued the reply).
+            // Answers the client's close frame: tungstenite queued the reply when it read it,
+            // and a flush writes it (`close` would not: tungstenite refuses to send anything
+            // after the peer's close, `SendAfterClosing`, and the reply never went out).
             End::ClientClosed => {
-                let _ = ws.close(None).await;
+                let _ = ws.flush().await;
             }
-            End::Broken => {}
+            End::Broken => return,
         }
+        // The link may keep the rest of that last frame (tungstenite ends the connection once
+        // its reply is handed over, without a flush of its own): it goes out before the socket
+        // is dropped.
+        let _ = std::future::poll_fn(|cx| outlet.link.poll_drain(cx)).await;
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, closing).await;
 }
