@@ -333,9 +333,9 @@ async fn slow_readers_of_large_messages_get_each_whole_and_in_order() {
 }
 
 /// A WebSocket opened by hand, to see the server's frames exactly as they come.
-async fn raw_ws(t: &TestServer, room: &str) -> tokio::net::TcpStream {
+async fn raw_ws(addr: std::net::SocketAddr, room: &str) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(t.server.addr).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "GET /api/rooms/{room}/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -404,7 +404,7 @@ async fn no_frame_follows_the_close_frame_while_a_publisher_floods() {
     for i in 0..12u64 {
         let t = t.clone();
         clients.push(tokio::spawn(async move {
-            let mut tcp = raw_ws(&t, room).await;
+            let mut tcp = raw_ws(t.server.addr, room).await;
             // Attached and receiving the flood for a moment, then a close frame (code 1000).
             tokio::time::sleep(Duration::from_millis(20 + i * 10)).await;
             let mask = [1u8, 2, 3, 4];
@@ -436,4 +436,85 @@ async fn no_frame_follows_the_close_frame_while_a_publisher_floods() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     publisher.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_during_a_flood_websockets_end_on_a_1001_close_and_sse_on_the_last_chunk() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start(Config::default()).await;
+    let (addr, url) = (t.server.addr, t.url("/api/rooms/down/messages"));
+    let publisher = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        for _ in 0..20_000 {
+            let sent = http
+                .post(&url)
+                .json(&serde_json::json!({"from": "p", "body": "flood"}))
+                .send()
+                .await;
+            if !sent.is_ok_and(|r| r.status() == 201) {
+                break;
+            }
+        }
+    });
+    let mut ws = Vec::new();
+    let mut sse = Vec::new();
+    for _ in 0..8 {
+        ws.push(raw_ws(addr, "down").await);
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /api/rooms/down/sse HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        sse.push(tcp);
+    }
+    let readers: Vec<_> = ws
+        .into_iter()
+        .map(|mut tcp| {
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                timeout(PROMPT, tcp.read_to_end(&mut bytes))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                bytes
+            })
+        })
+        .chain(sse.into_iter().map(|mut tcp| {
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                timeout(PROMPT, tcp.read_to_end(&mut bytes))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                bytes
+            })
+        }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.server.shutdown().await.unwrap();
+    publisher.await.unwrap();
+    for (i, reader) in readers.into_iter().enumerate() {
+        let bytes = reader.await.unwrap();
+        if i < 8 {
+            let ops = opcodes(&bytes);
+            assert_eq!(ops.last(), Some(&8), "ws {i}: ends on a close frame");
+            assert_eq!(ops.iter().filter(|&&op| op == 8).count(), 1);
+            // The close frame: code 1001 and the reason.
+            let reason = b"server shutting down";
+            let mut close = vec![0x88, 2 + reason.len() as u8, 0x03, 0xe9];
+            close.extend_from_slice(reason);
+            assert!(
+                bytes.ends_with(&close),
+                "ws {i}: {:?}",
+                &bytes[bytes.len().saturating_sub(24)..]
+            );
+        } else {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(text.starts_with("HTTP/1.1 200"), "sse {i}");
+            assert!(
+                text.ends_with("\r\n0\r\n\r\n"),
+                "sse {i}: no last chunk: {:?}",
+                &text[text.len().saturating_sub(80)..]
+            );
+        }
+    }
 }
