@@ -271,7 +271,8 @@ async fn a_websocket_that_pings_without_ever_reading_costs_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_readers_of_large_messages_get_each_whole_and_in_order() {
-    const N: u64 = 40;
+    // 7 MB for each: more than a loopback send buffer grows to (4 MiB), so the fan-out lets go.
+    const N: u64 = 120;
     let t = std::sync::Arc::new(start(Config::default()).await);
     let room = "large";
     let mut sse = t.subscribe(Transport::Sse, room, None, None).await;
@@ -314,7 +315,7 @@ async fn slow_readers_of_large_messages_get_each_whole_and_in_order() {
                 },
                 other => panic!("ws: unexpected {other:?}"),
             }
-            tokio::time::sleep(Duration::from_millis(15)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
     for seq in 1..=N {
@@ -326,7 +327,7 @@ async fn slow_readers_of_large_messages_get_each_whole_and_in_order() {
             }
             other => panic!("sse: unexpected {other:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     publisher.await.unwrap();
     reader.await.unwrap();
@@ -516,5 +517,80 @@ async fn at_shutdown_during_a_flood_websockets_end_on_a_1001_close_and_sse_on_th
                 &text[text.len().saturating_sub(80)..]
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addressed_messages_reach_only_their_clients_across_the_switches() {
+    const TOTAL: u64 = 300;
+    let t = std::sync::Arc::new(start(Config::default()).await);
+    let room = "addressed";
+    let mut clients = Vec::new();
+    for c in 0..6u64 {
+        clients.push(narrow_ws(&t, &format!("/api/rooms/{room}/ws?client=c{c}")).await);
+    }
+    let deadline = Instant::now() + PROMPT;
+    while t
+        .server
+        .state
+        .feed
+        .find(&room_name(room))
+        .map(|r| r.attached())
+        != Some(6)
+    {
+        if t.server.state.feed.find(&room_name(room)).is_none() {
+            t.say(room, "p", "open").await;
+        }
+        assert!(Instant::now() < deadline, "the clients never attached");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = t.say(room, "p", "start").await;
+    // Seq s goes to c(s % 6) when s % 3 == 0, comes from c(s % 6) with echo off when
+    // s % 3 == 1, and is for everyone otherwise; bodies are large enough to fill windows.
+    let for_client = |c: u64, s: u64| match s % 3 {
+        0 => c == s % 6,
+        1 => c != s % 6,
+        _ => true,
+    };
+    let readers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(c, mut ws)| {
+            let want: Vec<u64> = std::iter::once(first)
+                .chain((first + 1..=first + TOTAL).filter(|&s| for_client(c as u64, s)))
+                .collect();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while got.len() < want.len() {
+                    let seq = ws_seq(&mut ws).await.expect("open");
+                    got.push(seq);
+                    // Half of them read slowly, so the fan-out lets go of them and takes them
+                    // back while the publisher runs.
+                    if c % 2 == 0 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                assert_eq!(got, want, "client c{c}");
+                // Nothing else for it.
+                assert!(
+                    timeout(QUIET, ws.next()).await.is_err(),
+                    "client c{c}: more came"
+                );
+            })
+        })
+        .collect();
+    // 16 KB bodies, 4.8 MB in all: more than a loopback send buffer grows to.
+    let pad = "z".repeat(16_000);
+    for s in first + 1..=first + TOTAL {
+        let who = format!("c{}", s % 6);
+        let body = match s % 3 {
+            0 => serde_json::json!({"from": "p", "body": pad, "to": who}),
+            1 => serde_json::json!({"from": who, "body": pad, "echo": false}),
+            _ => serde_json::json!({"from": "p", "body": pad}),
+        };
+        assert_eq!(t.say_json(room, body).await, s);
+    }
+    for r in readers {
+        r.await.unwrap();
     }
 }
