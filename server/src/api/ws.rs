@@ -284,7 +284,10 @@ async fn run(outlet: Arc<Outlet>, config: WebSocketConfig, s: Session, mut follo
                 continue;
             }
             // Caught up: from here the room's fan-out writes this client's messages.
-            attached = Some(s.room.attach(outlet.clone(), follower.cursor()));
+            attached = Some(
+                s.room
+                    .attach(outlet.clone(), follower.epoch(), follower.cursor()),
+            );
         }
         tokio::select! {
             biased;
