@@ -8,7 +8,9 @@
 //! in part is finished by the connection's task: its rest waits in the link and goes out before
 //! anything else. The connection's own writes ([`Link::poll_write`]) are made atomic the same
 //! way: what the kernel does not take of a write is kept and reported written, so the caller
-//! never holds half a frame the fan-out could write past. At most one frame's rest is kept.
+//! never holds half a frame the fan-out could write past; a frame given in parts
+//! ([`Link::write_all`]) goes out in one vectored write, so the fan-out cannot write between its
+//! parts. At most one frame's rest is kept.
 //!
 //! The connection's task does all waiting: for the socket to take the kept rest (through the
 //! guarded socket, so the write-stall limit holds), for the client's bytes, and for the fan-out to
@@ -153,12 +155,35 @@ impl Link {
     }
 
     /// The connection's own write of a frame given in `parts`, whole, waiting as long as the
-    /// socket needs (within the write-stall limit).
+    /// socket needs (within the write-stall limit). The parts go out in one vectored write under
+    /// one turn of the lock (what the kernel does not take is kept as the rest): written one by
+    /// one, the fan-out could write a frame of its own between two parts of this one (an SSE
+    /// ping's size line, then a message's chunk, then the ping).
     pub(crate) async fn write_all(&self, parts: &[&[u8]]) -> io::Result<()> {
-        for part in parts {
-            std::future::poll_fn(|cx| self.poll_write(cx, part)).await?;
-        }
+        std::future::poll_fn(|cx| self.poll_write_parts(cx, parts)).await?;
         std::future::poll_fn(|cx| self.poll_drain(cx)).await
+    }
+
+    /// [`Link::poll_write`] of a frame given in parts (at most [`IOVECS`]).
+    fn poll_write_parts(&self, cx: &mut Context<'_>, parts: &[&[u8]]) -> Poll<io::Result<()>> {
+        assert!(parts.len() <= IOVECS, "a frame of at most {IOVECS} parts");
+        let mut wire = self.lock();
+        ready!(Self::poll_rest(&mut wire, cx))?;
+        if parts.iter().all(|p| p.is_empty()) {
+            return Poll::Ready(Ok(()));
+        }
+        let mut slices = [IoSlice::new(&[]); IOVECS];
+        for (slice, part) in slices.iter_mut().zip(parts) {
+            *slice = IoSlice::new(part);
+        }
+        let n = ready!(Pin::new(&mut wire.socket).poll_write_vectored(cx, &slices[..parts.len()]))?;
+        let mut skip = n;
+        for part in parts {
+            let from = skip.min(part.len());
+            wire.rest.extend_from_slice(&part[from..]);
+            skip -= from;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Ready once the client has closed its side (or the socket failed); what it sends meanwhile
@@ -246,5 +271,132 @@ impl<T: HasLink> AsyncWrite for LinkIo<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.link().poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The link's contract over a real loopback pair: a frame is never cut into, a rest the
+    //! kernel did not take goes out first, and every byte is counted.
+
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+    use wire::Transport;
+    use wire::metered::Metered;
+
+    use crate::conn::{ConnMeter, SocketTally};
+    use crate::guard::Guarded;
+    use crate::metrics::{Endpoint, Metrics};
+
+    /// A link over an accepted socket (guarded and metered as the server's are, its bytes
+    /// counted for SSE) and the client's end, whose receive window is small.
+    async fn pair(metrics: &Arc<Metrics>) -> (Link, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let (peer, accepted) = tokio::join!(
+            client.connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let meter = Arc::new(ConnMeter::new(metrics.clone()));
+        meter.serve(Endpoint::Transport(Transport::Sse));
+        meter.upgrade();
+        let tally = SocketTally::new(meter.clone(), metrics.tcp_slot(), None);
+        let socket = Guarded::new(
+            Metered::new(accepted.unwrap().0, tally),
+            meter,
+            metrics.clone(),
+            Duration::from_secs(20),
+            Duration::from_secs(20),
+        );
+        (Link::new(socket), peer.unwrap())
+    }
+
+    fn read_all(mut peer: TcpStream) -> tokio::task::JoinHandle<Vec<u8>> {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            got
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frame_the_kernel_takes_in_part_is_finished_before_anything_else() {
+        let metrics = Arc::new(Metrics::default());
+        let (link, peer) = pair(&metrics).await;
+        // More than any loopback socket buffers while the client reads nothing.
+        let body: Vec<u8> = (0..16 << 20).map(|i| (i % 251) as u8).collect();
+        let head = b"HEAD".as_slice();
+        assert_eq!(
+            link.try_write_frames(&[[head, &body]]),
+            (1, false),
+            "the kernel takes part of a 16 MiB frame: the frame is the subscriber's, in part"
+        );
+        // The fan-out takes nothing while the rest waits (nor when the socket is full).
+        assert_eq!(link.try_write_frames(&[[b"<".as_slice(), b">"]]), (0, true));
+        let got = read_all(peer);
+        // The connection's own frame goes out after the rest.
+        link.write_all(&[b"tail"]).await.unwrap();
+        std::future::poll_fn(|cx| link.poll_shutdown(cx))
+            .await
+            .unwrap();
+        let got = got.await.unwrap();
+        let mut want = head.to_vec();
+        want.extend_from_slice(&body);
+        want.extend_from_slice(b"tail");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the rest went out whole, first");
+        assert_eq!(
+            metrics.transport(Transport::Sse).bytes_sent,
+            want.len() as u64,
+            "the fan-out's bytes and the connection's are counted"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_fan_out_never_writes_between_the_parts_of_the_connections_frame() {
+        const ROUNDS: usize = 20_000;
+        let metrics = Arc::new(Metrics::default());
+        let (link, peer) = pair(&metrics).await;
+        let link = Arc::new(link);
+        let got = read_all(peer);
+        // The fan-out, on a thread of its own, writes `<bbbb>` as fast as it can.
+        let fanout = {
+            let link = link.clone();
+            std::thread::spawn(move || {
+                let mut frames = 0;
+                while frames < ROUNDS {
+                    frames += link.try_write_frames(&[[b"<bb".as_slice(), b"bb>"]]).0;
+                }
+            })
+        };
+        // The connection writes `[aaaa]` in three parts.
+        for _ in 0..ROUNDS {
+            link.write_all(&[b"[", b"aaaa", b"]"]).await.unwrap();
+        }
+        fanout.join().unwrap();
+        link.write_all(&[]).await.unwrap();
+        std::future::poll_fn(|cx| link.poll_shutdown(cx))
+            .await
+            .unwrap();
+        let got = got.await.unwrap();
+        let (mut a, mut b) = (0, 0);
+        let mut at = 0;
+        while at < got.len() {
+            match &got[at..(at + 6).min(got.len())] {
+                b"[aaaa]" => a += 1,
+                b"<bbbb>" => b += 1,
+                other => panic!(
+                    "a frame was cut into at byte {at}: {:?}",
+                    String::from_utf8_lossy(other)
+                ),
+            }
+            at += 6;
+        }
+        assert_eq!((a, b), (ROUNDS, ROUNDS));
     }
 }

@@ -5,6 +5,7 @@ mod backplane;
 mod bad_input;
 mod browser;
 mod experiment;
+mod fanout;
 mod hardening;
 mod held;
 mod helpers;

@@ -174,7 +174,11 @@ impl SseStream {
                         std::sync::atomic::Ordering::Relaxed,
                     );
                     let room = self.follower.room().clone();
-                    attached = Some(room.attach(outlet.clone(), self.follower.cursor()));
+                    attached = Some(room.attach(
+                        outlet.clone(),
+                        self.follower.epoch(),
+                        self.follower.cursor(),
+                    ));
                 }
                 tokio::select! {
                     biased;

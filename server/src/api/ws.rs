@@ -106,6 +106,12 @@ pub(super) async fn websocket(
         // Each of the task's frames goes out as it is sent (they are few: acks, pings, a
         // catch-up), so tungstenite keeps no buffer of its own to gather them in.
         .write_buffer_size(0)
+        // Bounded: tungstenite buffers a pong for every ping it reads while the socket is full,
+        // all of them (a client pinging without reading grew the server ~1 GB in the 30 s before
+        // the write-stall limit). Over the bound it keeps just the latest pong pending. The
+        // task's own frames wait for the last to be flushed, so one frame (a message is at most
+        // `--max-body` and its envelope) and a pong always fit.
+        .max_write_buffer_size(max.saturating_mul(2).saturating_add(64 * 1024))
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     Ok(upgrade
@@ -280,7 +286,10 @@ async fn run(outlet: Arc<Outlet>, config: WebSocketConfig, s: Session, mut follo
                 continue;
             }
             // Caught up: from here the room's fan-out writes this client's messages.
-            attached = Some(s.room.attach(outlet.clone(), follower.cursor()));
+            attached = Some(
+                s.room
+                    .attach(outlet.clone(), follower.epoch(), follower.cursor()),
+            );
         }
         tokio::select! {
             biased;
@@ -348,12 +357,18 @@ async fn run(outlet: Arc<Outlet>, config: WebSocketConfig, s: Session, mut follo
                 close(&mut ws, CloseCode::Away, "server shutting down".to_owned()).await
             }
             End::Close(code, reason) => close(&mut ws, code, reason).await,
-            // Answers the client's close frame (tungstenite queued the reply).
+            // Answers the client's close frame: tungstenite queued the reply when it read it,
+            // and a flush writes it (`close` would not: tungstenite refuses to send anything
+            // after the peer's close, `SendAfterClosing`, and the reply never went out).
             End::ClientClosed => {
-                let _ = ws.close(None).await;
+                let _ = ws.flush().await;
             }
-            End::Broken => {}
+            End::Broken => return,
         }
+        // The link may keep the rest of that last frame (tungstenite ends the connection once
+        // its reply is handed over, without a flush of its own): it goes out before the socket
+        // is dropped.
+        let _ = std::future::poll_fn(|cx| outlet.link.poll_drain(cx)).await;
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, closing).await;
 }

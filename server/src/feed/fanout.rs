@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use slab::Slab;
 use tokio::sync::Notify;
 
-use super::entry::{Cursor, Entry, Limit};
+use super::entry::{Cursor, Entry, Epoch, Limit};
 use super::{Follower, Room};
 
 /// Members written to per turn of a shard's lock: bounds how long a joining or leaving
@@ -90,9 +90,10 @@ struct ShardState {
     members: Slab<Member>,
     /// Keys of the fresh members.
     joining: Vec<usize>,
-    /// The last seq this shard has handed out: every message up to here has been offered to
-    /// every member that was not fresh. A fresh member whose cursor is behind it missed some,
-    /// and is let go to read them itself.
+    /// The last seq this shard has taken on to hand out (set as a batch starts): every message
+    /// up to here has been or is being offered to every member that was not fresh. A member
+    /// joining with a cursor behind it missed some, and is let go at once to read them itself
+    /// (waiting for the next batch would hold them back until the room's next publish).
     position: u64,
     /// Whether the shard's task runs.
     running: bool,
@@ -172,14 +173,32 @@ impl Drop for Attachment {
 }
 
 impl Room {
-    /// Hands `subscriber`, which has handled everything up to `cursor`, to the room's fan-out:
-    /// from now on it is offered every message after `cursor` until the fan-out lets go of it
-    /// ([`Subscriber::detached`]) or the attachment is dropped.
-    pub fn attach(self: &Arc<Self>, subscriber: Arc<dyn Subscriber>, cursor: u64) -> Attachment {
+    /// Hands `subscriber`, which has handled everything up to `cursor` of `epoch`, to the room's
+    /// fan-out: from now on it is offered every message after `cursor` until the fan-out lets go
+    /// of it ([`Subscriber::detached`]) or the attachment is dropped. A cursor of an epoch the
+    /// log has left is let go at once: its seq means nothing in the new one, and the
+    /// connection's next read tells the client of the reset.
+    pub fn attach(
+        self: &Arc<Self>,
+        subscriber: Arc<dyn Subscriber>,
+        epoch: Epoch,
+        cursor: u64,
+    ) -> Attachment {
         let fanout = &self.fanout;
         let index = fanout.next.fetch_add(1, Ordering::Relaxed) % fanout.shards.len();
         let id = fanout.ids.fetch_add(1, Ordering::Relaxed);
         let mut state = fanout.shards[index].lock();
+        if epoch != self.epoch() || (state.running && cursor < state.position) {
+            // The shard has handed out (or is handing out) messages after `cursor` without
+            // this member: it reads them itself. The attachment holds no member (ids start at 1).
+            subscriber.detached(cursor);
+            return Attachment {
+                room: self.clone(),
+                shard: index,
+                key: usize::MAX,
+                id: 0,
+            };
+        }
         let key = state.members.insert(Member {
             subscriber,
             cursor,
@@ -191,7 +210,7 @@ impl Room {
             // The shard starts where its first member is: nothing before was its to hand out.
             state.running = true;
             state.position = cursor;
-            tokio::spawn(run_shard(self.clone(), index, cursor));
+            tokio::spawn(run_shard(self.clone(), index, epoch, cursor));
         }
         Attachment {
             room: self.clone(),
@@ -218,10 +237,12 @@ fn let_go(member: Member) {
 
 /// One shard's task: follows the room from `from` and offers each batch to its members, until
 /// it has none.
-async fn run_shard(room: Arc<Room>, index: usize, from: u64) {
+async fn run_shard(room: Arc<Room>, index: usize, epoch: Epoch, from: u64) {
     let shard = &room.fanout.shards[index];
+    // The first member's epoch, not the room's now: were the log to begin a new one since, the
+    // shard's first read is a reset, which lets every member go.
     let since = Cursor {
-        epoch: Some(room.epoch()),
+        epoch: Some(epoch),
         seq: from,
     };
     let mut follower = Follower::for_fanout(room.clone(), since, BATCH);
@@ -264,6 +285,7 @@ async fn run_shard(room: Arc<Room>, index: usize, from: u64) {
                 state.running = false;
                 return;
             }
+            state.position = read.next;
         }
         let end = read.next;
         // Write the batch, a slice of members per turn of the lock.
@@ -272,7 +294,13 @@ async fn run_shard(room: Arc<Room>, index: usize, from: u64) {
             let mut state = shard.lock();
             let capacity = state.members.capacity();
             if start >= capacity {
-                state.position = end;
+                // Every member may have been let go while writing (their attachments then
+                // remove nothing and wake no one): with none left the shard ends now, not at the
+                // next publish, which a room nobody follows may never get (it could not expire).
+                if state.members.is_empty() {
+                    state.running = false;
+                    return;
+                }
                 break;
             }
             let stop = (start + SLICE).min(capacity);
@@ -394,7 +422,10 @@ mod tests {
         let r = Arc::new(room(100));
         publish(&r, req("a", "before"));
         let subs: Vec<_> = (0..5).map(|_| recorder(Some("bob"))).collect();
-        let _held: Vec<_> = subs.iter().map(|s| r.attach(s.clone(), 1)).collect();
+        let _held: Vec<_> = subs
+            .iter()
+            .map(|s| r.attach(s.clone(), r.epoch(), 1))
+            .collect();
         for i in 0..20 {
             publish(&r, req("a", &format!("m{i}")));
         }
@@ -414,9 +445,9 @@ mod tests {
             recorder(Some("carol")),
             recorder(None),
         );
-        let _b = r.attach(bob.clone(), 0);
-        let _c = r.attach(carol.clone(), 0);
-        let _a = r.attach(anon.clone(), 0);
+        let _b = r.attach(bob.clone(), r.epoch(), 0);
+        let _c = r.attach(carol.clone(), r.epoch(), 0);
+        let _a = r.attach(anon.clone(), r.epoch(), 0);
         publish(
             &r,
             PublishRequest {
@@ -442,7 +473,7 @@ mod tests {
     async fn a_subscriber_that_cannot_take_more_is_let_go_at_the_last_seq_it_took() {
         let r = Arc::new(room(100));
         let s = recorder(None);
-        let _a = r.attach(s.clone(), 0);
+        let _a = r.attach(s.clone(), r.epoch(), 0);
         publish(&r, req("a", "1"));
         until(|| got(&s) == vec![1]).await;
         // The next offer is taken only in part: one entry of what is offered.
@@ -463,14 +494,14 @@ mod tests {
         r.fanout = Fanout::with_shards(1);
         let r = Arc::new(r);
         let first = recorder(None);
-        let _f = r.attach(first.clone(), 0);
+        let _f = r.attach(first.clone(), r.epoch(), 0);
         publish(&r, req("a", "1"));
         publish(&r, req("a", "2"));
         until(|| got(&first).len() == 2).await;
         // Joins at cursor 1 although the fan-out has handed out 2 already (it would have missed
-        // seq 2): it is let go at 1, at the next batch, and its task reads seq 2 itself.
+        // seq 2): it is let go at 1 as it joins, and its task reads seq 2 itself.
         let late = recorder(None);
-        let _l = r.attach(late.clone(), 1);
+        let _l = r.attach(late.clone(), r.epoch(), 1);
         publish(&r, req("a", "3"));
         until(|| late.closed.load(Ordering::Relaxed) && got(&first).len() == 3).await;
         assert_eq!(*late.detached.lock().unwrap(), Some(1));
@@ -478,16 +509,77 @@ mod tests {
         // Joining ahead of the shard (its task read further than the shard has written) skips
         // what it already has.
         let ahead = recorder(None);
-        let _a = r.attach(ahead.clone(), 3);
+        let _a = r.attach(ahead.clone(), r.epoch(), 3);
         publish(&r, req("a", "4"));
         until(|| got(&ahead) == vec![4]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shard_whose_last_member_it_let_go_ends_and_lets_go_of_the_room() {
+        let r = Arc::new(room(100));
+        let s = recorder(None);
+        let a = r.attach(s.clone(), r.epoch(), 0);
+        // The only member cannot take the next message: the shard lets go of it while writing.
+        *s.stall.lock().unwrap() = Some(0);
+        publish(&r, req("a", "1"));
+        until(|| s.closed.load(Ordering::Relaxed)).await;
+        // Its connection goes (its attachment is already gone from the table). No more is
+        // published: the shard's task must still end, or the room could never expire.
+        drop(a);
+        until(|| Arc::strong_count(&r) == 1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscriber_that_joins_behind_what_the_shard_handed_out_is_let_go_at_once() {
+        // One shard, so the late joiner meets the shard that has handed out more.
+        let mut r = room(100);
+        r.fanout = Fanout::with_shards(1);
+        let r = Arc::new(r);
+        let first = recorder(None);
+        let _f = r.attach(first.clone(), r.epoch(), 0);
+        publish(&r, req("a", "1"));
+        until(|| got(&first) == vec![1]).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A connection that read the room (nothing new, cursor 0) just before seq 1 was
+        // published attaches after the shard has handed seq 1 out. Nothing more is published
+        // to this quiet room: it must be let go now to read seq 1 itself, not at the next
+        // publish, which may never come.
+        let late = recorder(None);
+        let _l = r.attach(late.clone(), r.epoch(), 0);
+        until(|| late.closed.load(Ordering::Relaxed)).await;
+        assert_eq!(*late.detached.lock().unwrap(), Some(0));
+        assert_eq!(r.attached(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cursor_of_an_epoch_the_log_has_left_is_let_go_at_once() {
+        // One shard, so the stale member meets the running shard (a new shard would start
+        // from the stale cursor's epoch, whose first read is a reset: let go as well).
+        let mut r = room(100);
+        r.fanout = Fanout::with_shards(1);
+        let r = Arc::new(r);
+        let first = recorder(None);
+        let _f = r.attach(first.clone(), r.epoch(), 0);
+        for i in 0..3 {
+            publish(&r, req("a", &i.to_string()));
+        }
+        until(|| got(&first).len() == 3).await;
+        // A connection whose last read was in another epoch (the log began a new one just after
+        // it) attaches at seq 3 of that epoch, level with the shard: the fan-out must not hand it
+        // this epoch's seq 4 as if it followed what it has.
+        let stale = recorder(None);
+        let _s = r.attach(stale.clone(), Epoch(r.epoch().0 ^ 1), 3);
+        publish(&r, req("a", "3"));
+        until(|| stale.closed.load(Ordering::Relaxed) && got(&first).len() == 4).await;
+        assert_eq!(*stale.detached.lock().unwrap(), Some(3));
+        assert!(got(&stale).is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_gap_in_the_log_lets_every_member_go_and_the_last_to_leave_stops_the_shard() {
         let r = Arc::new(room(3));
         let s = recorder(None);
-        let a = r.attach(s.clone(), 0);
+        let a = r.attach(s.clone(), r.epoch(), 0);
         publish(&r, req("a", "1"));
         until(|| got(&s) == vec![1]).await;
         drop(a);
@@ -498,7 +590,7 @@ mod tests {
             publish(&r, req("a", &i.to_string()));
         }
         let behind = recorder(None);
-        let _b = r.attach(behind.clone(), 1);
+        let _b = r.attach(behind.clone(), r.epoch(), 1);
         publish(&r, req("a", "x"));
         until(|| behind.closed.load(Ordering::Relaxed)).await;
         assert_eq!(*behind.detached.lock().unwrap(), Some(1));
