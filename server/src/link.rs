@@ -27,7 +27,10 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wire::metered::Tally;
 
+use crate::feed::{BATCH, Entry, Offer};
 use crate::held::Socket;
+use crate::metrics::Metrics;
+use wire::Transport;
 
 /// Slices per vectored write of the fan-out (Linux takes up to 1,024; 64 is a batch of 21 SSE
 /// events or 32 WebSocket frames, kept on the stack).
@@ -234,6 +237,54 @@ impl Link {
         let mut wire = self.lock();
         ready!(Self::poll_rest(&mut wire, cx))?;
         Pin::new(&mut wire.socket).poll_shutdown(cx)
+    }
+}
+
+/// How a transport frames one entry for the fan-out's write, as `K` slices: some made per frame
+/// into a `Scratch` (a WebSocket frame's header, an SSE chunk's size line), the rest the entry's
+/// shared bytes. [`Link::offer`] does the rest, the same for every transport.
+pub(crate) trait Framing<const K: usize> {
+    /// What one frame needs made for it.
+    type Scratch: Default;
+
+    /// Makes what `entry`'s frame needs into `scratch`.
+    fn prepare(&self, entry: &Entry, scratch: &mut Self::Scratch);
+
+    /// `entry`'s frame, as slices of `scratch` and of the entry.
+    fn slices<'a>(&self, entry: &'a Entry, scratch: &'a Self::Scratch) -> [&'a [u8]; K];
+}
+
+impl Link {
+    /// A fan-out subscriber's offer (`feed::Subscriber::offer`): `entries` framed by `framing`,
+    /// written as [`Link::try_write_frames`] takes them, a batch's worth ([`BATCH`]) per vectored
+    /// write, each delivery counted under `transport`.
+    pub(crate) fn offer<const K: usize, F: Framing<K>>(
+        &self,
+        framing: &F,
+        entries: &[std::sync::Arc<Entry>],
+        metrics: &Metrics,
+        transport: Transport,
+    ) -> Offer {
+        const N: usize = BATCH.messages;
+        let mut taken = 0;
+        for group in entries.chunks(N) {
+            let mut scratch: [F::Scratch; N] = std::array::from_fn(|_| F::Scratch::default());
+            for (entry, scratch) in group.iter().zip(&mut scratch) {
+                framing.prepare(entry, scratch);
+            }
+            let frames: [[&[u8]; K]; N] = std::array::from_fn(|i| {
+                group
+                    .get(i)
+                    .map_or([&[][..]; K], |entry| framing.slices(entry, &scratch[i]))
+            });
+            let (n, whole) = self.try_write_frames(&frames[..group.len()]);
+            metrics.record_deliveries(transport, n as u64);
+            taken += n;
+            if n < group.len() || !whole {
+                return Offer::Stopped { taken };
+            }
+        }
+        Offer::Sent
     }
 }
 

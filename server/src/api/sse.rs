@@ -31,11 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::extract::{Target, cursor};
-use crate::feed::{
-    Attachment, BATCH, Cursor, Entry, Epoch, Follower, Limit, Offer, Read, Subscriber,
-};
+use crate::feed::{Attachment, Cursor, Entry, Epoch, Follower, Limit, Offer, Read, Subscriber};
 use crate::held::{Hold, Opening, Socket, chunk_size};
-use crate::link::Link;
+use crate::link::{Framing, Link};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::state::AppState;
 use wire::{StreamItem, Transport};
@@ -226,39 +224,36 @@ impl Subscriber for Outlet {
         self.client.as_deref()
     }
 
-    /// Each entry as a chunk: its size line, the entry's event bytes that every stream shares
-    /// ([`Entry::framed`]) and CRLF, in one vectored write per 21 events.
+    /// Each entry as a chunk ([`Chunk`]), in one vectored write per batch.
     fn offer(&self, entries: &[Arc<Entry>]) -> Offer {
-        const N: usize = BATCH.messages;
         let epoch = Some(Epoch(self.epoch.load(std::sync::atomic::Ordering::Relaxed)));
-        let mut taken = 0;
-        for group in entries.chunks(N) {
-            let events: [Bytes; N] = std::array::from_fn(|i| {
-                group
-                    .get(i)
-                    .map_or_else(Bytes::new, |e| e.framed(epoch, |e| message_event(e, epoch)))
-            });
-            let mut sizes = [[0u8; 18]; N];
-            let mut lens = [0usize; N];
-            for (i, event) in events.iter().take(group.len()).enumerate() {
-                lens[i] = chunk_size(event.len(), &mut sizes[i]).len();
-            }
-            let mut frames = [[&[][..]; 3]; N];
-            for i in 0..group.len() {
-                frames[i] = [&sizes[i][..lens[i]], &events[i][..], b"\r\n"];
-            }
-            let (n, whole) = self.link.try_write_frames(&frames[..group.len()]);
-            self.metrics.record_deliveries(Transport::Sse, n as u64);
-            taken += n;
-            if n < group.len() || !whole {
-                return Offer::Stopped { taken };
-            }
-        }
-        Offer::Sent
+        self.link
+            .offer(&Chunk { epoch }, entries, &self.metrics, Transport::Sse)
     }
 
     fn detached(&self, cursor: u64) {
         self.link.detach(cursor);
+    }
+}
+
+/// A message as a chunk of the stream: its size line, the entry's event bytes that every stream
+/// shares ([`Entry::framed`], with ids of `epoch`), CRLF.
+struct Chunk {
+    epoch: Option<Epoch>,
+}
+
+impl Framing<3> for Chunk {
+    /// The event, the size line and its length.
+    type Scratch = (Bytes, [u8; 18], usize);
+
+    fn prepare(&self, entry: &Entry, (event, size, len): &mut Self::Scratch) {
+        let epoch = self.epoch;
+        *event = entry.framed(epoch, |e| message_event(e, epoch));
+        *len = chunk_size(event.len(), size).len();
+    }
+
+    fn slices<'a>(&self, _: &'a Entry, (event, size, len): &'a Self::Scratch) -> [&'a [u8]; 3] {
+        [&size[..*len], event, b"\r\n"]
     }
 }
 

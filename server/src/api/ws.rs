@@ -39,9 +39,9 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use crate::error::ApiError;
 use crate::extract::Target;
-use crate::feed::{Attachment, BATCH, Entry, Follower, Limit, Offer, Room, Subscriber};
+use crate::feed::{Attachment, Entry, Follower, Limit, Offer, Room, Subscriber};
 use crate::held::Holder;
-use crate::link::{HasLink, Link, LinkIo};
+use crate::link::{Framing, HasLink, Link, LinkIo};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use wire::{ClientFrame, PublishRequest, StreamItem, Transport};
@@ -168,42 +168,39 @@ impl Subscriber for Outlet {
         Some(&self.client)
     }
 
-    /// Each entry as a text frame: tungstenite's frame header, then the entry's shared JSON, in
-    /// one vectored write per 32 frames.
+    /// Each entry as a text frame ([`TextFrame`]), in one vectored write per batch.
     fn offer(&self, entries: &[Arc<Entry>]) -> Offer {
-        const N: usize = BATCH.messages;
-        let mut taken = 0;
-        for group in entries.chunks(N) {
-            let mut heads = [[0u8; MAX_HEADER]; N];
-            let mut lens = [0usize; N];
-            let header = FrameHeader {
-                opcode: OpCode::Data(Data::Text),
-                ..FrameHeader::default()
-            };
-            for (i, entry) in group.iter().enumerate() {
-                let len = entry.text.len() as u64;
-                lens[i] = header.len(len);
-                header
-                    .format(len, &mut &mut heads[i][..])
-                    .expect("a text frame's header fits in 10 bytes");
-            }
-            let mut frames = [[&[][..]; 2]; N];
-            for (i, entry) in group.iter().enumerate() {
-                frames[i] = [&heads[i][..lens[i]], entry.text.as_bytes()];
-            }
-            let (n, whole) = self.link.try_write_frames(&frames[..group.len()]);
-            self.metrics
-                .record_deliveries(Transport::WebSocket, n as u64);
-            taken += n;
-            if n < group.len() || !whole {
-                return Offer::Stopped { taken };
-            }
-        }
-        Offer::Sent
+        self.link
+            .offer(&TextFrame, entries, &self.metrics, Transport::WebSocket)
     }
 
     fn detached(&self, cursor: u64) {
         self.link.detach(cursor);
+    }
+}
+
+/// A message as a text frame: tungstenite's frame header, made per frame, then the entry's
+/// shared JSON.
+struct TextFrame;
+
+impl Framing<2> for TextFrame {
+    /// The header and its length.
+    type Scratch = ([u8; MAX_HEADER], usize);
+
+    fn prepare(&self, entry: &Entry, (head, len): &mut Self::Scratch) {
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        let payload = entry.text.len() as u64;
+        *len = header.len(payload);
+        header
+            .format(payload, &mut &mut head[..])
+            .expect("a text frame's header fits in 10 bytes");
+    }
+
+    fn slices<'a>(&self, entry: &'a Entry, (head, len): &'a Self::Scratch) -> [&'a [u8]; 2] {
+        [&head[..*len], entry.text.as_bytes()]
     }
 }
 
