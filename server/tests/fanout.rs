@@ -33,6 +33,22 @@ fn room_name(name: &str) -> server::feed::RoomName {
 }
 
 /// The next message's seq on a WebSocket (the epoch frame skipped); `None` when it closed.
+/// Waits until `n` connections of `room` are attached to its fan-out.
+async fn until_attached(t: &TestServer, room: &str, n: usize) {
+    let deadline = Instant::now() + PROMPT;
+    while t
+        .server
+        .state
+        .feed
+        .find(&room_name(room))
+        .map(|r| r.attached())
+        != Some(n)
+    {
+        assert!(Instant::now() < deadline, "the clients never attached");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn ws_seq(ws: &mut WebSocketStream<tokio::net::TcpStream>) -> Option<u64> {
     loop {
         match timeout(PROMPT, ws.next()).await.expect("a frame in time")? {
@@ -191,18 +207,7 @@ async fn clients_that_vanish_mid_frame_leave_nothing_behind_and_the_room_expires
     for _ in 0..6 {
         narrow.push(narrow_ws(&t, &format!("/api/rooms/{room}/ws")).await);
     }
-    let deadline = Instant::now() + PROMPT;
-    while t
-        .server
-        .state
-        .feed
-        .find(&room_name(room))
-        .map(|r| r.attached())
-        != Some(6)
-    {
-        assert!(Instant::now() < deadline, "the clients never attached");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_attached(&t, room, 6).await;
     // Until their sockets are full: the fan-out lets go of each in mid-frame, so the last of them
     // leaves the fan-out by being let go at the last publish, not by dropping its attachment.
     let big = "v".repeat(400 * 1024);
@@ -277,18 +282,7 @@ async fn slow_readers_of_large_messages_get_each_whole_and_in_order() {
     let room = "large";
     let mut sse = t.subscribe(Transport::Sse, room, None, None).await;
     let mut ws = narrow_ws(&t, &format!("/api/rooms/{room}/ws")).await;
-    let deadline = Instant::now() + PROMPT;
-    while t
-        .server
-        .state
-        .feed
-        .find(&room_name(room))
-        .map(|r| r.attached())
-        != Some(2)
-    {
-        assert!(Instant::now() < deadline, "the clients never attached");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_attached(&t, room, 2).await;
     // 60 KB bodies, each distinct, published faster than either client reads.
     let body = |seq: u64| format!("{seq}:{}", char::from(b'a' + (seq % 26) as u8)).repeat(6_000);
     let publisher = {

@@ -413,6 +413,13 @@ mod tests {
         }
     }
 
+    /// A room whose fan-out has one shard, so every member meets the same shard.
+    fn one_shard_room() -> Arc<Room> {
+        let mut r = room(100);
+        r.fanout = Fanout::with_shards(1);
+        Arc::new(r)
+    }
+
     fn got(r: &Recorder) -> Vec<u64> {
         r.got.lock().unwrap().clone()
     }
@@ -490,9 +497,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_subscriber_that_joins_behind_the_shard_is_let_go_to_read_for_itself() {
         // One shard, so the late joiner meets the shard that has handed out more.
-        let mut r = room(100);
-        r.fanout = Fanout::with_shards(1);
-        let r = Arc::new(r);
+        let r = one_shard_room();
         let first = recorder(None);
         let _f = r.attach(first.clone(), r.epoch(), 0);
         publish(&r, req("a", "1"));
@@ -532,9 +537,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_subscriber_that_joins_behind_what_the_shard_handed_out_is_let_go_at_once() {
         // One shard, so the late joiner meets the shard that has handed out more.
-        let mut r = room(100);
-        r.fanout = Fanout::with_shards(1);
-        let r = Arc::new(r);
+        let r = one_shard_room();
         let first = recorder(None);
         let _f = r.attach(first.clone(), r.epoch(), 0);
         publish(&r, req("a", "1"));
@@ -555,9 +558,7 @@ mod tests {
     async fn a_cursor_of_an_epoch_the_log_has_left_is_let_go_at_once() {
         // One shard, so the stale member meets the running shard (a new shard would start
         // from the stale cursor's epoch, whose first read is a reset: let go as well).
-        let mut r = room(100);
-        r.fanout = Fanout::with_shards(1);
-        let r = Arc::new(r);
+        let r = one_shard_room();
         let first = recorder(None);
         let _f = r.attach(first.clone(), r.epoch(), 0);
         for i in 0..3 {
