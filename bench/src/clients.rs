@@ -7,13 +7,18 @@
 //! frame and a long poll's body all carry the body unchanged). A stamp split across two reads is
 //! carried over to the next one.
 
+use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+
+use crate::cpu;
 
 use crate::servers::Stack;
 
@@ -132,50 +137,111 @@ pub async fn subscribe(
     })
 }
 
-/// Latencies (µs) of the stamps one subscriber read while `window` was open, and how many.
+/// What a set of subscribers read while `window` was open: each stamp's latency (µs) and the
+/// CPU the threads reading them spent.
 #[derive(Default)]
 pub struct Received {
     pub latencies_us: Vec<u32>,
+    pub cpu_ns: u64,
 }
 
-/// Reads `sub` until `stop` is set or the socket closes, recording each stamp that arrives while
-/// `window` is set.
-pub async fn follow(
-    mut sub: Subscriber,
+/// Reads `subscribers` (each socket with the bytes already read past its answer's head) on as
+/// many threads as there are cores, each waiting on its share with epoll (mio) and reading each
+/// socket once per readiness, until `stop`. Threads, not tasks on the runtime: the client's cost
+/// per delivery is a `read` and a scan, with no timer or task wake-up of its own, so it weighs as
+/// little as it can in either server's latency, and is the same for both.
+pub fn follow(
+    subscribers: Vec<(std::net::TcpStream, Vec<u8>)>,
     clock: Instant,
     window: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-) -> Received {
-    let mut received = Received::default();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut carry = std::mem::take(&mut sub.rest);
-    loop {
-        let read = tokio::time::timeout(Duration::from_millis(200), sub.tcp.read(&mut buf)).await;
-        if stop.load(Ordering::Relaxed) {
-            break;
+) -> std::thread::JoinHandle<Result<Received, String>> {
+    std::thread::spawn(move || {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = subscribers.len().div_ceil(cores).max(1);
+        let mut threads = Vec::new();
+        let mut subscribers = subscribers.into_iter().peekable();
+        while subscribers.peek().is_some() {
+            let mine: Vec<_> = subscribers.by_ref().take(per).collect();
+            let (window, stop) = (window.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                follow_some(mine, clock, &window, &stop)
+            }));
         }
-        let n = match read {
-            Err(_) => continue,
-            Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(n)) => n,
-        };
-        let now = clock.elapsed().as_nanos() as u64;
-        let counting = window.load(Ordering::Relaxed);
-        carry.extend_from_slice(&buf[..n]);
-        let keep = scan(&carry, |stamp_ns| {
-            if counting {
-                let us = now.saturating_sub(stamp_ns) / 1000;
-                received.latencies_us.push(us.min(u32::MAX as u64) as u32);
-            }
-        });
-        carry.drain(..keep);
+        let mut all = Received::default();
+        for t in threads {
+            let got = t.join().map_err(|_| "a client thread panicked")??;
+            all.latencies_us.extend(got.latencies_us);
+            all.cpu_ns += got.cpu_ns;
+        }
+        Ok(all)
+    })
+}
+
+/// One client thread: a read per readiness (a second only when the first filled the buffer: a
+/// shorter read emptied the socket, so more data is a new edge), stamps recorded while `window`
+/// is open. A socket the server closed or reset is read no more.
+fn follow_some(
+    subscribers: Vec<(std::net::TcpStream, Vec<u8>)>,
+    clock: Instant,
+    window: &AtomicBool,
+    stop: &AtomicBool,
+) -> Result<Received, String> {
+    let mut poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
+    let mut streams = Vec::with_capacity(subscribers.len());
+    for (i, (socket, rest)) in subscribers.into_iter().enumerate() {
+        socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut stream = MioStream::from_std(socket);
+        poll.registry()
+            .register(&mut stream, Token(i), Interest::READABLE)
+            .map_err(|e| format!("epoll: {e}"))?;
+        streams.push((stream, rest));
     }
-    received
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut meter = cpu::Meter::default();
+    let mut received = Received::default();
+    while !stop.load(Ordering::Relaxed) {
+        let counting = meter.counting(window)?;
+        match poll.poll(&mut events, Some(Duration::from_millis(50))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("epoll: {e}")),
+        }
+        for event in &events {
+            let (stream, carry) = &mut streams[event.token().0];
+            loop {
+                let n = match stream.read(&mut buf) {
+                    Ok(n) if n > 0 => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    // Closed or reset: no more edges come from it.
+                    _ => break,
+                };
+                let now = clock.elapsed().as_nanos() as u64;
+                carry.extend_from_slice(&buf[..n]);
+                let keep = scan(carry, |stamp_ns| {
+                    if counting {
+                        let us = now.saturating_sub(stamp_ns) / 1000;
+                        received
+                            .latencies_us
+                            .push(us.min(u64::from(u32::MAX)) as u32);
+                    }
+                });
+                carry.drain(..keep);
+                if n < buf.len() {
+                    break;
+                }
+            }
+        }
+    }
+    meter.stop()?;
+    received.cpu_ns = meter.ns;
+    Ok(received)
 }
 
 /// Calls `found` with each complete `@T<ns>;` stamp in `bytes`; returns how many leading bytes
 /// are done with (everything but a stamp that may continue in the next read).
-fn scan(bytes: &[u8], mut found: impl FnMut(u64)) -> usize {
+pub fn scan(bytes: &[u8], mut found: impl FnMut(u64)) -> usize {
     let mut i = 0;
     let mut done = bytes.len();
     while i + 1 < bytes.len() {

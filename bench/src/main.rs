@@ -9,6 +9,14 @@
 //!   `--rate` (10) msg/s; over a `--window` (10 s): server CPU seconds per delivery and the p99
 //!   of delivery latency (receive time minus the publish's scheduled time, one clock).
 //!
+//! - **Bare sockets**: the same fan-out with no server: writer threads writing each message to
+//!   `--subscribers` loopback sockets inside the bench, read by the same client (bare.rs). Its
+//!   CPU per write and its p99 are the least this machine's kernel allows a server, its client CPU
+//!   per delivery the least a client pays, so a goal below them is a goal for the kernel.
+//!
+//! Beside each fan-out it prints the client's own CPU per delivery (its threads' run time): on
+//! two cores the client's time is in every server's p99, the same for each.
+//!
 //! It prints each figure with the 1-minute load average beside it (the machine may be shared:
 //! memory per idle connection is robust to that, CPU and latency are not), then the ratios
 //! duplex / nchan. Run it with `bench/run.sh`, which builds both release binaries first.
@@ -20,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use bench::bare::{self, Bare, Shape};
 use bench::clients::{self, Held};
 use bench::servers::{self, Paths, Server, Stack};
 
@@ -175,6 +184,8 @@ struct FanOut {
     p99: Figure,
     deliveries: usize,
     expected: f64,
+    /// The client threads' CPU seconds per delivery over the window.
+    client_per_delivery: f64,
 }
 
 async fn fan_out(stack: Stack, held: Held, args: &Args) -> Result<FanOut, String> {
@@ -183,14 +194,16 @@ async fn fan_out(stack: Stack, held: Held, args: &Args) -> Result<FanOut, String
     let window = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let room = format!("fan{}", clock.elapsed().as_nanos() % 1_000_000);
-    let mut followers = JoinSet::new();
+    let mut subscribers = Vec::with_capacity(args.subscribers);
     for n in 0..args.subscribers {
         let from = clients::source(n, args.sources);
         let sub = clients::subscribe(stack, held, &room, server.addr, from, n)
             .await
             .map_err(|e| format!("subscriber {n} on {}: {e}", stack.name()))?;
-        followers.spawn(clients::follow(sub, clock, window.clone(), stop.clone()));
+        let tcp = sub.tcp.into_std().map_err(|e| e.to_string())?;
+        subscribers.push((tcp, sub.rest));
     }
+    let client = clients::follow(subscribers, clock, window.clone(), stop.clone());
     let publisher = tokio::spawn(clients::publish(
         stack,
         server.addr,
@@ -212,10 +225,11 @@ async fn fan_out(stack: Stack, held: Held, args: &Args) -> Result<FanOut, String
     let load = servers::load();
     stop.store(true, Ordering::Relaxed);
     let published = publisher.await.map_err(|e| e.to_string())??;
-    let mut latencies = Vec::new();
-    while let Some(received) = followers.join_next().await {
-        latencies.extend(received.map_err(|e| e.to_string())?.latencies_us);
-    }
+    let received = tokio::task::spawn_blocking(move || client.join())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the client panicked")??;
+    let mut latencies = received.latencies_us;
     drop(server);
     if published == 0 || latencies.is_empty() {
         return Err(format!(
@@ -237,7 +251,22 @@ async fn fan_out(stack: Stack, held: Held, args: &Args) -> Result<FanOut, String
         },
         deliveries: latencies.len(),
         expected: args.subscribers as f64 * args.rate * elapsed,
+        client_per_delivery: received.cpu_ns as f64 / 1e9 / latencies.len() as f64,
     })
+}
+
+/// The bare-socket fan-out for this run's shape, off the runtime (its threads block).
+async fn bare(args: &Args) -> Result<Bare, String> {
+    let shape = Shape {
+        subscribers: args.subscribers,
+        rate: args.rate,
+        payload: args.payload,
+        window: args.window,
+        sources: args.sources,
+    };
+    tokio::task::spawn_blocking(move || bare::measure(&shape))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// The stacks measured, each measurement in this order (so a baseline and the new binary see
@@ -251,6 +280,34 @@ fn stacks(args: &Args) -> Vec<Stack> {
         out.insert(out.len() - 1, Stack::Baseline);
     }
     out
+}
+
+/// One line of the closing table: a figure for each stack (indexed by [`Stack`]) and the bare
+/// sockets' where they have one, printed as `value * scale` in `unit`.
+struct Row {
+    label: String,
+    figures: [Option<Figure>; 3],
+    bare: Option<Figure>,
+    scale: f64,
+    unit: &'static str,
+}
+
+impl Row {
+    fn new(
+        label: String,
+        figures: [Option<Figure>; 3],
+        bare: Option<Figure>,
+        scale: f64,
+        unit: &'static str,
+    ) -> Self {
+        Row {
+            label,
+            figures,
+            bare,
+            scale,
+            unit,
+        }
+    }
 }
 
 /// `duplex / nchan`, or blank when one side was not measured.
@@ -290,7 +347,7 @@ async fn run(args: Args) -> Result<(), String> {
         ));
     }
     println!("vs-nchan: load at start {}", servers::load());
-    let mut rows: Vec<(String, [Option<Figure>; 3], f64, &str)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     // `--idle 0` skips the idle-memory figures (a fan-out-only run, e.g. for a before/after).
     let idle_kinds: &[Held] = if args.idle == 0 {
         &[]
@@ -316,58 +373,97 @@ async fn run(args: Args) -> Result<(), String> {
             args.idle,
             held.name()
         );
-        rows.push((label, pair, 1.0 / 1024.0, "KiB"));
+        rows.push(Row::new(label, pair, None, 1.0 / 1024.0, "KiB"));
     }
     for held in [Held::WebSocket, Held::Sse] {
-        let (mut cpu, mut p99) = ([None, None, None], [None, None, None]);
+        // The bare sockets carry the same bytes whatever the transport; they are measured again
+        // before each transport's runs so that they see the same machine those do.
+        let base = bare(&args).await?;
+        let load = servers::load();
+        println!(
+            "fan-out {:<9} bare   {:>6.1} us CPU per write ({} writers), p99 {:>6.1} ms, {} \
+             deliveries, client {:.1} us per delivery (load {load})",
+            held.name(),
+            base.write_s * 1e6,
+            base.writers,
+            base.p99_s * 1e3,
+            base.deliveries,
+            base.read_s * 1e6,
+        );
+        let at_load = |value| Figure {
+            value,
+            load: load.clone(),
+        };
+        let (mut cpu, mut p99, mut client) =
+            ([None, None, None], [None, None, None], [None, None, None]);
         for stack in stacks(&args) {
             let f = fan_out(stack, held, &args).await?;
             println!(
                 "fan-out {:<9} {:<6} {:>6.1} us CPU per delivery, p99 {:>6.1} ms, {} of ~{:.0} \
-                 deliveries (load {})",
+                 deliveries, client {:.1} us per delivery (load {})",
                 held.name(),
                 stack.name(),
                 f.cpu_per_delivery.value * 1e6,
                 f.p99.value * 1e3,
                 f.deliveries,
                 f.expected,
+                f.client_per_delivery * 1e6,
                 f.p99.load
             );
+            client[stack as usize] = Some(Figure {
+                value: f.client_per_delivery,
+                load: f.p99.load.clone(),
+            });
             cpu[stack as usize] = Some(f.cpu_per_delivery);
             p99[stack as usize] = Some(f.p99);
         }
         let setup = format!("{} subscribers x {} msg/s", args.subscribers, args.rate);
-        rows.push((
+        rows.push(Row::new(
             format!("server CPU per delivery, {setup}: {}", held.name()),
             cpu,
+            Some(at_load(base.write_s)),
             1e6,
             "us",
         ));
-        rows.push((
+        rows.push(Row::new(
             format!("p99 delivery, {setup}: {}", held.name()),
             p99,
+            Some(at_load(base.p99_s)),
             1e3,
             "ms",
+        ));
+        rows.push(Row::new(
+            format!("client (this bench) CPU per delivery: {}", held.name()),
+            client,
+            Some(at_load(base.read_s)),
+            1e6,
+            "us",
         ));
     }
     println!();
     let before = args.paths.baseline.is_some();
     if before {
-        println!("| figure | nchan | before | duplex | before / nchan | duplex / nchan |");
-        println!("|---|---|---|---|---|---|");
+        println!(
+            "| figure | nchan | before | duplex | bare | before / nchan | duplex / nchan | \
+             bare / nchan |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
     } else {
-        println!("| figure | nchan | duplex | duplex / nchan |");
-        println!("|---|---|---|---|");
+        println!("| figure | nchan | duplex | bare | duplex / nchan | bare / nchan |");
+        println!("|---|---|---|---|---|---|");
     }
-    for (label, [nchan, duplex, baseline], scale, unit) in &rows {
+    for row in &rows {
+        let [nchan, duplex, baseline] = &row.figures;
         let (nchan, duplex, baseline) = (nchan.as_ref(), duplex.as_ref(), baseline.as_ref());
-        let (n, d) = (show(nchan, *scale, unit), show(duplex, *scale, unit));
+        let bare = row.bare.as_ref();
+        let show = |f| show(f, row.scale, row.unit);
+        let (label, n, d, f) = (&row.label, show(nchan), show(duplex), show(bare));
+        let (rd, rf) = (ratio(nchan, duplex), ratio(nchan, bare));
         if before {
-            let b = show(baseline, *scale, unit);
-            let (rb, rd) = (ratio(nchan, baseline), ratio(nchan, duplex));
-            println!("| {label} | {n} | {b} | {d} | {rb} | {rd} |");
+            let (b, rb) = (show(baseline), ratio(nchan, baseline));
+            println!("| {label} | {n} | {b} | {d} | {f} | {rb} | {rd} | {rf} |");
         } else {
-            println!("| {label} | {n} | {d} | {} |", ratio(nchan, duplex));
+            println!("| {label} | {n} | {d} | {f} | {rd} | {rf} |");
         }
     }
     Ok(())
