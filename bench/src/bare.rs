@@ -212,7 +212,10 @@ mod tests {
             (expected * 0.9..=expected * 1.1).contains(&got),
             "{got} deliveries, expected about {expected}"
         );
-        assert!(bare.write_s > 0.0 && bare.read_s > 0.0, "both sides metered");
+        assert!(
+            bare.write_s > 0.0 && bare.read_s > 0.0,
+            "both sides metered"
+        );
         assert!(bare.p99_s < 0.5, "p99 {} s on an idle loopback", bare.p99_s);
     }
 }
