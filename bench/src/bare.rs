@@ -94,21 +94,21 @@ pub fn measure(shape: &Shape) -> Result<Bare, String> {
         write_ns += ns;
         writes += count;
     }
-    let received = client.join().map_err(|_| "the client panicked")??;
-    let mut latencies = received.latencies_us;
-    if writes == 0 || latencies.is_empty() {
-        return Err(format!(
-            "bare sockets: nothing delivered ({writes} writes, {} read)",
-            latencies.len()
-        ));
-    }
-    latencies.sort_unstable();
-    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    let received = client.join()?;
+    let got = received.latencies_us.len();
+    let delivered = match received.delivered() {
+        Some(d) if writes > 0 => d,
+        _ => {
+            return Err(format!(
+                "bare sockets: nothing delivered ({writes} writes, {got} read)"
+            ));
+        }
+    };
     Ok(Bare {
         write_s: write_ns as f64 / 1e9 / writes as f64,
-        read_s: received.cpu_ns as f64 / 1e9 / latencies.len() as f64,
-        p99_s: f64::from(p99) / 1e6,
-        deliveries: latencies.len(),
+        read_s: delivered.client_cpu_s,
+        p99_s: delivered.p99_s,
+        deliveries: delivered.deliveries,
         writers: threads,
     })
 }

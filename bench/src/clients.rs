@@ -145,6 +145,44 @@ pub struct Received {
     pub cpu_ns: u64,
 }
 
+/// The figures a fan-out run reports from what its client received.
+pub struct Delivered {
+    pub deliveries: usize,
+    /// The 99th percentile of delivery latency, seconds.
+    pub p99_s: f64,
+    /// The client threads' CPU seconds per delivery.
+    pub client_cpu_s: f64,
+}
+
+impl Received {
+    /// Its count, p99 and CPU per delivery; `None` when nothing was received.
+    pub fn delivered(mut self) -> Option<Delivered> {
+        let n = self.latencies_us.len();
+        if n == 0 {
+            return None;
+        }
+        self.latencies_us.sort_unstable();
+        let p99 = self.latencies_us[(n * 99 / 100).min(n - 1)];
+        Some(Delivered {
+            deliveries: n,
+            p99_s: f64::from(p99) / 1e6,
+            client_cpu_s: self.cpu_ns as f64 / 1e9 / n as f64,
+        })
+    }
+}
+
+/// The client's threads reading, from [`follow`].
+pub struct Following(std::thread::JoinHandle<Result<Received, String>>);
+
+impl Following {
+    /// Waits for the threads (they end once `stop` is set) and what they received.
+    pub fn join(self) -> Result<Received, String> {
+        self.0
+            .join()
+            .map_err(|_| "the client panicked".to_string())?
+    }
+}
+
 /// Reads `subscribers` (each socket with the bytes already read past its answer's head) on as
 /// many threads as there are cores, each waiting on its share with epoll (mio) and reading each
 /// socket once per readiness, until `stop`. Threads, not tasks on the runtime: the client's cost
@@ -155,8 +193,8 @@ pub fn follow(
     clock: Instant,
     window: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Result<Received, String>> {
-    std::thread::spawn(move || {
+) -> Following {
+    Following(std::thread::spawn(move || {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per = subscribers.len().div_ceil(cores).max(1);
         let mut threads = Vec::new();
@@ -175,7 +213,7 @@ pub fn follow(
             all.cpu_ns += got.cpu_ns;
         }
         Ok(all)
-    })
+    }))
 }
 
 /// One client thread: a read per readiness (a second only when the first filled the buffer: a

@@ -227,31 +227,30 @@ async fn fan_out(stack: Stack, held: Held, args: &Args) -> Result<FanOut, String
     let published = publisher.await.map_err(|e| e.to_string())??;
     let received = tokio::task::spawn_blocking(move || client.join())
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|_| "the client panicked")??;
-    let mut latencies = received.latencies_us;
+        .map_err(|e| e.to_string())??;
     drop(server);
-    if published == 0 || latencies.is_empty() {
-        return Err(format!(
-            "{} {}: nothing delivered ({published} published)",
-            stack.name(),
-            held.name()
-        ));
-    }
-    latencies.sort_unstable();
-    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    let delivered = match received.delivered() {
+        Some(d) if published > 0 => d,
+        _ => {
+            return Err(format!(
+                "{} {}: nothing delivered ({published} published)",
+                stack.name(),
+                held.name()
+            ));
+        }
+    };
     Ok(FanOut {
         cpu_per_delivery: Figure {
-            value: cpu / latencies.len() as f64,
+            value: cpu / delivered.deliveries as f64,
             load: load.clone(),
         },
         p99: Figure {
-            value: f64::from(p99) / 1e6,
+            value: delivered.p99_s,
             load,
         },
-        deliveries: latencies.len(),
+        deliveries: delivered.deliveries,
         expected: args.subscribers as f64 * args.rate * elapsed,
-        client_per_delivery: received.cpu_ns as f64 / 1e9 / latencies.len() as f64,
+        client_per_delivery: delivered.client_cpu_s,
     })
 }
 
