@@ -19,7 +19,8 @@
 //!
 //! It prints each figure with the 1-minute load average beside it (the machine may be shared:
 //! memory per idle connection is robust to that, CPU and latency are not), then the ratios
-//! duplex / nchan. Run it with `bench/run.sh`, which builds both release binaries first.
+//! duplex / nchan and bare / nchan. Run it with `bench/run.sh`, which builds both release
+//! binaries first.
 
 use std::process::ExitCode;
 use std::sync::Arc;
